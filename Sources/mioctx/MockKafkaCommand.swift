@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct MockKafkaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mock-kafka")
+    func run() async throws {}
+}
