@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "MioSimulator", targets: ["MioSimulator"]),
         .library(name: "MioTokens", targets: ["MioTokens"]),
         .library(name: "HTTPEndpoints", targets: ["HTTPEndpoints"]),
+        .library(name: "ContextProcessor", targets: ["ContextProcessor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -86,6 +87,17 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        .target(
+            name: "ContextProcessor",
+            dependencies: [
+                "Kafka",
+                "Mio",
+                "MioTokens",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
         .executableTarget(
             name: "mioctx",
             dependencies: [
@@ -94,6 +106,7 @@ let package = Package(
                 "MioSimulator",
                 "MioTokens",
                 "HTTPEndpoints",
+                "ContextProcessor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,6 +130,11 @@ let package = Package(
         .testTarget(
             name: "MioTokensTests",
             dependencies: ["MioTokens", "Mio", "MioSimulator", "HTTPEndpoints"],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "ContextProcessorTests",
+            dependencies: ["ContextProcessor", "Kafka", "Mio", "MioSimulator", "MioTokens"],
             swiftSettings: upcomingFeatures
         ),
     ]
