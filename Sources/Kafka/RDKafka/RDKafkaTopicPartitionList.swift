@@ -1,0 +1,39 @@
+import CRdKafka
+
+/// Conversions between Swift partition values and `rd_kafka_topic_partition_list_t`.
+enum RDKafkaTopicPartitionList {
+    /// A new list the caller must destroy with `rd_kafka_topic_partition_list_destroy`.
+    static func make(_ partitions: [KafkaTopicPartition]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        for partition in partitions {
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)
+        }
+        return list
+    }
+
+    /// A new list the caller must destroy, with an offset on each entry.
+    static func make(_ offsets: [KafkaTopicPartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        for offset in offsets {
+            let entry = rd_kafka_topic_partition_list_add(list, offset.topicPartition.topic, offset.topicPartition.partition)!
+            entry.pointee.offset = offset.offset
+        }
+        return list
+    }
+
+    static func partitions(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> [KafkaTopicPartition] {
+        entries(list).map { KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition) }
+    }
+
+    static func entries(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> UnsafeBufferPointer<rd_kafka_topic_partition_t> {
+        UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt))
+    }
+
+    /// The first per-partition error in `list`, if any.
+    static func firstError(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> (KafkaTopicPartition, rd_kafka_resp_err_t)? {
+        for entry in entries(list) where entry.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            return (KafkaTopicPartition(topic: String(cString: entry.topic), partition: entry.partition), entry.err)
+        }
+        return nil
+    }
+}
