@@ -504,10 +504,10 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     /// librdkafka's commit callback, for asynchronous commits (on the poll thread).
     func committed(error: rd_kafka_resp_err_t, offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR && error != RD_KAFKA_RESP_ERR__NO_OFFSET {
-            report(KafkaError.rdKafka(error, code: .commit, context: "asynchronous commit failed"), asCommit: true)
+            report(KafkaError.rdKafka(error, code: .commit, context: "offset commit failed"), asCommit: true)
         } else if let offsets, let (partition, partitionError) = RDKafkaTopicPartitionList.firstError(offsets) {
             report(
-                KafkaError.rdKafka(partitionError, code: .commit, context: "asynchronous commit of \(partition) failed"),
+                KafkaError.rdKafka(partitionError, code: .commit, context: "offset commit of \(partition) failed"),
                 asCommit: true
             )
         }

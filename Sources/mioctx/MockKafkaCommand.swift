@@ -40,13 +40,19 @@ struct MockKafkaCommand: AsyncParsableCommand {
         for topic in try topics.map({ try Self.parseTopic($0, brokers: brokers) }) {
             try cluster.createTopic(topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)
         }
-        printFirstLine(cluster.bootstrapServers)
-        logger.info(
-            "mock Kafka cluster running",
-            metadata: ["kafka.bootstrapServers": "\(cluster.bootstrapServers)", "kafka.brokers": "\(brokers)"]
-        )
+        let bootstrapServers = cluster.bootstrapServers
+        let brokerCount = brokers
+        // Announced from inside the group, once its signal handlers are installed: a parent that reads the
+        // line and sends SIGTERM at once still gets a clean exit.
+        let announce = AnnounceThenWaitForShutdown {
+            printFirstLine(bootstrapServers)
+            logger.info(
+                "mock Kafka cluster running",
+                metadata: ["kafka.bootstrapServers": "\(bootstrapServers)", "kafka.brokers": "\(brokerCount)"]
+            )
+        }
         let group = ServiceGroup(
-            services: [WaitForShutdown()],
+            services: [announce],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
@@ -70,9 +76,12 @@ struct MockKafkaCommand: AsyncParsableCommand {
     }
 }
 
-/// A service that does nothing but wait for the service group's graceful shutdown.
-struct WaitForShutdown: Service {
+/// A service that announces that the process is ready, then waits for the group's graceful shutdown.
+struct AnnounceThenWaitForShutdown: Service {
+    let announce: @Sendable () -> Void
+
     func run() async throws {
+        announce()
         try? await gracefulShutdown()
     }
 }

@@ -1,0 +1,153 @@
+import Kafka
+import Testing
+
+@Suite("Kafka producer")
+struct KafkaProducerTests {
+    @Test func roundTripKeepsKeyValueHeadersAndOffsets() async throws {
+        let cluster = try makeCluster(topics: ["round-trip": 3])
+        let headers = [
+            KafkaHeader(key: "job-id", value: "j-1"),
+            KafkaHeader(key: "binary", value: [0, 255, 7]),
+            KafkaHeader(key: "null-header", value: nil),
+            KafkaHeader(key: "job-id", value: "repeated"),
+        ]
+        let report = try await withProducer(cluster) { producer in
+            try await producer.send(topic: "round-trip", partition: 2, key: Array("user-7".utf8), value: Array("{\"a\":1}".utf8), headers: headers)
+        }
+        #expect(report.topic == "round-trip")
+        #expect(report.partition == 2)
+        #expect(report.offset == 0)
+
+        let consumer = try RunningConsumer(cluster, group: "round-trip-group", topics: ["round-trip"])
+        let messages = try await consumer.read(1)
+        try await consumer.stop()
+        let message = try #require(messages.first)
+        #expect(message.key == Array("user-7".utf8))
+        #expect(message.valueString == "{\"a\":1}")
+        #expect(message.headers == headers)
+        #expect(message.partition == 2)
+        #expect(message.offset == 0)
+        #expect(message.timestampMilliseconds != nil)
+    }
+
+    @Test func emptyAndNullValuesStayDistinct() async throws {
+        let cluster = try makeCluster(topics: ["nulls": 1])
+        try await withProducer(cluster) { producer in
+            _ = try await producer.send(topic: "nulls", key: nil, value: nil)
+            _ = try await producer.send(topic: "nulls", key: [], value: [])
+        }
+        let consumer = try RunningConsumer(cluster, group: "nulls-group", topics: ["nulls"])
+        let messages = try await consumer.read(2)
+        try await consumer.stop()
+        #expect(messages[0].key == nil)
+        #expect(messages[0].value == nil)
+        #expect(messages[1].value == [])
+    }
+
+    @Test func injectedPermanentProduceErrorIsThrownTyped() async throws {
+        let cluster = try makeCluster(topics: ["refused": 1])
+        cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+        await #expect {
+            try await withProducer(cluster, properties: ["message.timeout.ms": "20000"]) { producer in
+                _ = try await producer.send(topic: "refused", key: nil, value: Array("x".utf8))
+            }
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.code == .delivery && error.rdKafkaErrorName == "TOPIC_AUTHORIZATION_FAILED" && !error.isRetriable
+        }
+    }
+
+    @Test func transientProduceErrorsAreRetriedByTheClient() async throws {
+        let cluster = try makeCluster(topics: ["flaky": 1])
+        cluster.pushRequestErrors(.produce, [.notLeaderForPartition, .requestTimedOut])
+        let report = try await withProducer(cluster) { producer in
+            try await producer.send(topic: "flaky", key: nil, value: Array("survives".utf8))
+        }
+        #expect(report.offset == 0)
+    }
+
+    @Test func messagesTimingOutWhileTheBrokerIsDownFailAsRetriable() async throws {
+        let cluster = try makeCluster(topics: ["down": 1])
+        try cluster.setBrokerDown(1)
+        await #expect {
+            try await withProducer(cluster, properties: ["message.timeout.ms": "1500"]) { producer in
+                _ = try await producer.send(topic: "down", key: nil, value: Array("lost?".utf8))
+            }
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.code == .delivery && error.isRetriable
+        }
+    }
+
+    @Test(arguments: [
+        (["no.such.property": "1"], "no.such.property"),
+        (["linger.ms": "banana"], "linger.ms"),
+        (["enable.idempotence": "maybe"], "enable.idempotence"),
+    ])
+    func invalidPropertyThrowsErrorNamingIt(properties: [String: String], name: String) throws {
+        #expect {
+            _ = try KafkaProducer(
+                configuration: KafkaConfiguration(bootstrapServers: "127.0.0.1:9", properties: properties),
+                logger: testLogger()
+            )
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.code == .configuration && error.message.contains("'\(name)'")
+        }
+        #expect {
+            _ = try KafkaConsumer(
+                configuration: KafkaConfiguration(bootstrapServers: "127.0.0.1:9", properties: properties),
+                groupID: "g",
+                topics: ["t"],
+                logger: testLogger()
+            )
+        } throws: { error in
+            (error as? KafkaError)?.message.contains("'\(name)'") == true
+        }
+    }
+
+    @Test func sendAfterShutdownThrowsShutdown() async throws {
+        let cluster = try makeCluster(topics: ["closed": 1])
+        let producer = try KafkaProducer(
+            configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers),
+            logger: testLogger()
+        )
+        producer.shutdown()
+        try await producer.run()
+        await #expect {
+            _ = try await producer.send(topic: "closed", key: nil, value: [1])
+        } throws: { error in
+            (error as? KafkaError)?.code == .shutdown
+        }
+    }
+
+    // librdkafka 2.0.2's mock cluster does not implement the CreateTopics request, so topic creation
+    // against a broker is exercised where a real cluster exists; here: validation and failure reporting.
+    @Test func adminRejectsAnInvalidTopicNamingIt() async throws {
+        let cluster = try makeCluster(topics: [:])
+        let admin = try KafkaAdminClient(
+            configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers),
+            logger: testLogger()
+        )
+        await #expect {
+            try await admin.createTopics([KafkaNewTopic(name: "no-partitions", partitions: -5)])
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.code == .admin && error.message.contains("no-partitions")
+        }
+    }
+
+    @Test func adminReportsAnUnansweredRequestNamingTheTopics() async throws {
+        let cluster = try makeCluster(topics: [:])
+        let admin = try KafkaAdminClient(
+            configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers),
+            logger: testLogger()
+        )
+        await #expect {
+            try await admin.createTopics([KafkaNewTopic(name: "unanswered", partitions: 2)], timeout: .seconds(1))
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.message.contains("unanswered") && error.isRetriable
+        }
+    }
+}
