@@ -130,7 +130,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MioTokensTests",
-            dependencies: ["MioTokens", "Mio", "MioSimulator", "HTTPEndpoints"],
+            dependencies: [
+                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -63,8 +63,8 @@ public final class PostgresTokenStore: TokenStore, Service {
         self.logger = logger
     }
 
-    /// Creates a store for a `postgres://user:password@host:port/database?sslmode=disable|prefer|require` URL;
-    /// nothing is started (see ``run()``).
+    /// Creates a store for a `postgres://user:password@host:port/database?sslmode=disable|prefer|require` URL
+    /// (an optional `search_path=SCHEMA` query item selects the schema); nothing is started (see ``run()``).
     /// - Throws: ``TokenError/Code/invalidInput`` for a malformed URL.
     public convenience init(
         url: String,
@@ -129,12 +129,16 @@ public final class PostgresTokenStore: TokenStore, Service {
         default:
             throw TokenError(.invalidInput, detail: "unknown sslmode \(sslMode) (disable, prefer or require)")
         }
-        return PostgresClient.Configuration(
+        var configuration = PostgresClient.Configuration(
             host: host, port: components.port ?? 5432,
             username: user.removingPercentEncoding ?? user,
             password: components.password.map { $0.removingPercentEncoding ?? $0 },
             database: database.isEmpty ? nil : database, tls: tls
         )
+        if let searchPath = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
+            configuration.options.additionalStartupParameters.append(("search_path", searchPath))
+        }
+        return configuration
     }
 
     // MARK: - Schema

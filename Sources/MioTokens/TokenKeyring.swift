@@ -25,14 +25,17 @@ public struct TokenKeyring: Sendable {
     /// The id of the key that encrypts new ciphertexts.
     public var primaryKeyID: String { keyIDs[0] }
 
-    /// Creates a keyring from `kid:base64key` entries separated by commas, new lines or spaces.
+    /// Creates a keyring from `kid:base64key` entries separated by commas, new lines or spaces (`#` starts a
+    /// comment).
     /// - Throws: ``TokenError/Code/keyConfiguration`` for an empty list, a malformed entry, a key that is not
     ///   32 bytes, or a repeated key id. The message never contains key material.
     public init(parsing specification: String) throws {
+        // A `#` starts a comment that runs to the end of its line.
         let entries = specification
-            .split(whereSeparator: { $0 == "," || $0.isNewline || $0 == " " || $0 == "\t" })
+            .split(whereSeparator: \.isNewline)
+            .map { $0.prefix(while: { $0 != "#" }) }
+            .flatMap { $0.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }) }
             .map(String.init)
-            .filter { !$0.hasPrefix("#") }
         var ids: [String] = []
         var keys: [String: SymmetricKey] = [:]
         for (index, entry) in entries.enumerated() {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where users' tokens live. Implementations: ``SQLiteTokenStore`` (embedded default),
 /// ``PostgresTokenStore`` (shared by replicas) and ``InMemoryTokenStore`` (unit tests).
 ///
