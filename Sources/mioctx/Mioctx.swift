@@ -8,6 +8,7 @@ struct Mioctx: AsyncParsableCommand {
         abstract: "Kafka-to-Mio context processor.",
         subcommands: [
             MockKafkaCommand.self,
+            SimCommand.self,
         ]
     )
 }

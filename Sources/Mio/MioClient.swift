@@ -1,0 +1,430 @@
+import AsyncHTTPClient
+import Foundation
+public import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// A client for the Mio API that speaks exactly the wire protocol of the official server SDK
+/// (`@mio-xyz/sdk/server`): the same paths, JSON field names, grant types and `k: 3`.
+///
+/// Where the SDK throws a bare "Token exchange failed", this client throws a ``MioError`` that keeps the
+/// server's status, OAuth error, `WWW-Authenticate` error and `Retry-After`. It never logs or reports an
+/// access token, refresh token, authorization code or the client secret.
+///
+/// The client owns an HTTP connection pool: call ``shutdown()`` when done, or use
+/// ``withClient(configuration:logger:_:)``.
+public final class MioClient: Sendable {
+    /// The configuration this client was created with.
+    public let configuration: Configuration
+
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let baseURL: String
+    private let timeout: TimeAmount
+    private let now: @Sendable () -> Date
+
+    static let tokenEndpoint = Endpoint(method: .POST, path: "/v1/auth/oauth2/token")
+    static let contextEndpoint = Endpoint(method: .POST, path: "/v1/context")
+    static let summaryEndpoint = Endpoint(method: .GET, path: "/v1/context/summary")
+
+    /// The largest response body the client reads; Mio's answers are far smaller.
+    private static let maxBodyBytes = 8 * 1024 * 1024
+
+    /// Creates a client and its connection pool.
+    /// - Parameters:
+    ///   - configuration: Where Mio is and which application this is.
+    ///   - logger: Where request outcomes go (at debug level; never with a secret).
+    public convenience init(configuration: Configuration, logger: Logger = Logger(label: "mio")) {
+        self.init(configuration: configuration, logger: logger, now: { Date() })
+    }
+
+    /// Creates a client with an injected wall clock, used to turn a `Retry-After` HTTP-date into a delay.
+    init(configuration: Configuration, logger: Logger, now: @escaping @Sendable () -> Date) {
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+        var base = configuration.apiURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.timeout = TimeAmount(configuration.requestTimeout)
+
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(60),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConnections)
+        )
+        // A redirect would resend the bearer token or the client secret somewhere else: never follow one.
+        httpConfiguration.redirectConfiguration = .disallow
+        httpConfiguration.timeout = .init(
+            connect: min(self.timeout, .seconds(10)),
+            read: self.timeout
+        )
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+    }
+
+    /// Runs `body` with a new client and shuts the client down afterwards, whether `body` throws or not.
+    /// - Parameters:
+    ///   - configuration: The client configuration.
+    ///   - logger: The client's logger.
+    ///   - body: The work to do with the client.
+    /// - Returns: What `body` returns.
+    public static func withClient<T: Sendable>(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "mio"),
+        _ body: (MioClient) async throws -> T
+    ) async throws -> T {
+        let client = MioClient(configuration: configuration, logger: logger)
+        let result: T
+        do {
+            result = try await body(client)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        return result
+    }
+
+    /// Closes the connection pool. Call exactly once, after the last request.
+    public func shutdown() async throws {
+        try await self.httpClient.shutdown()
+    }
+
+    // MARK: - API
+
+    /// Swaps an authorization code for tokens (grant `authorization_code`, with the redirect URL and the
+    /// client credentials).
+    /// - Parameter code: The authorization code from Mio's consent flow.
+    /// - Returns: The user's tokens.
+    /// - Throws: ``MioError``; `invalidGrant` when the code, redirect URL or credentials do not match,
+    ///   `invalidRequest` when the code is missing.
+    public func exchangeCodeForTokens(code: String) async throws(MioError) -> MioTokenResponse {
+        let body = TokenRequest(
+            grantType: "authorization_code",
+            code: code,
+            refreshToken: nil,
+            redirectURI: self.configuration.redirectURL,
+            clientID: self.configuration.clientID,
+            clientSecret: self.configuration.clientSecret
+        )
+        return try await self.requestTokens(body, secrets: [code, self.configuration.clientSecret])
+    }
+
+    /// Mints new tokens from a refresh token (grant `refresh_token`). Mio rotates refresh tokens: store the
+    /// returned one; presenting the old one again fails with `invalid_grant` and may revoke the user.
+    /// - Parameter refreshToken: The refresh token stored from the previous exchange or refresh.
+    /// - Returns: The new tokens.
+    /// - Throws: ``MioError``; `invalidGrant` when the refresh token is expired, revoked or already used.
+    public func refreshTokens(refreshToken: String) async throws(MioError) -> MioTokenResponse {
+        let body = TokenRequest(
+            grantType: "refresh_token",
+            code: nil,
+            refreshToken: refreshToken,
+            redirectURI: nil,
+            clientID: self.configuration.clientID,
+            clientSecret: self.configuration.clientSecret
+        )
+        return try await self.requestTokens(body, secrets: [refreshToken, self.configuration.clientSecret])
+    }
+
+    /// Asks Mio for the user's context relevant to a query (`POST /v1/context` with `{"query":..,"k":3}`).
+    /// - Parameters:
+    ///   - query: What the context is for.
+    ///   - accessToken: The user's access token.
+    /// - Returns: The `content` string: the refined, personalized user summary for that query.
+    /// - Throws: ``MioError``; `unauthorized` (with `wwwAuthenticateError`) when the token is expired or bad.
+    public func getContext(query: String, accessToken: String) async throws(MioError) -> String {
+        let endpoint = Self.contextEndpoint
+        let body = try self.encode(ContextRequest(query: query, k: 3), endpoint: endpoint)
+        let response = try await self.perform(
+            endpoint,
+            body: body,
+            accessToken: accessToken,
+            secrets: [accessToken, self.configuration.clientSecret]
+        )
+        guard let decoded = try? JSONDecoder().decode(ContextResponse.self, from: response) else {
+            throw MioError(
+                code: .malformedResponse,
+                endpoint: endpoint.label,
+                status: 200,
+                detail: "body is not {\"content\": string}"
+            )
+        }
+        return decoded.content
+    }
+
+    /// Fetches the user's latest context summary (`GET /v1/context/summary`).
+    /// - Parameter accessToken: The user's access token.
+    /// - Returns: The summary, or nil when Mio has none for this user yet.
+    /// - Throws: ``MioError``; `unauthorized` when the token is expired or bad.
+    public func getContextSummary(accessToken: String) async throws(MioError) -> String? {
+        let endpoint = Self.summaryEndpoint
+        let response = try await self.perform(
+            endpoint,
+            body: nil,
+            accessToken: accessToken,
+            secrets: [accessToken, self.configuration.clientSecret]
+        )
+        guard let decoded = try? JSONDecoder().decode(SummaryResponse.self, from: response) else {
+            throw MioError(
+                code: .malformedResponse,
+                endpoint: endpoint.label,
+                status: 200,
+                detail: "body is not {\"summary\": string or null}"
+            )
+        }
+        return decoded.summary
+    }
+
+    // MARK: - Transport
+
+    private func requestTokens(_ request: TokenRequest, secrets: [String]) async throws(MioError) -> MioTokenResponse {
+        let endpoint = Self.tokenEndpoint
+        let body = try self.encode(request, endpoint: endpoint)
+        let response = try await self.perform(endpoint, body: body, accessToken: nil, secrets: secrets)
+        do {
+            return try JSONDecoder().decode(MioTokenResponse.self, from: response)
+        } catch {
+            // The body holds tokens: report only which field was wrong, never the body or the decoder's text.
+            throw MioError(
+                code: .malformedResponse,
+                endpoint: endpoint.label,
+                status: 200,
+                detail: "token response rejected: \(Self.describeDecodingFailure(error))"
+            )
+        }
+    }
+
+    private func encode(_ value: some Encodable, endpoint: Endpoint) throws(MioError) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        do {
+            return try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+        } catch {
+            throw MioError(code: .clientError, endpoint: endpoint.label, detail: "request body could not be encoded")
+        }
+    }
+
+    /// Sends one request and returns the body of a 2xx answer; maps everything else to a `MioError`.
+    private func perform(
+        _ endpoint: Endpoint,
+        body: ByteBuffer?,
+        accessToken: String?,
+        secrets: [String]
+    ) async throws(MioError) -> ByteBuffer {
+        var request = HTTPClientRequest(url: self.baseURL + endpoint.path)
+        request.method = endpoint.method
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let accessToken {
+            request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
+        }
+        if let body {
+            request.body = .bytes(body)
+        }
+
+        let started = ContinuousClock.now
+        let status: Int
+        let headers: HTTPHeaders
+        let responseBody: ByteBuffer
+        do {
+            let response = try await self.httpClient.execute(request, timeout: self.timeout)
+            status = Int(response.status.code)
+            headers = response.headers
+            let limit = (200..<300).contains(status) ? Self.maxBodyBytes : 64 * 1024
+            responseBody = try await response.body.collect(upTo: limit)
+        } catch {
+            let failure = Self.transportError(error, endpoint: endpoint)
+            self.logger.debug(
+                "mio request failed",
+                metadata: [
+                    "mio.endpoint": "\(endpoint.label)",
+                    "mio.error": "\(failure.code)",
+                    "mio.duration_ms": "\(Self.milliseconds(since: started))",
+                ]
+            )
+            throw failure
+        }
+
+        self.logger.debug(
+            "mio request finished",
+            metadata: [
+                "mio.endpoint": "\(endpoint.label)",
+                "mio.status": "\(status)",
+                "mio.duration_ms": "\(Self.milliseconds(since: started))",
+            ]
+        )
+        guard (200..<300).contains(status) else {
+            throw self.httpError(
+                status: status,
+                headers: headers,
+                body: responseBody,
+                endpoint: endpoint,
+                secrets: secrets
+            )
+        }
+        return responseBody
+    }
+
+    private static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = ContinuousClock.now - start
+        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    // MARK: - Error mapping
+
+    func httpError(
+        status: Int,
+        headers: HTTPHeaders,
+        body: ByteBuffer,
+        endpoint: Endpoint,
+        secrets: [String]
+    ) -> MioError {
+        let oauth = try? JSONDecoder().decode(OAuthErrorBody.self, from: body)
+        let oauthError = oauth?.error.map { Self.scrub($0, secrets: secrets) }
+        let oauthDescription = oauth?.errorDescription.map { Self.scrub($0, secrets: secrets) }
+        let wwwAuthenticate = headers.first(name: "WWW-Authenticate").flatMap {
+            Self.authenticateParameter("error", in: $0)
+        }.map { Self.scrub($0, secrets: secrets) }
+        let retryAfter = headers.first(name: "Retry-After").flatMap {
+            Self.parseRetryAfter($0, now: self.now())
+        }
+
+        let code: MioError.Code
+        switch (status, oauthError) {
+        case (_, "invalid_grant"?): code = .invalidGrant
+        case (_, "invalid_request"?): code = .invalidRequest
+        case (_, "invalid_client"?): code = .invalidClient
+        case (401, _): code = .unauthorized
+        case (403, _): code = .forbidden
+        case (429, _): code = .rateLimited
+        case (500..<600, _): code = .serverError
+        case (400..<500, _): code = .clientError
+        default: code = .malformedResponse
+        }
+        return MioError(
+            code: code,
+            endpoint: endpoint.label,
+            status: status,
+            oauthError: oauthError,
+            oauthErrorDescription: oauthDescription,
+            wwwAuthenticateError: wwwAuthenticate,
+            retryAfter: retryAfter,
+            detail: code == .malformedResponse ? "unexpected HTTP status \(status)" : nil
+        )
+    }
+
+    static func transportError(_ error: any Error, endpoint: Endpoint) -> MioError {
+        if let error = error as? MioError { return error }
+        if error is CancellationError {
+            return MioError(code: .cancelled, endpoint: endpoint.label, detail: "task cancelled")
+        }
+        if let error = error as? HTTPClientError {
+            let timeouts: [HTTPClientError] = [
+                .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .getConnectionFromPoolTimeout,
+                .tlsHandshakeTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
+            ]
+            if timeouts.contains(error) {
+                return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
+            }
+            if error == .cancelled {
+                return MioError(code: .cancelled, endpoint: endpoint.label, detail: "request cancelled")
+            }
+        }
+        if let error = error as? NIOTooManyBytesError {
+            return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
+        }
+        if case ChannelError.connectTimeout = error {
+            return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
+        }
+        return MioError(code: .transportFailure, endpoint: endpoint.label, detail: String("\(error)".prefix(300)))
+    }
+
+    /// Replaces every secret the client sent in this request by `<redacted>`, so a server that echoes one back
+    /// cannot make it appear in an error.
+    static func scrub(_ text: String, secrets: [String]) -> String {
+        var result = String(text.prefix(500))
+        for secret in secrets where !secret.isEmpty {
+            result = result.replacingOccurrences(of: secret, with: "<redacted>")
+        }
+        return result
+    }
+
+    static func describeDecodingFailure(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "body is not JSON" }
+        switch error {
+        case .keyNotFound(let key, _):
+            return "missing field \(key.stringValue)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "wrong type for field \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        case .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "body is not JSON" : "invalid value for field \(path)"
+        @unknown default:
+            return "body rejected"
+        }
+    }
+
+    /// Returns a parameter of a `WWW-Authenticate` challenge, e.g. `error` of `Bearer error="invalid_token"`.
+    static func authenticateParameter(_ name: String, in header: String) -> String? {
+        guard let space = header.firstIndex(of: " ") else { return nil }
+        var rest = header[header.index(after: space)...]
+        while true {
+            rest = rest.drop(while: { $0 == " " || $0 == "," || $0 == "\t" })
+            guard let equals = rest.firstIndex(of: "=") else { return nil }
+            let key = rest[..<equals].trimmingCharacters(in: .whitespaces)
+            rest = rest[rest.index(after: equals)...].drop(while: { $0 == " " })
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                var escaped = false
+                while let character = rest.first {
+                    rest = rest.dropFirst()
+                    if escaped {
+                        value.append(character)
+                        escaped = false
+                    } else if character == "\\" {
+                        escaped = true
+                    } else if character == "\"" {
+                        break
+                    } else {
+                        value.append(character)
+                    }
+                }
+            } else {
+                let end = rest.firstIndex(of: ",") ?? rest.endIndex
+                value = rest[..<end].trimmingCharacters(in: .whitespaces)
+                rest = rest[end...]
+            }
+            if key.lowercased() == name.lowercased() { return value }
+        }
+    }
+
+    /// Parses `Retry-After`: a number of seconds, or an HTTP-date (IMF-fixdate, RFC 850 or asctime form),
+    /// turned into a delay from `now` (zero if the date has passed).
+    static func parseRetryAfter(_ value: String, now: Date) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        if let seconds = Int(trimmed) {
+            return seconds >= 0 ? .seconds(seconds) : nil
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: trimmed.split(separator: " ").joined(separator: " ")) {
+                let milliseconds = max(0, Int((date.timeIntervalSince(now) * 1000).rounded()))
+                return .milliseconds(milliseconds)
+            }
+        }
+        return nil
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
