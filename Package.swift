@@ -78,6 +78,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -138,7 +139,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MioTokensTests",
-            dependencies: ["MioTokens", "Mio", "MioSimulator", "HTTPEndpoints"],
+            dependencies: [
+                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -9,6 +9,7 @@ struct Mioctx: AsyncParsableCommand {
         subcommands: [
             MockKafkaCommand.self,
             SimCommand.self,
+            TokensCommand.self,
         ]
     )
 }

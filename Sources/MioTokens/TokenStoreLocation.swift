@@ -1,0 +1,67 @@
+public import Foundation
+public import Logging
+
+/// Where the tokens live, as written on the command line or in configuration:
+/// `sqlite:PATH` (the embedded default, `sqlite:mioctx-tokens.sqlite`) or `postgres://user:pass@host:port/db`.
+public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible {
+    /// An SQLite file.
+    case sqlite(path: String)
+    /// A PostgreSQL database URL (it may hold a password: ``description`` hides it).
+    case postgres(url: String)
+
+    /// The default location, `sqlite:mioctx-tokens.sqlite`.
+    public static let `default` = TokenStoreLocation.sqlite(path: "mioctx-tokens.sqlite")
+
+    /// Parses `sqlite:PATH`, `postgres://...` or `postgresql://...`.
+    /// - Throws: ``TokenError/Code/invalidInput`` for anything else.
+    public init(parsing text: String) throws {
+        if text.hasPrefix("sqlite:") {
+            var path = String(text.dropFirst("sqlite:".count))
+            if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+            guard !path.isEmpty else { throw TokenError(.invalidInput, detail: "sqlite: needs a path (sqlite:PATH)") }
+            self = .sqlite(path: path)
+        } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            _ = try PostgresTokenStore.clientConfiguration(url: text)
+            self = .postgres(url: text)
+        } else {
+            throw TokenError(
+                .invalidInput, detail: "a token store is sqlite:PATH or postgres://user:password@host:port/database"
+            )
+        }
+    }
+
+    /// The location with any password replaced by `***`.
+    public var description: String {
+        switch self {
+        case .sqlite(let path):
+            return "sqlite:\(path)"
+        case .postgres(let url):
+            guard var components = URLComponents(string: url) else { return "postgres://***" }
+            if components.password != nil { components.password = "***" }
+            return components.string ?? "postgres://***"
+        }
+    }
+
+    /// Opens the store, runs `body` with it, and closes it (a PostgreSQL pool is shut down).
+    /// - Parameters:
+    ///   - keyring: The encryption keys (see ``TokenKeyring/load(environment:keyFile:)``).
+    ///   - now: The clock that stamps `updatedAt`.
+    ///   - logger: For the PostgreSQL pool's background messages.
+    ///   - body: Uses the store.
+    public func withStore<T: Sendable>(
+        keyring: TokenKeyring,
+        now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = Logger(label: "mioctx.tokens"),
+        _ body: (any TokenStore) async throws -> T
+    ) async throws -> T {
+        switch self {
+        case .sqlite(let path):
+            let store = try SQLiteTokenStore(path: path, keyring: keyring, now: now)
+            return try await body(store)
+        case .postgres(let url):
+            return try await PostgresTokenStore.withStore(url: url, keyring: keyring, now: now, logger: logger) {
+                try await body($0)
+            }
+        }
+    }
+}

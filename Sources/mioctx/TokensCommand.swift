@@ -1,0 +1,392 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Mio
+import MioTokens
+
+/// `mioctx tokens ...`: manage the token store.
+struct TokensCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "Manage users' OAuth tokens: keys, import, connect, inspect, revoke, rotate, refresh.",
+        discussion: """
+            The store is chosen by --store sqlite:PATH (default sqlite:mioctx-tokens.sqlite) or \
+            --store postgres://user:password@host:port/db. Tokens are encrypted at rest with the keys of \
+            MIOCTX_TOKEN_KEYS (kid:base64key,... first is primary) or of the key file (--key-file or \
+            MIOCTX_TOKEN_KEY_FILE). Mio credentials come from MIO_CLIENT_ID, MIO_CLIENT_SECRET, MIO_REDIRECT_URL, \
+            MIO_API_URL.
+            """,
+        subcommands: [
+            Keygen.self, Import.self, Connect.self, Get.self, List.self, Revoke.self, Rekey.self, Refresh.self,
+        ]
+    )
+}
+
+/// Options shared by every command that opens the store.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The token store: sqlite:PATH or postgres://user:password@host:port/database.")
+    var store: String = "sqlite:mioctx-tokens.sqlite"
+
+    @Option(help: "A file of kid:base64key entries (else MIOCTX_TOKEN_KEYS, else MIOCTX_TOKEN_KEY_FILE).")
+    var keyFile: String?
+
+    /// Opens the store with the configured keys and runs `body`.
+    func withStore<T: Sendable>(_ body: (any TokenStore) async throws -> T) async throws -> T {
+        let location = try TokenStoreLocation(parsing: store)
+        let keyring = try TokenKeyring.load(keyFile: keyFile)
+        var logger = Logger(label: "mioctx.tokens")
+        logger.logLevel = .warning
+        return try await location.withStore(keyring: keyring, logger: logger, body)
+    }
+}
+
+/// Writes a line to standard error.
+private func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+private func iso8601(_ date: Date) -> String {
+    date.formatted(.iso8601)
+}
+
+extension TokensCommand {
+    struct Keygen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a new AES-256 key (kid:base64key).",
+            discussion: """
+                Without --file the entry is printed: put it first in MIOCTX_TOKEN_KEYS. With --file it is \
+                written first in the key file (created with mode 0600), keeping the older keys for decryption \
+                until `mioctx tokens rekey` has run.
+                """
+        )
+
+        @Option(help: "The key id (default: k followed by 8 random hex digits).")
+        var keyID: String?
+
+        @Option(help: "Prepend the new key to this key file instead of printing it.")
+        var file: String?
+
+        func run() async throws {
+            if let keyID, !TokenKeyring.isValidKeyID(keyID) {
+                throw ValidationError("a key id is 1-64 characters of A-Z a-z 0-9 _ - .")
+            }
+            let entry = TokenKeyring.generateEntry(keyID: keyID)
+            guard let file else {
+                print(entry)
+                return
+            }
+            let existing = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            let contents = existing.isEmpty ? entry + "\n" : entry + "\n" + existing
+            _ = try TokenKeyring(parsing: contents)
+            let url = URL(fileURLWithPath: file)
+            let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+            guard FileManager.default.createFile(
+                atPath: temporary.path, contents: Data(contents.utf8), attributes: [.posixPermissions: 0o600]
+            ) else {
+                throw ValidationError("cannot write \(temporary.path)")
+            }
+            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+            let keyID = String(entry.prefix(while: { $0 != ":" }))
+            print("wrote key \(keyID) as the primary key of \(file)")
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import tokens from a JSON Lines file.",
+            discussion: """
+                One object per line: {"userId", "accessToken", "refreshToken", "idToken"?, "expiresIn" (seconds) \
+                or "expiresAt" (ISO 8601 or seconds since 1970)}. Bad lines are reported with their line number \
+                (never their content) and skipped; good lines are imported. Exits 1 when a line was bad.
+                """
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Option(help: "The JSON Lines file.")
+        var file: String
+
+        func run() async throws {
+            let contents: String
+            do {
+                contents = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+            }
+            let now = Date()
+            var grants: [(line: Int, userID: String, grant: TokenGrant)] = []
+            var bad = 0
+            for (index, line) in contents.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
+                if text.isEmpty { continue }
+                switch TokenImportLine.parse(text, now: now) {
+                case .success(let parsed): grants.append((index + 1, parsed.userID, parsed.grant))
+                case .failure(let reason):
+                    bad += 1
+                    printError("line \(index + 1): \(reason.message)")
+                }
+            }
+            let toImport = grants
+            let imported = try await storeOptions.withStore { store in
+                var imported = 0
+                for entry in toImport {
+                    do {
+                        try await store.upsert(userID: entry.userID, tokens: entry.grant)
+                        imported += 1
+                    } catch {
+                        printError("line \(entry.line): not stored: \(error)")
+                    }
+                }
+                return imported
+            }
+            bad += toImport.count - imported
+            print("imported \(imported) user(s), rejected \(bad) line(s)")
+            if bad > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct Connect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Exchange an authorization code for a user's tokens and store them."
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Option(help: "The user id.")
+        var user: String
+
+        @Option(help: "The authorization code from Mio's consent flow.")
+        var code: String
+
+        func run() async throws {
+            let mio = MioClient(configuration: try MioClient.Configuration.fromEnvironment())
+            do {
+                let response = try await mio.exchangeCodeForTokens(code: code)
+                let record = try await storeOptions.withStore { store in
+                    try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
+                }
+                print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
+            } catch {
+                try? await mio.shutdown()
+                throw error
+            }
+            try await mio.shutdown()
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a user's token status and expiry (the tokens only with --reveal)."
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Argument(help: "The user id.")
+        var user: String
+
+        @Flag(help: "Also print the tokens (they are secrets: mind your terminal and shell history).")
+        var reveal = false
+
+        func run() async throws {
+            guard let record = try await storeOptions.withStore({ try await $0.get(userID: user) }) else {
+                printError("no tokens stored for \(user)")
+                throw ExitCode(1)
+            }
+            print("user:       \(record.userID)")
+            print("status:     \(record.status.rawValue)")
+            print("expires at: \(iso8601(record.expiresAt))")
+            print("issued at:  \(iso8601(record.issuedAt))")
+            print("version:    \(record.version)")
+            print("updated at: \(iso8601(record.updatedAt))")
+            print("access token sha256: \(TokenRecord.fingerprint(of: record.accessToken))")
+            if reveal {
+                print("access token:  \(record.accessToken)")
+                print("refresh token: \(record.refreshToken)")
+                if let idToken = record.idToken { print("id token:      \(idToken)") }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List users with their token status and expiry.")
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Option(help: "Start after this user id.")
+        var after: String?
+
+        @Option(help: "At most this many users (default: all).")
+        var limit: Int?
+
+        func run() async throws {
+            let start = after
+            let limit = limit
+            let records = try await storeOptions.withStore { store in
+                var records: [TokenRecord] = []
+                var cursor = start
+                repeat {
+                    let pageSize = min(500, limit.map { $0 - records.count } ?? 500)
+                    if pageSize <= 0 { break }
+                    let page = try await store.list(after: cursor, limit: pageSize)
+                    records += page.records
+                    cursor = page.nextCursor
+                } while cursor != nil
+                return records
+            }
+            print("USER\tSTATUS\tEXPIRES_AT\tVERSION\tUPDATED_AT")
+            for record in records {
+                print(
+                    "\(record.userID)\t\(record.status.rawValue)\t\(iso8601(record.expiresAt))\t\(record.version)\t"
+                        + iso8601(record.updatedAt)
+                )
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a user's tokens: they are wiped and the user must reconnect."
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Argument(help: "The user id.")
+        var user: String
+
+        func run() async throws {
+            guard try await storeOptions.withStore({ try await $0.setStatus(.revoked, userID: user) }) else {
+                printError("no tokens stored for \(user)")
+                throw ExitCode(1)
+            }
+            print("revoked \(user)")
+        }
+    }
+
+    struct Rekey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-encrypt every row with the primary key, so that older keys can be removed."
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        func run() async throws {
+            let count = try await storeOptions.withStore { try await $0.rekey() }
+            print("re-encrypted \(count) row(s) with the primary key")
+        }
+    }
+
+    struct Refresh: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Refresh a user's tokens now, with the same coordination as the pipeline.",
+            discussion: """
+                Prints one JSON object: the SHA-256 fingerprints of the resulting access tokens with how many \
+                callers got each (never the tokens), and the provider's counters. With \
+                --after-unauthorized-fingerprint the refresh is the one the pipeline does after a 401 for the \
+                token with that fingerprint: if the stored token is another one, it is used and Mio is not called. \
+                --concurrency runs that many concurrent callers in this process (they share one refresh).
+                """
+        )
+
+        @OptionGroup var storeOptions: StoreOptions
+
+        @Argument(help: "The user id.")
+        var user: String
+
+        @Option(help: "The SHA-256 fingerprint of the access token Mio rejected (default: the stored token).")
+        var afterUnauthorizedFingerprint: String?
+
+        @Option(help: "Concurrent callers in this process.")
+        var concurrency: Int = 1
+
+        @Flag(help: "Print \"ready\" once the store is read, and wait for a line on standard input before refreshing.")
+        var waitForStdin = false
+
+        func run() async throws {
+            let mio = MioClient(configuration: try MioClient.Configuration.fromEnvironment())
+            let user = user
+            let fingerprint = afterUnauthorizedFingerprint
+            let concurrency = max(1, concurrency)
+            let waitForStdin = waitForStdin
+            do {
+                let report = try await storeOptions.withStore { store in
+                    guard let record = try await store.get(userID: user) else {
+                        throw TokenError(.noTokens, userID: user, detail: "no tokens stored for this user")
+                    }
+                    // The rejected token is known only by its fingerprint: when the stored token no longer has it,
+                    // a value no token can equal stands for it, and the provider sees that the token was replaced.
+                    let rejected =
+                        fingerprint == nil || TokenRecord.fingerprint(of: record.accessToken) == fingerprint
+                        ? record.accessToken : "\u{0}rejected:\(fingerprint!)"
+                    if waitForStdin {
+                        FileHandle.standardOutput.write(Data("ready\n".utf8))
+                        _ = readLine()
+                    }
+                    var logger = Logger(label: "mioctx.tokens")
+                    logger.logLevel = .warning
+                    let provider = TokenProvider(store: store, refresher: mio, logger: logger)
+                    let results = await withTaskGroup(of: Result<String, TokenError>.self) { group in
+                        for _ in 0..<concurrency {
+                            group.addTask {
+                                do {
+                                    let token = try await provider.refreshAfterUnauthorized(
+                                        userID: user, rejected: rejected
+                                    )
+                                    return .success(TokenRecord.fingerprint(of: token))
+                                } catch let error as TokenError {
+                                    return .failure(error)
+                                } catch {
+                                    return .failure(TokenError(.refreshFailed, userID: user, detail: "\(error)"))
+                                }
+                            }
+                        }
+                        var results: [Result<String, TokenError>] = []
+                        for await result in group { results.append(result) }
+                        return results
+                    }
+                    return RefreshReport(userID: user, results: results, statistics: provider.statistics)
+                }
+                print(report.json)
+                try await mio.shutdown()
+                if report.failures > 0 { throw ExitCode(1) }
+            } catch {
+                try? await mio.shutdown()
+                throw error
+            }
+        }
+    }
+}
+
+/// The JSON that `mioctx tokens refresh` prints.
+struct RefreshReport: Sendable {
+    var userID: String
+    var fingerprints: [String: Int] = [:]
+    var errors: [String: Int] = [:]
+    var statistics: TokenProvider.Statistics
+
+    init(userID: String, results: [Result<String, TokenError>], statistics: TokenProvider.Statistics) {
+        self.userID = userID
+        self.statistics = statistics
+        for result in results {
+            switch result {
+            case .success(let fingerprint): fingerprints[fingerprint, default: 0] += 1
+            case .failure(let error): errors[error.code.description, default: 0] += 1
+            }
+        }
+    }
+
+    var failures: Int { errors.values.reduce(0, +) }
+
+    var json: String {
+        let object: [String: Any] = [
+            "userId": userID,
+            "fingerprints": fingerprints,
+            "errors": errors,
+            "refreshesPerformed": statistics.refreshesPerformed,
+            "refreshesAvoided": statistics.refreshesAvoided,
+            "refreshesJoined": statistics.refreshesJoined,
+            "refreshFailures": statistics.refreshFailures,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
