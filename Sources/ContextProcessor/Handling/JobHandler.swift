@@ -199,6 +199,8 @@ public struct JobHandler: Sendable {
             return .retry(status, failure, retryAfter: error.retryAfter)
         }
         switch error.code {
+        case .cancelled:
+            return .retry(.upstreamUnavailable, failure, retryAfter: nil)
         case .malformedResponse:
             return .finish(.upstreamUnavailable, failure)
         case .invalidGrant:
