@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.25.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -98,6 +99,7 @@ let package = Package(
                 "Kafka",
                 "Mio",
                 "MioTokens",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -150,7 +152,16 @@ let package = Package(
         ),
         .testTarget(
             name: "ContextProcessorTests",
-            dependencies: ["ContextProcessor", "Kafka", "Mio", "MioSimulator", "MioTokens"],
+            dependencies: [
+                "ContextProcessor",
+                "Kafka",
+                "Mio",
+                "MioSimulator",
+                "MioTokens",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: upcomingFeatures
         ),
     ]

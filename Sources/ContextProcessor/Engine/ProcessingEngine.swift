@@ -1,0 +1,489 @@
+public import Logging
+import Synchronization
+
+/// The pipeline without its transport: raw items in; decode, schedule, handle, deliver; events out.
+///
+/// The same engine serves Kafka and files. The caller
+/// 1. calls ``run()`` once, in a task that lives as long as the engine (it hosts one child task per job),
+/// 2. calls ``submit(_:)`` for every item as it arrives (never blocks; or ``submitAll(_:)`` for a file),
+/// 3. reacts to ``Event``s: pause/resume its input, mark items done (commit their offsets), stop on a
+///    delivery failure,
+/// 4. on revoke calls ``dropQueued(partition:)`` and ``waitUntilIdle(partition:timeout:)``, and on shutdown
+///    ``drain(timeout:)``.
+///
+/// An item that is not a valid job goes to ``ResultSink/deadLetter(_:reason:)``; a valid one to the
+/// ``JobHandler`` and its result to ``ResultSink/publish(_:for:)``. Delivery is retried with backoff; an item is
+/// reported ``Event/done(_:)`` only once its result or dead-letter copy was accepted.
+public final class ProcessingEngine: Sendable {
+    /// Settings of the engine.
+    public struct Configuration: Sendable, Hashable {
+        /// Limits, ordering and backpressure.
+        public var scheduling: SchedulingConfiguration
+        /// Retries of a failed result or dead-letter delivery (default: 8 attempts, 100 ms to 5 s backoff,
+        /// within 60 s). When they run out the item is reported ``Event/deliveryFailed(_:_:)`` and not done.
+        public var delivery: RetryPolicy
+
+        /// Creates a configuration; the defaults are safe for production.
+        /// - Parameters:
+        ///   - scheduling: Limits, ordering and backpressure.
+        ///   - delivery: Retries of failed deliveries.
+        public init(
+            scheduling: SchedulingConfiguration = SchedulingConfiguration(),
+            delivery: RetryPolicy = RetryPolicy(
+                maxAttempts: 8,
+                maxTimePerJob: .seconds(60),
+                initialBackoff: .milliseconds(100),
+                maxBackoff: .seconds(5)
+            )
+        ) {
+            self.scheduling = scheduling
+            self.delivery = delivery
+        }
+    }
+
+    /// Something the caller must act on. Delivered synchronously from the engine's tasks: handle it quickly and
+    /// do not call ``submit(_:)`` from the handler.
+    public enum Event: Sendable {
+        /// Jobs pending reached the limit: pause the input (keep polling). Pause and resume events are delivered
+        /// in the order of the state changes; the last one delivered is the current state.
+        case pauseInput
+        /// Jobs pending fell below the limit: resume the input.
+        case resumeInput
+        /// The item's result (or dead-letter copy) was accepted by the sink: its offset may be committed.
+        case done(JobSource)
+        /// The item's result (or dead-letter copy) could not be delivered after retries: it is NOT done. Do not
+        /// commit past it; stop the worker rather than skip it.
+        case deliveryFailed(JobSource, DeliveryError)
+        /// The item's processing was cancelled (``drain(timeout:)`` ran out of time, or ``run()`` was
+        /// cancelled): it is not done and will be redone after a restart.
+        case cancelled(JobSource)
+    }
+
+    /// A result or dead-letter copy that the sink kept refusing.
+    public struct DeliveryError: Error, Sendable, CustomStringConvertible {
+        /// What could not be delivered.
+        public enum Kind: String, Sendable, Hashable {
+            /// A job's result.
+            case result
+            /// An invalid item's dead-letter copy.
+            case deadLetter = "dead_letter"
+        }
+
+        /// What could not be delivered.
+        public var kind: Kind
+        /// The item.
+        public var source: JobSource
+        /// How many times delivery was tried.
+        public var attempts: Int
+        /// The sink's last error.
+        public var underlying: any Error & Sendable
+
+        /// `delivering the result of topic[0]@42 failed 8 times: <error>`.
+        public var description: String {
+            let what = kind == .result ? "the result" : "the dead-letter copy"
+            return "delivering \(what) of \(source) failed \(attempts) times: \(String(describing: underlying))"
+        }
+    }
+
+    enum Work: Sendable {
+        case job(Job, InputItem)
+        case invalid(InvalidJob, InputItem)
+
+        var item: InputItem {
+            switch self {
+            case .job(_, let item), .invalid(_, let item): item
+            }
+        }
+    }
+
+    private typealias Scheduler = JobScheduler<Work>
+
+    private enum Command: Sendable {
+        case start(Scheduler.Entry)
+        case cancelInFlight
+    }
+
+    private enum Condition {
+        case idle(PartitionID?)
+        case capacity
+    }
+
+    private enum WaiterState {
+        case registered
+        case waiting(CheckedContinuation<Void, Never>)
+        case cancelled
+    }
+
+    private struct Waiter {
+        var condition: Condition
+        var state: WaiterState
+    }
+
+    private struct State {
+        var scheduler: Scheduler
+        var accepting = true
+        var backpressureGeneration: UInt64 = 0
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiterID: UInt64 = 0
+
+        func isMet(_ condition: Condition) -> Bool {
+            switch condition {
+            case .idle(nil): scheduler.pendingCount == 0
+            case .idle(let partition?): scheduler.pendingCount(in: partition) == 0
+            case .capacity: !scheduler.isInputPaused || !accepting
+            }
+        }
+
+        mutating func takeMetWaiters() -> [CheckedContinuation<Void, Never>] {
+            guard !waiters.isEmpty else { return [] }
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in waiters {
+                if case .waiting(let continuation) = waiter.state, isMet(waiter.condition) {
+                    ready.append(continuation)
+                    waiters[id] = nil
+                }
+            }
+            return ready
+        }
+    }
+
+    private struct Outcome {
+        var start: [Scheduler.Entry]
+        var backpressure: (Scheduler.Backpressure, UInt64)?
+        var resume: [CheckedContinuation<Void, Never>]
+    }
+
+    /// The settings.
+    public let configuration: Configuration
+    private let handler: JobHandler
+    private let sink: any ResultSink
+    private let clock: ProcessorClock
+    private let random: @Sendable () -> Double
+    private let logger: Logger
+    private let onEvent: @Sendable (Event) -> Void
+    private let state: Mutex<State>
+    private let deliveredBackpressure = Mutex<UInt64>(0)
+    private let commands: AsyncStream<Command>
+    private let commandContinuation: AsyncStream<Command>.Continuation
+
+    /// Creates an engine; nothing runs until ``run()``.
+    /// - Parameters:
+    ///   - handler: Processes valid jobs; its clock also times delivery retries and waits.
+    ///   - sink: Where results and dead-letter copies go.
+    ///   - configuration: Limits and delivery retries.
+    ///   - random: Uniform random numbers in `[0, 1)` for the delivery-retry jitter.
+    ///   - logger: Delivery failures at error, retried deliveries at warning, the rest at debug.
+    ///   - onEvent: Receives the engine's events (see ``Event``).
+    public init(
+        handler: JobHandler,
+        sink: any ResultSink,
+        configuration: Configuration = Configuration(),
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0 ..< 1) },
+        logger: Logger = Logger(label: "mioctx.processor"),
+        onEvent: @escaping @Sendable (Event) -> Void
+    ) {
+        self.configuration = configuration
+        self.handler = handler
+        self.sink = sink
+        self.clock = handler.processorClock
+        self.random = random
+        self.logger = logger
+        self.onEvent = onEvent
+        self.state = Mutex(State(scheduler: Scheduler(configuration: configuration.scheduling)))
+        (commands, commandContinuation) = AsyncStream.makeStream(of: Command.self)
+    }
+
+    // MARK: - Observing
+
+    /// Items submitted and not finished.
+    public var pendingCount: Int { state.withLock { $0.scheduler.pendingCount } }
+    /// Jobs being processed or delivered right now.
+    public var runningCount: Int { state.withLock { $0.scheduler.runningCount } }
+    /// Whether the input should currently be paused.
+    public var isInputPaused: Bool { state.withLock { $0.scheduler.isInputPaused } }
+    /// Items of a partition submitted and not finished.
+    /// - Parameter partition: The partition.
+    /// - Returns: Its pending items.
+    public func pendingCount(in partition: PartitionID) -> Int {
+        state.withLock { $0.scheduler.pendingCount(in: partition) }
+    }
+
+    // MARK: - Running
+
+    /// Hosts the processing of jobs until ``drain(timeout:)`` or ``stop()``; call it once. Cancelling it cancels
+    /// every job in flight (their items are reported ``Event/cancelled(_:)``).
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for await command in commands {
+                switch command {
+                case .start(let entry):
+                    group.addTask { await self.execute(entry) }
+                case .cancelInFlight:
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// Decodes an item and schedules it. Never blocks: when jobs pending reach the limit the item still waits
+    /// in the engine, and ``Event/pauseInput`` asks the caller to stop reading.
+    /// - Parameter item: The raw input.
+    /// - Returns: `false` if the engine no longer accepts items (draining or stopped); the item was not taken.
+    @discardableResult
+    public func submit(_ item: InputItem) -> Bool {
+        let work: Work
+        let userID: String?
+        var orderingKey: String?
+        do {
+            let job = try Job(decoding: item.value, source: item.source)
+            work = .job(job, item)
+            userID = job.userID
+            if configuration.scheduling.ordering == .key {
+                if let key = item.key, !key.isEmpty {
+                    orderingKey = String(decoding: key, as: UTF8.self)
+                } else {
+                    orderingKey = job.userID
+                }
+            }
+        } catch {
+            logger.debug("invalid job", metadata: ["source": "\(item.source)", "reason": "\(error.code)"])
+            work = .invalid(error, item)
+            userID = nil
+        }
+        let outcome = state.withLock { state -> Outcome? in
+            guard state.accepting else { return nil }
+            let actions = state.scheduler.submit(
+                work,
+                userID: userID,
+                orderingKey: orderingKey,
+                partition: item.source.partition
+            )
+            return Self.outcome(of: actions, in: &state)
+        }
+        guard let outcome else { return false }
+        perform(outcome)
+        return true
+    }
+
+    /// Submits every item of a sequence, waiting for capacity before each (for inputs that can simply wait,
+    /// such as files). Returns when the sequence ends or the engine stops accepting.
+    /// - Parameter items: The items.
+    /// - Throws: What the sequence throws.
+    public func submitAll<Items: AsyncSequence>(_ items: Items) async throws where Items.Element == InputItem {
+        for try await item in items {
+            await waitForCapacity()
+            guard submit(item) else { return }
+        }
+    }
+
+    /// Waits until the input need not be paused (or the engine stopped accepting).
+    public func waitForCapacity() async {
+        await wait(for: .capacity)
+    }
+
+    /// Removes the items of a partition that have not started (after the partition was revoked). Items in
+    /// flight continue; wait for them with ``waitUntilIdle(partition:timeout:)``.
+    /// - Parameter partition: The revoked partition.
+    /// - Returns: The sources of the removed items; they are not done and produce no event.
+    public func dropQueued(partition: PartitionID) -> [JobSource] {
+        let (dropped, outcome) = state.withLock { state in
+            let (dropped, actions) = state.scheduler.dropQueued(partition: partition)
+            return (dropped, Self.outcome(of: actions, in: &state))
+        }
+        perform(outcome)
+        return dropped.map { $0.payload.item.source }
+    }
+
+    /// Waits until no item of a partition (or of any partition) is pending, for at most `timeout`.
+    /// - Parameters:
+    ///   - partition: The partition, or `nil` for all.
+    ///   - timeout: The longest wait.
+    /// - Returns: Whether it became idle in time.
+    public func waitUntilIdle(partition: PartitionID? = nil, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.wait(for: .idle(partition))
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await self.clock.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Stops accepting items, waits up to `timeout` for every pending item to finish, then ends ``run()``
+    /// (cancelling what is still in flight if the time ran out).
+    /// - Parameter timeout: The longest wait.
+    /// - Returns: Whether every pending item finished in time.
+    @discardableResult
+    public func drain(timeout: Duration) async -> Bool {
+        let resume = state.withLock { state in
+            state.accepting = false
+            return state.takeMetWaiters()
+        }
+        for continuation in resume { continuation.resume() }
+        let idle = await waitUntilIdle(timeout: timeout)
+        if !idle {
+            logger.warning("drain timed out; cancelling jobs in flight", metadata: ["pending": "\(pendingCount)"])
+        }
+        stop(cancelInFlight: !idle)
+        return idle
+    }
+
+    /// Stops accepting items and ends ``run()`` once the jobs in flight end (at once if `cancelInFlight`).
+    /// - Parameter cancelInFlight: Whether to cancel the jobs in flight.
+    public func stop(cancelInFlight: Bool = true) {
+        let resume = state.withLock { state in
+            state.accepting = false
+            return state.takeMetWaiters()
+        }
+        for continuation in resume { continuation.resume() }
+        if cancelInFlight { commandContinuation.yield(.cancelInFlight) }
+        commandContinuation.finish()
+    }
+
+    // MARK: - One item
+
+    private enum DeliveryOutcome {
+        case delivered
+        case failed(DeliveryError)
+        case cancelled
+    }
+
+    private func execute(_ entry: Scheduler.Entry) async {
+        let source = entry.payload.item.source
+        let delivery: DeliveryOutcome
+        switch entry.payload {
+        case .job(let job, let item):
+            do {
+                let result = try await handler.handle(job)
+                delivery = await deliver(.result, source: source) { try await self.sink.publish(result, for: item) }
+            } catch {
+                delivery = .cancelled
+            }
+        case .invalid(let reason, let item):
+            delivery = await deliver(.deadLetter, source: source) {
+                try await self.sink.deadLetter(item, reason: reason)
+            }
+        }
+        switch delivery {
+        case .delivered:
+            onEvent(.done(source))
+        case .failed(let error):
+            logger.error("could not deliver; the item is not done", metadata: ["error": "\(error)"])
+            onEvent(.deliveryFailed(source, error))
+        case .cancelled:
+            onEvent(.cancelled(source))
+        }
+        let outcome = state.withLock { state in
+            Self.outcome(of: state.scheduler.complete(entry), in: &state)
+        }
+        perform(outcome)
+    }
+
+    private func deliver(
+        _ kind: DeliveryError.Kind,
+        source: JobSource,
+        _ body: () async throws -> Void
+    ) async -> DeliveryOutcome {
+        let policy = configuration.delivery
+        let start = clock.now()
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                try await body()
+                return .delivered
+            } catch {
+                if error is CancellationError || Task.isCancelled { return .cancelled }
+                let delay = policy.delay(afterAttempt: attempts, retryAfter: nil, random: random())
+                if attempts >= policy.maxAttempts || clock.now() - start + delay > policy.maxTimePerJob {
+                    return .failed(DeliveryError(kind: kind, source: source, attempts: attempts, underlying: error))
+                }
+                logger.warning(
+                    "delivery failed; retrying",
+                    metadata: ["source": "\(source)", "attempt": "\(attempts)", "error": "\(String(describing: error))"]
+                )
+                do {
+                    try await clock.sleep(for: delay)
+                } catch {
+                    return .cancelled
+                }
+            }
+        }
+    }
+
+    // MARK: - Carrying out actions
+
+    private static func outcome(of actions: Scheduler.Actions, in state: inout State) -> Outcome {
+        var backpressure: (Scheduler.Backpressure, UInt64)?
+        if let change = actions.backpressure {
+            state.backpressureGeneration += 1
+            backpressure = (change, state.backpressureGeneration)
+        }
+        return Outcome(start: actions.start, backpressure: backpressure, resume: state.takeMetWaiters())
+    }
+
+    private func perform(_ outcome: Outcome) {
+        for entry in outcome.start {
+            commandContinuation.yield(.start(entry))
+        }
+        if let (change, generation) = outcome.backpressure {
+            // Pause and resume are decided under the state lock but delivered after it; a generation number
+            // keeps a stale change from overtaking a newer one.
+            deliveredBackpressure.withLock { delivered in
+                guard generation > delivered else { return }
+                delivered = generation
+                onEvent(change == .pauseInput ? .pauseInput : .resumeInput)
+            }
+        }
+        for continuation in outcome.resume { continuation.resume() }
+    }
+
+    private func wait(for condition: Condition) async {
+        let id = state.withLock { state -> UInt64? in
+            if state.isMet(condition) { return nil }
+            state.nextWaiterID += 1
+            state.waiters[state.nextWaiterID] = Waiter(condition: condition, state: .registered)
+            return state.nextWaiterID
+        }
+        guard let id else { return }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    guard let waiter = state.waiters[id] else { return true }
+                    if case .cancelled = waiter.state {
+                        state.waiters[id] = nil
+                        return true
+                    }
+                    if state.isMet(condition) {
+                        state.waiters[id] = nil
+                        return true
+                    }
+                    state.waiters[id]!.state = .waiting(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let waiter = state.waiters[id] else { return nil }
+                switch waiter.state {
+                case .registered:
+                    state.waiters[id]!.state = .cancelled
+                    return nil
+                case .waiting(let continuation):
+                    state.waiters[id] = nil
+                    return continuation
+                case .cancelled:
+                    return nil
+                }
+            }
+            continuation?.resume()
+        }
+    }
+}

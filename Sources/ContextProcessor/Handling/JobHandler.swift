@@ -1,0 +1,262 @@
+public import Logging
+import Mio
+import MioTokens
+
+/// Runs one job against Mio: token for the user, `getContext` or `getContextSummary`, refresh and retry on
+/// 401, backoff and retry on retriable failures, and a classified ``JobResult`` in every case.
+///
+/// - A 401 (`MioError.code == .unauthorized`): one coordinated refresh (`refreshAfterUnauthorized`) and one
+///   immediate retry with the new token; a second 401 ends as `reauth_required`.
+/// - 429, 5xx, timeouts, transport failures and retriable token errors: exponential backoff with full jitter,
+///   never sooner than `Retry-After`, within ``RetryPolicy``; then `rate_limited` (last failure a 429) or
+///   `upstream_unavailable`.
+/// - Other 4xx: no retry, `rejected`. `TokenError.noTokens`: `no_tokens`. `TokenError.reauthRequired`:
+///   `reauth_required`.
+///
+/// Result messages are built from codes, statuses and endpoints only: they never contain a token.
+public struct JobHandler: Sendable {
+    /// Settings of the handler.
+    public struct Configuration: Sendable, Hashable {
+        /// Retries of retriable failures.
+        public var retry: RetryPolicy
+
+        /// Creates a configuration.
+        /// - Parameter retry: Retries of retriable failures.
+        public init(retry: RetryPolicy = RetryPolicy()) {
+            self.retry = retry
+        }
+    }
+
+    private let api: any ContextAPI
+    private let tokens: any TokenSource
+    private let configuration: Configuration
+    private let rateLimiter: RateLimiter?
+    private let clock: ProcessorClock
+    private let random: @Sendable () -> Double
+    private let logger: Logger
+
+    /// Creates a handler.
+    /// - Parameters:
+    ///   - api: Mio (a `MioClient`).
+    ///   - tokens: Users' tokens (a `TokenProvider`).
+    ///   - configuration: Retry settings.
+    ///   - rateLimiter: An optional global cap on Mio requests; every attempt takes one permit.
+    ///   - clock: Time source for backoff, durations and `completedAt`.
+    ///   - random: Uniform random numbers in `[0, 1)` for the jitter.
+    ///   - logger: Logs retries at debug level and final failures at debug level (never tokens).
+    public init(
+        api: any ContextAPI,
+        tokens: any TokenSource,
+        configuration: Configuration = Configuration(),
+        rateLimiter: RateLimiter? = nil,
+        clock: ProcessorClock = .continuous,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0 ..< 1) },
+        logger: Logger = Logger(label: "mioctx.processor")
+    ) {
+        self.api = api
+        self.tokens = tokens
+        self.configuration = configuration
+        self.rateLimiter = rateLimiter
+        self.clock = clock
+        self.random = random
+        self.logger = logger
+    }
+
+    /// The time source the handler uses.
+    public var processorClock: ProcessorClock { clock }
+
+    /// Processes a job to its result.
+    /// - Parameter job: A validated job.
+    /// - Returns: The classified result; failures are results, not errors.
+    /// - Throws: `CancellationError` only, when the task is cancelled (no result: the job must be redone).
+    public func handle(_ job: Job) async throws -> JobResult {
+        let start = clock.now()
+        let policy = configuration.retry
+        var attempts = 0
+        var refreshedAfterUnauthorized = false
+        var freshToken: String?
+
+        func finish(_ status: JobResult.Status, payload: JobResult.Payload? = nil, failure: JobResult.Failure? = nil)
+            -> JobResult
+        {
+            JobResult(
+                jobID: job.id,
+                userID: job.userID,
+                operation: job.operation,
+                status: status,
+                payload: payload,
+                failure: failure,
+                attempts: attempts,
+                duration: clock.now() - start,
+                completedAt: clock.wallNow(),
+                metadata: job.metadata
+            )
+        }
+
+        while true {
+            try Task.checkCancellation()
+            attempts += 1
+            let step: Step
+            do {
+                let accessToken: String
+                if let token = freshToken {
+                    accessToken = token
+                    freshToken = nil
+                } else {
+                    accessToken = try await tokens.accessToken(for: job.userID)
+                }
+                do {
+                    if let rateLimiter { try await rateLimiter.acquire() }
+                    let payload = try await call(job, accessToken: accessToken)
+                    return finish(.ok, payload: payload)
+                } catch let error as MioError where error.code == .unauthorized {
+                    try Task.checkCancellation()
+                    if refreshedAfterUnauthorized {
+                        return finish(
+                            .reauthRequired,
+                            failure: JobResult.Failure(
+                                code: "unauthorized",
+                                message: "\(Self.describe(error)) again after the token was refreshed: "
+                                    + "the user must reconnect"
+                            )
+                        )
+                    }
+                    logger.debug(
+                        "Mio answered 401; refreshing the token once",
+                        metadata: ["job": "\(job.id)", "user": "\(job.userID)"]
+                    )
+                    // A refresh that fails transiently is retried like any retriable failure; only a refresh that
+                    // succeeded uses up the single retry after a 401.
+                    freshToken = try await tokens.refreshAfterUnauthorized(userID: job.userID, rejected: accessToken)
+                    refreshedAfterUnauthorized = true
+                    continue
+                }
+            } catch {
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                step = Self.classify(error)
+            }
+
+            switch step {
+            case .finish(let status, let failure):
+                logger.debug(
+                    "job failed",
+                    metadata: ["job": "\(job.id)", "status": "\(status.rawValue)", "code": "\(failure.code)"]
+                )
+                return finish(status, failure: failure)
+            case .retry(let status, let failure, let retryAfter):
+                if attempts >= policy.maxAttempts {
+                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, reason: "attempts"))
+                }
+                let delay = policy.delay(afterAttempt: attempts, retryAfter: retryAfter, random: random())
+                if clock.now() - start + delay > policy.maxTimePerJob {
+                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, reason: "time"))
+                }
+                logger.debug(
+                    "retrying job",
+                    metadata: ["job": "\(job.id)", "code": "\(failure.code)", "attempt": "\(attempts)", "delay": "\(delay)"]
+                )
+                try await clock.sleep(for: delay)
+            }
+        }
+    }
+
+    private func call(_ job: Job, accessToken: String) async throws -> JobResult.Payload {
+        switch job.operation {
+        case .context:
+            .context(try await api.getContext(query: job.query ?? "", accessToken: accessToken))
+        case .summary:
+            .summary(try await api.getContextSummary(accessToken: accessToken))
+        }
+    }
+
+    // MARK: - Classification
+
+    private enum Step {
+        case finish(JobResult.Status, JobResult.Failure)
+        case retry(JobResult.Status, JobResult.Failure, retryAfter: Duration?)
+    }
+
+    private static func classify(_ error: any Error) -> Step {
+        switch error {
+        case let error as MioError:
+            return classify(error, context: nil)
+        case let error as TokenError:
+            return classify(error)
+        default:
+            return .retry(
+                .upstreamUnavailable,
+                JobResult.Failure(code: "transport_failure", message: "the call to Mio failed (\(type(of: error)))"),
+                retryAfter: nil
+            )
+        }
+    }
+
+    private static func classify(_ error: MioError, context: String?) -> Step {
+        let message = context.map { "\($0): \(describe(error))" } ?? describe(error)
+        let failure = JobResult.Failure(code: error.code.description, message: message)
+        if error.isRetriable {
+            let status: JobResult.Status = error.code == .rateLimited ? .rateLimited : .upstreamUnavailable
+            return .retry(status, failure, retryAfter: error.retryAfter)
+        }
+        switch error.code {
+        case .cancelled:
+            return .retry(.upstreamUnavailable, failure, retryAfter: nil)
+        case .malformedResponse:
+            return .finish(.upstreamUnavailable, failure)
+        case .invalidGrant:
+            return .finish(.reauthRequired, failure)
+        case .unauthorized:
+            return .finish(.reauthRequired, failure)
+        default:
+            return .finish(.rejected, failure)
+        }
+    }
+
+    private static func classify(_ error: TokenError) -> Step {
+        switch error.code {
+        case .noTokens:
+            return .finish(
+                .noTokens,
+                JobResult.Failure(code: "no_tokens", message: "no tokens are stored for the user: connect the user first")
+            )
+        case .reauthRequired:
+            return .finish(
+                .reauthRequired,
+                JobResult.Failure(
+                    code: "reauth_required",
+                    message: "the user's refresh token is revoked or expired: the user must reconnect"
+                )
+            )
+        default:
+            let what = "getting the user's access token failed (\(error.code))"
+            if let mioError = error.underlying as? MioError {
+                switch classify(mioError, context: what) {
+                case .retry(let status, let failure, let retryAfter):
+                    return .retry(status, failure, retryAfter: retryAfter)
+                case .finish(let status, let failure):
+                    return .finish(status, failure)
+                }
+            }
+            let failure = JobResult.Failure(code: error.code.description, message: what)
+            return error.isRetriable
+                ? .retry(.upstreamUnavailable, failure, retryAfter: nil) : .finish(.upstreamUnavailable, failure)
+        }
+    }
+
+    /// `Mio answered 503 to GET /v1/context/summary` or `POST /v1/context: timeout`; never a token.
+    private static func describe(_ error: MioError) -> String {
+        guard let status = error.status else { return "\(error.endpoint): \(error.code)" }
+        var text = "Mio answered \(status) to \(error.endpoint)"
+        if let oauthError = error.oauthError {
+            text += " (\(oauthError))"
+        } else if let wwwAuthenticateError = error.wwwAuthenticateError {
+            text += " (\(wwwAuthenticateError))"
+        }
+        return text
+    }
+
+    private static func gaveUp(_ failure: JobResult.Failure, attempts: Int, reason: String) -> JobResult.Failure {
+        let why = reason == "attempts" ? "after \(attempts) attempts" : "after \(attempts) attempts (time per job used up)"
+        return JobResult.Failure(code: failure.code, message: "\(failure.message); gave up \(why)")
+    }
+}

@@ -1,0 +1,302 @@
+public import Foundation
+
+/// The outcome of one job: exactly one is published per job, keyed by the user id.
+///
+/// Wire format (see docs/messages.md and config/schemas/result.schema.json):
+/// `{"id","userId","op","status","context"|"summary","error":{"code","message"},"attempts","durationMs",
+/// "completedAt","metadata"}`.
+public struct JobResult: Sendable, Hashable {
+    /// How the job ended.
+    public enum Status: String, Sendable, Hashable, CaseIterable {
+        /// Mio answered; the result carries `context` or `summary`.
+        case ok
+        /// The user's refresh token is revoked or expired (or Mio refused a freshly refreshed token): the user
+        /// must reconnect.
+        case reauthRequired = "reauth_required"
+        /// No tokens are stored for the user (unknown user).
+        case noTokens = "no_tokens"
+        /// Mio kept answering 429 until the attempts or the time per job ran out.
+        case rateLimited = "rate_limited"
+        /// Mio (or the token refresh) kept failing with 5xx, timeouts or transport errors.
+        case upstreamUnavailable = "upstream_unavailable"
+        /// Mio refused the request for another reason (a 4xx other than 401 and 429).
+        case rejected
+    }
+
+    /// What Mio answered, for a job with status ``Status/ok``.
+    public enum Payload: Sendable, Hashable {
+        /// The `content` of `getContext`, for op `context`.
+        case context(String)
+        /// The summary of `getContextSummary`, for op `summary`; `nil` when the user has none yet.
+        case summary(String?)
+    }
+
+    /// Why a job failed. Never contains a token.
+    public struct Failure: Sendable, Hashable {
+        /// A machine code, e.g. `rate_limited`, `server_error`, `timeout`, `no_tokens`, `client_error`.
+        public var code: String
+        /// A human-readable explanation.
+        public var message: String
+
+        /// Creates a failure description.
+        /// - Parameters:
+        ///   - code: A machine code.
+        ///   - message: A human-readable explanation; must not contain tokens.
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    /// The job's `id`.
+    public var jobID: String
+    /// The job's `userId`; also the key of the output message.
+    public var userID: String
+    /// The job's `op`.
+    public var operation: Job.Operation
+    /// How the job ended.
+    public var status: Status
+    /// Mio's answer, when ``status`` is ``Status/ok``.
+    public var payload: Payload?
+    /// Why the job failed, when ``status`` is not ``Status/ok``.
+    public var failure: Failure?
+    /// How many times the job was tried (token lookup and Mio call).
+    public var attempts: Int
+    /// Time from the start of processing to the result (time queued before starting not included).
+    public var duration: Duration
+    /// When processing finished.
+    public var completedAt: Date
+    /// The job's `metadata`, echoed byte for byte; omitted when the job had none.
+    public var metadata: RawJSON?
+
+    /// Creates a result.
+    /// - Parameters:
+    ///   - jobID: The job's `id`.
+    ///   - userID: The job's `userId`.
+    ///   - operation: The job's `op`.
+    ///   - status: How the job ended.
+    ///   - payload: Mio's answer, for ``Status/ok``.
+    ///   - failure: Why the job failed, for every other status.
+    ///   - attempts: How many times the job was tried.
+    ///   - duration: Processing time.
+    ///   - completedAt: When processing finished.
+    ///   - metadata: The job's metadata.
+    public init(
+        jobID: String,
+        userID: String,
+        operation: Job.Operation,
+        status: Status,
+        payload: Payload? = nil,
+        failure: Failure? = nil,
+        attempts: Int,
+        duration: Duration,
+        completedAt: Date,
+        metadata: RawJSON? = nil
+    ) {
+        self.jobID = jobID
+        self.userID = userID
+        self.operation = operation
+        self.status = status
+        self.payload = payload
+        self.failure = failure
+        self.attempts = attempts
+        self.duration = duration
+        self.completedAt = completedAt
+        self.metadata = metadata
+    }
+
+    /// `durationMs`: the duration in whole milliseconds (rounded down).
+    public var durationMilliseconds: Int64 {
+        let components = duration.components
+        return components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// The result as UTF-8 JSON, fields in the documented order.
+    ///
+    /// `context` is written for op `context` and `summary` (a string or null) for op `summary` when the status is
+    /// `ok`; `error` only for other statuses; `metadata` only when the job had one.
+    public func encoded() -> [UInt8] {
+        var writer = JSONWriter(capacity: 160 + (metadata?.bytes.count ?? 0) + payloadSize)
+        writer.beginObject()
+        writer.key("id")
+        writer.string(jobID)
+        writer.key("userId")
+        writer.string(userID)
+        writer.key("op")
+        writer.string(operation.rawValue)
+        writer.key("status")
+        writer.string(status.rawValue)
+        switch payload {
+        case .context(let content)?:
+            writer.key("context")
+            writer.string(content)
+        case .summary(let summary)?:
+            writer.key("summary")
+            if let summary { writer.string(summary) } else { writer.raw("null") }
+        case nil:
+            break
+        }
+        if let failure {
+            writer.key("error")
+            writer.beginObject()
+            writer.key("code")
+            writer.string(failure.code)
+            writer.key("message")
+            writer.string(failure.message)
+            writer.endObject()
+        }
+        writer.key("attempts")
+        writer.integer(Int64(attempts))
+        writer.key("durationMs")
+        writer.integer(durationMilliseconds)
+        writer.key("completedAt")
+        writer.string(RFC3339.format(completedAt))
+        if let metadata {
+            writer.key("metadata")
+            writer.raw(metadata.bytes)
+        }
+        writer.endObject()
+        return writer.bytes
+    }
+
+    private var payloadSize: Int {
+        switch payload {
+        case .context(let content)?: content.utf8.count
+        case .summary(let summary)?: summary?.utf8.count ?? 0
+        case nil: 0
+        }
+    }
+}
+
+/// Formats instants as RFC 3339 UTC timestamps with millisecond precision (`2026-01-31T12:34:56.789Z`).
+enum RFC3339 {
+    static func format(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let (days, millisecondOfDay) = floorDivide(milliseconds, 86_400_000)
+        let (year, month, day) = civil(fromDays: days)
+        let hour = millisecondOfDay / 3_600_000
+        let minute = millisecondOfDay / 60_000 % 60
+        let second = millisecondOfDay / 1000 % 60
+        let millisecond = millisecondOfDay % 1000
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        func append(_ value: Int64, digits: Int) {
+            var divisor: Int64 = 1
+            for _ in 1 ..< digits { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        append(year, digits: 4)
+        bytes.append(UInt8(ascii: "-"))
+        append(month, digits: 2)
+        bytes.append(UInt8(ascii: "-"))
+        append(day, digits: 2)
+        bytes.append(UInt8(ascii: "T"))
+        append(hour, digits: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(minute, digits: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(second, digits: 2)
+        bytes.append(UInt8(ascii: "."))
+        append(millisecond, digits: 3)
+        bytes.append(UInt8(ascii: "Z"))
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func floorDivide(_ value: Int64, _ divisor: Int64) -> (Int64, Int64) {
+        let quotient = value / divisor
+        let remainder = value % divisor
+        return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
+    }
+
+    /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
+    private static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (year, month, day)
+    }
+}
+
+/// Appends JSON tokens to a byte buffer; commas between members are inserted automatically.
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
+    private var needsComma = false
+
+    init(capacity: Int) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    mutating func beginObject() {
+        separate()
+        bytes.append(UInt8(ascii: "{"))
+        needsComma = false
+    }
+
+    mutating func endObject() {
+        bytes.append(UInt8(ascii: "}"))
+        needsComma = true
+    }
+
+    mutating func key(_ name: StaticString) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        bytes.append(contentsOf: "\":".utf8)
+        needsComma = false
+    }
+
+    mutating func string(_ value: String) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: "\\\"".utf8)
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: "\\\\".utf8)
+            case UInt8(ascii: "\n"): bytes.append(contentsOf: "\\n".utf8)
+            case UInt8(ascii: "\r"): bytes.append(contentsOf: "\\r".utf8)
+            case UInt8(ascii: "\t"): bytes.append(contentsOf: "\\t".utf8)
+            case 0 ..< 0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: "\\u00".utf8)
+                bytes.append(hex[Int(byte >> 4)])
+                bytes.append(hex[Int(byte & 0xF)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    mutating func integer(_ value: Int64) {
+        separate()
+        bytes.append(contentsOf: String(value).utf8)
+        needsComma = true
+    }
+
+    mutating func raw(_ text: StaticString) {
+        separate()
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        needsComma = true
+    }
+
+    mutating func raw(_ json: [UInt8]) {
+        separate()
+        bytes.append(contentsOf: json)
+        needsComma = true
+    }
+
+    private mutating func separate() {
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
+    }
+}
