@@ -1,0 +1,68 @@
+public import Kafka
+
+/// Delivers results to the output topic and invalid messages to the dead-letter topic.
+///
+/// Both return only once the broker acknowledged the message, which is what makes a job's offset
+/// committable.
+public struct KafkaResultSink: ResultSink {
+    /// Header carrying the job id on a result.
+    public static let jobIDHeader = "mioctx-job-id"
+    /// Headers of a dead-lettered message, added after its original headers.
+    public enum DeadLetterHeader {
+        /// The machine code of the reason (`not_json`, `missing_field`, ...).
+        public static let reason = "mioctx-dlq-reason"
+        /// The human explanation, naming the field.
+        public static let message = "mioctx-dlq-message"
+        /// The field concerned, when there is one.
+        public static let field = "mioctx-dlq-field"
+        /// Where the message was read: topic, partition and offset.
+        public static let sourceTopic = "mioctx-dlq-source-topic"
+        public static let sourcePartition = "mioctx-dlq-source-partition"
+        public static let sourceOffset = "mioctx-dlq-source-offset"
+    }
+
+    /// W3C trace-context headers carried from a job to its result.
+    static let propagatedHeaders: Set<String> = ["traceparent", "tracestate"]
+
+    private let producer: KafkaProducer
+    private let outputTopic: String
+    private let deadLetterTopic: String
+
+    /// Creates a sink.
+    ///
+    /// - Parameters:
+    ///   - producer: a running producer.
+    ///   - outputTopic: where results go, keyed by user id.
+    ///   - deadLetterTopic: where invalid messages go, unchanged, with the reason in headers.
+    public init(producer: KafkaProducer, outputTopic: String, deadLetterTopic: String) {
+        self.producer = producer
+        self.outputTopic = outputTopic
+        self.deadLetterTopic = deadLetterTopic
+    }
+
+    public func publish(_ result: JobResult, for item: InputItem) async throws {
+        var headers = [KafkaHeader(key: Self.jobIDHeader, value: result.jobID)]
+        for header in item.headers where Self.propagatedHeaders.contains(header.name) {
+            headers.append(KafkaHeader(key: header.name, value: header.value))
+        }
+        _ = try await producer.send(
+            topic: outputTopic,
+            key: Array(result.userID.utf8),
+            value: result.encoded(),
+            headers: headers
+        )
+    }
+
+    public func deadLetter(_ item: InputItem, reason: InvalidJob) async throws {
+        var headers = item.headers.map { KafkaHeader(key: $0.name, value: $0.value) }
+        headers.append(KafkaHeader(key: DeadLetterHeader.reason, value: reason.code.description))
+        headers.append(KafkaHeader(key: DeadLetterHeader.message, value: reason.message))
+        if let field = reason.field {
+            headers.append(KafkaHeader(key: DeadLetterHeader.field, value: field))
+        }
+        headers.append(KafkaHeader(key: DeadLetterHeader.sourceTopic, value: item.source.partition.topic))
+        headers.append(KafkaHeader(key: DeadLetterHeader.sourcePartition, value: "\(item.source.partition.partition)"))
+        headers.append(KafkaHeader(key: DeadLetterHeader.sourceOffset, value: "\(item.source.offset)"))
+        _ = try await producer.send(topic: deadLetterTopic, key: item.key, value: item.value, headers: headers)
+    }
+}

@@ -1,0 +1,241 @@
+import ContextProcessor
+import Foundation
+import Kafka
+import Logging
+import Mio
+import MioSimulator
+import MioTokens
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Everything a worker needs, real and on loopback: librdkafka's mock cluster, the Mio simulator over HTTP,
+/// a token store filled through the real OAuth code exchange.
+struct WorkerHarness: Sendable {
+    static let inputTopic = "context-requests"
+    static let outputTopic = "context-results"
+    static let deadLetterTopic = "context-dead-letters"
+    static let groupProperties: [String: String] = [
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "500",
+        "max.poll.interval.ms": "10000",
+    ]
+
+    let cluster: KafkaMockCluster
+    let simulator: MioSimulator
+    let mio: MioClient
+    let store: InMemoryTokenStore
+    let tokens: TokenProvider
+    let logger: Logger
+
+    var kafka: KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, properties: Self.groupProperties)
+    }
+
+    /// Runs `body` with a harness whose simulator uses `simulatorConfiguration`.
+    static func with<T: Sendable>(
+        partitions: Int = 6,
+        simulatorConfiguration: MioSimulator.Configuration = .init(),
+        _ body: (WorkerHarness) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: "worker-tests")
+        logger.logLevel = .warning
+        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
+        try cluster.createTopic(inputTopic, partitions: partitions)
+        try cluster.createTopic(outputTopic, partitions: partitions)
+        try cluster.createTopic(deadLetterTopic, partitions: 1)
+        return try await MioSimulator.withSimulator(simulatorConfiguration, logger: logger) { simulator in
+            let mio = MioClient(
+                configuration: MioClient.Configuration(
+                    clientID: simulatorConfiguration.clientID,
+                    clientSecret: simulatorConfiguration.clientSecret,
+                    redirectURL: simulatorConfiguration.redirectURL,
+                    apiURL: simulator.baseURL!,
+                    requestTimeout: .seconds(10),
+                    maxConnections: 512
+                ),
+                logger: logger
+            )
+            let store = InMemoryTokenStore()
+            let tokens = TokenProvider(store: store, refresher: mio, logger: logger)
+            let harness = WorkerHarness(cluster: cluster, simulator: simulator, mio: mio, store: store, tokens: tokens, logger: logger)
+            do {
+                let result = try await body(harness)
+                try await mio.shutdown()
+                return result
+            } catch {
+                try? await mio.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// Connects users through the real flow: simulator consent -> code exchange -> store.
+    func connect(_ users: [String]) async throws {
+        for user in users {
+            let code = simulator.authorize(userID: user)
+            let response = try await mio.exchangeCodeForTokens(code: code)
+            _ = await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
+        }
+    }
+
+    func workerConfiguration(
+        group: String = "workers",
+        maxInFlight: Int = 256,
+        maxInFlightPerUser: Int = 4,
+        ordering: SchedulingConfiguration.Ordering = .unordered
+    ) -> KafkaWorker.Configuration {
+        var configuration = KafkaWorker.Configuration(
+            kafka: kafka,
+            groupID: group,
+            inputTopic: Self.inputTopic,
+            outputTopic: Self.outputTopic,
+            deadLetterTopic: Self.deadLetterTopic,
+            engine: ProcessingEngine.Configuration(
+                scheduling: SchedulingConfiguration(
+                    maxInFlight: maxInFlight,
+                    maxInFlightPerUser: maxInFlightPerUser,
+                    ordering: ordering
+                )
+            )
+        )
+        configuration.commitInterval = .milliseconds(200)
+        configuration.shutdownGracePeriod = .seconds(20)
+        return configuration
+    }
+
+    func makeWorker(_ configuration: KafkaWorker.Configuration) throws -> KafkaWorker {
+        let handler = JobHandler(api: mio, tokens: tokens, logger: logger)
+        return try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
+    }
+
+    /// Produces raw messages to the input topic; returns the end offset of each partition written to.
+    @discardableResult
+    func produce(_ messages: [(key: String?, value: [UInt8], headers: [KafkaHeader])]) async throws -> [Int32: Int64] {
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            defer { producer.shutdown() }
+            return try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { sends in
+                for message in messages {
+                    sends.addTask {
+                        try await producer.send(
+                            topic: Self.inputTopic,
+                            key: message.key.map { Array($0.utf8) },
+                            value: message.value,
+                            headers: message.headers
+                        )
+                    }
+                }
+                var ends: [Int32: Int64] = [:]
+                for try await report in sends {
+                    ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1)
+                }
+                return ends
+            }
+        }
+    }
+
+    /// Produces jobs as JSON.
+    @discardableResult
+    func produceJobs(_ jobs: [(id: String, userID: String, query: String)]) async throws -> [Int32: Int64] {
+        try await produce(
+            jobs.map { job in
+                let object: [String: Any] = ["id": job.id, "userId": job.userID, "query": job.query]
+                let value = try! JSONSerialization.data(withJSONObject: object)
+                return (key: job.userID, value: Array(value), headers: [])
+            }
+        )
+    }
+
+    /// Reads a topic from the beginning until `isComplete` holds for what was read.
+    func read(
+        topic: String,
+        group: String = "reader-\(UUID().uuidString)",
+        until isComplete: @escaping @Sendable ([KafkaMessage]) -> Bool
+    ) async throws -> [KafkaMessage] {
+        let consumer = try KafkaConsumer(configuration: kafka, groupID: group, topics: [topic], logger: logger)
+        let task = Task { try await consumer.run() }
+        defer { consumer.close() }
+        let messages = try await withPatience("messages of \(topic)") {
+            var read: [KafkaMessage] = []
+            for await message in consumer.messages {
+                read.append(message)
+                if isComplete(read) { break }
+            }
+            return read
+        }
+        consumer.close()
+        try await task.value
+        return messages
+    }
+}
+
+/// A worker running in a service group, stopped by a graceful shutdown as SIGTERM would.
+final class RunningWorker: Sendable {
+    let worker: KafkaWorker
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    init(_ worker: KafkaWorker, logger: Logger) {
+        self.worker = worker
+        let group = ServiceGroup(configuration: .init(services: [worker], gracefulShutdownSignals: [], logger: logger))
+        self.group = group
+        self.task = Task { try await group.run() }
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// A decoded result message.
+struct ResultMessage {
+    var json: [String: Any]
+    var message: KafkaMessage
+
+    init(_ message: KafkaMessage) throws {
+        self.message = message
+        let object = try JSONSerialization.jsonObject(with: Data(message.value ?? []))
+        self.json = try #require(object as? [String: Any])
+    }
+
+    var id: String { json["id"] as? String ?? "" }
+    var userID: String { json["userId"] as? String ?? "" }
+    var status: String { json["status"] as? String ?? "" }
+    var context: String? { json["context"] as? String }
+}
+
+/// A generous safety net for waits: a test that needs it has a real bug, a slow machine does not reach it.
+let patience: Duration = .seconds(120)
+
+struct TestTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+func withPatience<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: patience)
+            return nil
+        }
+        guard let first = try await group.next(), let value = first else {
+            group.cancelAll()
+            throw TestTimeout(what: what)
+        }
+        group.cancelAll()
+        return value
+    }
+}
+
+func waitUntil(_ what: String, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + patience
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestTimeout(what: what)
+}
