@@ -1,0 +1,71 @@
+import ContextProcessor
+import Kafka
+import Logging
+import Mio
+import MioTokens
+
+/// Builds a worker's parts from settings: the Mio client, the token provider, the job handler, the worker.
+/// Shared by `mioctx run` and `mioctx demo`, so the demo runs exactly the production pipeline.
+struct WorkerAssembly {
+    let mio: MioClient
+    let tokens: TokenProvider
+    let worker: KafkaWorker
+
+    init(settings: MioctxSettings, store: any TokenStore, logger: Logger) throws {
+        let mio = MioClient(
+            configuration: MioClient.Configuration(
+                clientID: settings.mio.clientID,
+                clientSecret: settings.mio.clientSecret,
+                redirectURL: settings.mio.redirectURL,
+                apiURL: settings.mio.apiURL,
+                dashboardURL: settings.mio.dashboardURL,
+                requestTimeout: settings.mio.requestTimeout,
+                maxConnections: settings.mio.maxConnections
+            ),
+            logger: logger
+        )
+        let tokens = TokenProvider(
+            store: store,
+            refresher: mio,
+            configuration: TokenProvider.Configuration(proactiveRefreshThreshold: settings.tokens.proactiveRefreshThreshold),
+            logger: logger
+        )
+        let processing = settings.processing
+        let handler = JobHandler(
+            api: mio,
+            tokens: tokens,
+            configuration: JobHandler.Configuration(
+                retry: RetryPolicy(
+                    maxAttempts: processing.retry.maxAttempts,
+                    maxTimePerJob: processing.retry.maxTimePerJob,
+                    initialBackoff: processing.retry.initialBackoff,
+                    maxBackoff: processing.retry.maxBackoff
+                )
+            ),
+            rateLimiter: processing.requestsPerSecond.map {
+                RateLimiter(permitsPerSecond: $0, burst: max(1, Int($0.rounded(.up))))
+            },
+            logger: logger
+        )
+        var configuration = KafkaWorker.Configuration(
+            kafka: KafkaConfiguration(bootstrapServers: settings.kafka.bootstrapServers, properties: settings.kafka.properties),
+            groupID: settings.kafka.groupID,
+            inputTopic: settings.kafka.inputTopic,
+            outputTopic: settings.kafka.outputTopic,
+            deadLetterTopic: settings.kafka.deadLetterTopic,
+            engine: ProcessingEngine.Configuration(
+                scheduling: SchedulingConfiguration(
+                    maxInFlight: processing.maxInFlight,
+                    maxInFlightPerUser: processing.maxInFlightPerUser,
+                    ordering: processing.ordering
+                )
+            )
+        )
+        configuration.commitInterval = processing.commitInterval
+        configuration.shutdownGracePeriod = processing.shutdownGracePeriod
+        configuration.revocationGracePeriod = processing.revocationGracePeriod
+        self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
+        self.mio = mio
+        self.tokens = tokens
+    }
+}
