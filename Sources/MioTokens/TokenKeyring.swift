@@ -82,7 +82,7 @@ public struct TokenKeyring: Sendable {
             do {
                 contents = try String(contentsOfFile: path, encoding: .utf8)
             } catch {
-                throw TokenError(.keyConfiguration, detail: "cannot read the key file \(path): \(error)")
+                throw TokenError(.keyConfiguration, detail: "cannot read the key file \(path): \(error.localizedDescription)")
             }
             return try TokenKeyring(parsing: contents)
         }

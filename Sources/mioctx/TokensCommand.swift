@@ -78,14 +78,18 @@ extension TokensCommand {
             let existing = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
             let contents = existing.isEmpty ? entry + "\n" : entry + "\n" + existing
             _ = try TokenKeyring(parsing: contents)
-            let url = URL(fileURLWithPath: file)
+            let url = URL(fileURLWithPath: file).absoluteURL
             let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
             guard FileManager.default.createFile(
                 atPath: temporary.path, contents: Data(contents.utf8), attributes: [.posixPermissions: 0o600]
             ) else {
                 throw ValidationError("cannot write \(temporary.path)")
             }
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+            // rename(2) replaces the file atomically (Foundation's replaceItemAt can lose the original on Linux).
+            guard rename(temporary.path, url.path) == 0 else {
+                try? FileManager.default.removeItem(at: temporary)
+                throw ValidationError("cannot replace \(file) (errno \(errno))")
+            }
             let keyID = String(entry.prefix(while: { $0 != ":" }))
             print("wrote key \(keyID) as the primary key of \(file)")
         }
