@@ -150,6 +150,22 @@ import Testing
         #expect(Set(events.cancelled.map(\.offset)) == [0, 1, 2])
     }
 
+    @Test func cancellingRunCancelsJobsInFlightAndStopsTheEngine() async throws {
+        let api = ConcurrencyMeter(latencyMicroseconds: 3_600_000_000 ... 3_600_000_000)
+        let events = EventLog()
+        let engine = ProcessingEngine(handler: JobHandler(api: api, tokens: FixedTokens()), sink: MemorySink()) {
+            events.record($0)
+        }
+        let running = Task { await engine.run() }
+        for index in 0 ..< 2 { engine.submit(jobItem(index, user: "u")) }
+        while api.current < 2 { await Task.yield() }
+        running.cancel()
+        await running.value
+        #expect(Set(events.cancelled.map(\.offset)) == [0, 1])
+        #expect(events.done.isEmpty)
+        #expect(engine.submit(jobItem(5, user: "u")) == false)
+    }
+
     @Test func revokedPartitionLosesItsQueuedItemsAndItsRunningOnesFinish() async throws {
         let gate = Gate()
         let api = ConcurrencyMeter(latencyMicroseconds: 1 ... 10, gate: gate)

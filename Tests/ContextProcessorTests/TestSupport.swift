@@ -12,16 +12,25 @@ final class VirtualClock: Sendable {
     }
 
     private let state = Mutex(State())
+    private let onSleep: @Sendable (_ count: Int) -> Void
+
+    /// - Parameter onSleep: Called after each sleep with the number of sleeps so far (to change the world
+    ///   between attempts).
+    init(onSleep: @escaping @Sendable (_ count: Int) -> Void = { _ in }) {
+        self.onSleep = onSleep
+    }
 
     var processorClock: ProcessorClock {
         ProcessorClock(
             now: { self.now },
             sleep: { duration in
                 try Task.checkCancellation()
-                self.state.withLock {
+                let count = self.state.withLock {
                     $0.now += duration
                     $0.sleeps.append(duration)
+                    return $0.sleeps.count
                 }
+                self.onSleep(count)
             },
             wallClock: {
                 let components = self.now.components

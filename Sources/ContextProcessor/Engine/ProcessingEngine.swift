@@ -210,8 +210,9 @@ public final class ProcessingEngine: Sendable {
 
     // MARK: - Running
 
-    /// Hosts the processing of jobs until ``drain(timeout:)`` or ``stop()``; call it once. Cancelling it cancels
-    /// every job in flight (their items are reported ``Event/cancelled(_:)``).
+    /// Hosts the processing of jobs until ``drain(timeout:)`` or ``stop(cancelInFlight:)``; call it exactly once.
+    /// Cancelling it cancels every job in flight (their items are reported ``Event/cancelled(_:)``) and stops
+    /// the engine.
     public func run() async {
         await withDiscardingTaskGroup { group in
             for await command in commands {
@@ -223,6 +224,8 @@ public final class ProcessingEngine: Sendable {
                 }
             }
         }
+        // Ended by cancellation rather than by stop(): accept nothing more, nothing would run it.
+        stop(cancelInFlight: false)
     }
 
     /// Decodes an item and schedules it. Never blocks: when jobs pending reach the limit the item still waits
