@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import Foundation
+public import Foundation
 public import Logging
 import NIOCore
 import NIOFoundationCompat
@@ -37,6 +37,19 @@ public final class MioClient: Sendable {
     ///   - logger: Where request outcomes go (at debug level; never with a secret).
     public convenience init(configuration: Configuration, logger: Logger = Logger(label: "mio")) {
         self.init(configuration: configuration, logger: logger, now: { Date() })
+    }
+
+    /// Creates a client configured from the SDK's environment variables (`MIO_CLIENT_ID`, `MIO_CLIENT_SECRET`,
+    /// `MIO_REDIRECT_URL`, and optionally `MIO_API_URL`, `MIO_DASHBOARD_URL`).
+    /// - Parameters:
+    ///   - environment: The environment to read, by default the process's.
+    ///   - logger: Where request outcomes go.
+    /// - Throws: `MioConfigurationError` naming every required variable that is missing.
+    public convenience init(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "mio")
+    ) throws {
+        self.init(configuration: try Configuration.fromEnvironment(environment), logger: logger)
     }
 
     /// Creates a client with an injected wall clock, used to turn a `Retry-After` HTTP-date into a delay.
@@ -232,8 +245,12 @@ public final class MioClient: Sendable {
             let response = try await self.httpClient.execute(request, timeout: self.timeout)
             status = Int(response.status.code)
             headers = response.headers
-            let limit = (200..<300).contains(status) ? Self.maxBodyBytes : 64 * 1024
-            responseBody = try await response.body.collect(upTo: limit)
+            if (200..<300).contains(status) {
+                responseBody = try await response.body.collect(upTo: Self.maxBodyBytes)
+            } else {
+                // The status is what matters: an error body that is too long or breaks off is ignored.
+                responseBody = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
+            }
         } catch {
             let failure = Self.transportError(error, endpoint: endpoint)
             self.logger.debug(

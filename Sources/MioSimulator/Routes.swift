@@ -295,7 +295,7 @@ extension MioSimulator {
 
     private static func encoded(_ value: some Encodable) -> Response {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(value) else {
             return json(.internalServerError, Wire.object(["error": "server_error"]))
         }

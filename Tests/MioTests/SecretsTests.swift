@@ -111,6 +111,12 @@ struct MioConfigurationTests {
         }
     }
 
+    @Test func clientFromEnvironmentRefusesToStartWithoutCredentials() {
+        #expect(throws: MioConfigurationError.self) {
+            _ = try MioClient(environment: ["MIO_API_URL": "http://127.0.0.1:1"])
+        }
+    }
+
     @Test func environmentConfigurationUsesTheSDKDefaults() throws {
         let configuration = try MioClient.Configuration.fromEnvironment([
             "MIO_CLIENT_ID": "id", "MIO_CLIENT_SECRET": "secret", "MIO_REDIRECT_URL": "https://app.example/cb",
