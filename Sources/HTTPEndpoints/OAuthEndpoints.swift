@@ -188,3 +188,24 @@ extension String {
         return text
     }
 }
+
+/// Adds the OAuth connect and callback routes to `router` (see ``OAuthEndpoints``).
+/// - Parameters:
+///   - router: The worker's router.
+///   - configuration: Client id, redirect URL, dashboard URL, paths.
+///   - store: Where the tokens are stored.
+///   - exchanger: Mio (a `MioClient`), which exchanges the code.
+///   - stateSigner: Signs and checks `state`; replicas behind one load balancer must share its key.
+///   - logger: Never receives a code or a token.
+public func addOAuthRoutes<Context: RequestContext>(
+    to router: Router<Context>,
+    configuration: OAuthEndpoints.Configuration,
+    store: any TokenStore,
+    exchanger: any AuthorizationCodeExchanging,
+    stateSigner: OAuthStateSigner,
+    logger: Logger = Logger(label: "mioctx.oauth")
+) {
+    OAuthEndpoints(
+        configuration: configuration, store: store, exchanger: exchanger, stateSigner: stateSigner, logger: logger
+    ).addRoutes(to: router)
+}

@@ -161,7 +161,20 @@ public final class PostgresTokenStore: TokenStore, Service {
     ]
 
     /// Creates the table or brings it to the current schema version; safe when several replicas start at once.
+    /// - Throws: ``TokenError/Code/storeFailure`` when the server cannot be reached or refuses the login (the
+    ///   message says so), or the migration fails.
     public func migrate() async throws {
+        do {
+            try await migrateTable()
+        } catch var error as TokenError where error.underlying.map({ "\($0)" })?.contains("ConnectionPool") ?? false {
+            // The pool reports a refused login or an unreachable server only as a tripped circuit breaker.
+            error.detail = "cannot connect to PostgreSQL (is the server up, and are the host, port, user, password "
+                + "and database of the URL right?)"
+            throw error
+        }
+    }
+
+    private func migrateTable() async throws {
         try await run(userID: "", "migrate") { [client, logger] in
             try await client.withTransaction(logger: logger) { connection in
                 // Transaction-scoped: released at COMMIT, so it is safe behind PgBouncer in transaction mode.

@@ -34,8 +34,9 @@ struct StoreOptions: ParsableArguments {
     func withStore<T: Sendable>(_ body: (any TokenStore) async throws -> T) async throws -> T {
         let location = try TokenStoreLocation(parsing: store)
         let keyring = try TokenKeyring.load(keyFile: keyFile)
+        // Errors reach the operator as the command's own message; the pool's startup notices are noise here.
         var logger = Logger(label: "mioctx.tokens")
-        logger.logLevel = .warning
+        logger.logLevel = .error
         return try await location.withStore(keyring: keyring, logger: logger, body)
     }
 }
@@ -326,7 +327,7 @@ extension TokensCommand {
                         _ = readLine()
                     }
                     var logger = Logger(label: "mioctx.tokens")
-                    logger.logLevel = .warning
+                    logger.logLevel = .error
                     let provider = TokenProvider(store: store, refresher: mio, logger: logger)
                     let results = await withTaskGroup(of: Result<String, TokenError>.self) { group in
                         for _ in 0..<concurrency {

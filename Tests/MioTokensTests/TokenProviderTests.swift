@@ -196,4 +196,33 @@ final class FakeRefresher: TokenRefreshing {
             }
         }
     }
+
+    /// A caller cancelled mid-refresh must not lose the rotated refresh token: the refresh completes and is stored.
+    @Test func cancelledCallerDoesNotAbandonTheRefresh() async throws {
+        let store: any TokenStore = InMemoryTokenStore()
+        let mio = FakeRefresher(delay: .milliseconds(50))
+        let provider = TokenProvider(store: store, refresher: mio)
+        try await store.upsert(userID: "u1", tokens: grant("1"))
+        let caller = Task { try await provider.refreshAfterUnauthorized(userID: "u1", rejected: "atk_plain_1") }
+        caller.cancel()
+        _ = await caller.result
+        // Another caller joins the refresh still in flight (or finds its result): Mio was called once.
+        #expect(try await provider.refreshAfterUnauthorized(userID: "u1", rejected: "atk_plain_1") == "atk_new_1")
+        #expect(mio.calls == 1)
+        #expect(try await store.get(userID: "u1")?.refreshToken == "rtk_new_1")
+    }
+
+    @Test func proactiveRefreshUsesTheTokenAnotherReplicaAlreadyStored() async throws {
+        let clock = TestClock()
+        let store: any TokenStore = InMemoryTokenStore(now: { clock.now })
+        let mio = FakeRefresher()
+        let provider = TokenProvider(store: store, refresher: mio, now: { clock.now })
+        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: clock.now, lifetime: 1000))
+        #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
+        clock.advance(by: 900)
+        // Another replica refreshed meanwhile.
+        try await store.upsert(userID: "u1", tokens: grant("replica", issuedAt: clock.now, lifetime: 1000))
+        #expect(try await provider.accessToken(for: "u1") == "atk_plain_replica")
+        #expect(mio.calls == 0)
+    }
 }

@@ -144,6 +144,60 @@ enum TokenStoreContract {
         try await TokenStoreContract.run(.postgres)
     }
 
+    /// While one holder keeps a user's lock, another store on the same database gives up with lock_timeout.
+    static func lockTimeoutIsReported(holder: any TokenStore, contender: any TokenStore) async throws {
+        try await holder.upsert(userID: "u1", tokens: grant("1"))
+        let (entered, enteredContinuation) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseContinuation) = AsyncStream.makeStream(of: Void.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await holder.withExclusiveLock(userID: "u1") { _ in
+                    enteredContinuation.yield()
+                    for await _ in release { break }
+                    return .keep(())
+                }
+            }
+            for await _ in entered { break }
+            let error = await #expect(throws: TokenError.self) {
+                try await contender.withExclusiveLock(userID: "u1") { _ in LockedUpdate.keep(()) }
+            }
+            #expect(error?.code == .lockTimeout)
+            #expect(error?.isRetriable == true)
+            releaseContinuation.yield()
+            releaseContinuation.finish()
+            try await group.waitForAll()
+        }
+        // Once released, the lock is available again.
+        try await contender.withExclusiveLock(userID: "u1") { _ in LockedUpdate.store(grant("2"), returning: ()) }
+        #expect(try await holder.get(userID: "u1")?.accessToken == "atk_plain_2")
+    }
+
+    @Test func sqliteLockTimesOutWhileAnotherProcessHoldsIt() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory.appendingPathComponent("tokens.sqlite").path
+            let keyring = TokenKeyring.ephemeral()
+            try await Self.lockTimeoutIsReported(
+                holder: try SQLiteTokenStore(path: path, keyring: keyring),
+                contender: try SQLiteTokenStore(
+                    path: path, keyring: keyring, configuration: .init(lockTimeout: .milliseconds(200))
+                )
+            )
+        }
+    }
+
+    @Test(.enabled(if: TestPostgres.enabled, TestPostgres.disabledMessage))
+    func postgresLockTimesOutWhileAnotherReplicaHoldsIt() async throws {
+        let url = try await TestPostgres.freshSchemaURL()
+        let keyring = TokenKeyring.ephemeral()
+        try await PostgresTokenStore.withStore(url: url, keyring: keyring) { holder in
+            try await PostgresTokenStore.withStore(
+                url: url, keyring: keyring, configuration: .init(lockTimeout: .milliseconds(200))
+            ) { contender in
+                try await Self.lockTimeoutIsReported(holder: holder, contender: contender)
+            }
+        }
+    }
+
     @Test func storeLocationParsesSQLiteAndPostgresAndHidesThePassword() throws {
         #expect(try TokenStoreLocation(parsing: "sqlite:/tmp/x.sqlite") == .sqlite(path: "/tmp/x.sqlite"))
         let postgres = try TokenStoreLocation(parsing: "postgres://u:secret@127.0.0.1:5432/db")
