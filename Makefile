@@ -27,8 +27,7 @@ test: build
 	$(SWIFT) test --skip-build --disable-xctest
 
 demo: build-release
-	@echo "mioctx demo: until the context processor lands, this runs the mock Kafka cluster (Ctrl-C stops it)."
-	.build/release/mioctx mock-kafka --brokers 3 --topic context-requests:6 --topic context-results:6
+	.build/release/mioctx demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf .build

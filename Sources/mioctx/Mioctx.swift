@@ -9,6 +9,7 @@ struct Mioctx: AsyncParsableCommand {
         subcommands: [
             MockKafkaCommand.self,
             SimCommand.self,
+            DemoCommand.self,
             TokensCommand.self,
         ]
     )

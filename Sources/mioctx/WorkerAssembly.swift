@@ -57,7 +57,10 @@ struct WorkerAssembly {
                 scheduling: SchedulingConfiguration(
                     maxInFlight: processing.maxInFlight,
                     maxInFlightPerUser: processing.maxInFlightPerUser,
-                    ordering: processing.ordering
+                    ordering: processing.ordering,
+                    // Resume reading a little below the limit, not at the first free slot, so the input does
+                    // not flip between paused and resumed with every finished job.
+                    readahead: max(16, processing.maxInFlight / 4)
                 )
             )
         )

@@ -89,8 +89,8 @@ public final class KafkaWorker: Service, Sendable {
         self.logger = logger
         let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
         let book = OffsetBook()
-        let consumerHolder = Mutex<KafkaConsumer?>(nil)
-        let engineHolder = Mutex<ProcessingEngine?>(nil)
+        // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
+        let revocationTargets = RevocationTargets()
         var consumerOptions = KafkaConsumer.Options()
         consumerOptions.maxBufferedMessages = max(64, configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
@@ -104,7 +104,7 @@ public final class KafkaWorker: Service, Sendable {
             options: consumerOptions,
             logger: logger
         ) { partitions, lost in
-            guard let consumer = consumerHolder.withLock({ $0 }), let engine = engineHolder.withLock({ $0 }) else { return }
+            guard let consumer = revocationTargets.consumer, let engine = revocationTargets.engine else { return }
             await Self.revoke(
                 partitions,
                 lost: lost,
@@ -115,7 +115,7 @@ public final class KafkaWorker: Service, Sendable {
                 logger: logger
             )
         }
-        consumerHolder.withLock { $0 = consumer }
+        revocationTargets.consumer = consumer
         let sink = KafkaResultSink(
             producer: producer,
             outputTopic: configuration.outputTopic,
@@ -129,7 +129,7 @@ public final class KafkaWorker: Service, Sendable {
             book: book,
             logger: logger
         )
-        engineHolder.withLock { $0 = pipeline.engine }
+        revocationTargets.engine = pipeline.engine
         self.producer = producer
         self.consumer = consumer
         self.pipeline = pipeline
@@ -195,6 +195,13 @@ public final class KafkaWorker: Service, Sendable {
     }
 }
 
+/// Weak references for the revocation handler, set once in `KafkaWorker.init` before any callback can run
+/// (callbacks start with `run()`), read only afterwards: that ordering is why `@unchecked Sendable` is safe.
+private final class RevocationTargets: @unchecked Sendable {
+    weak var consumer: KafkaConsumer?
+    weak var engine: ProcessingEngine?
+}
+
 extension PartitionID {
     init(_ partition: KafkaTopicPartition) {
         self.init(topic: partition.topic, partition: partition.partition)
@@ -228,7 +235,6 @@ final class OffsetBook: Sendable {
         state.withLock { state in
             for partition in partitions {
                 state.tracker.forget(partition)
-                state.committed[partition] = nil
             }
         }
     }
