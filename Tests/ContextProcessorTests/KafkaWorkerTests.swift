@@ -39,3 +39,110 @@ struct KafkaWorkerTests {
         }
     }
 }
+
+@Suite("Kafka worker: bad input, ordering, group membership")
+struct KafkaWorkerBehaviourTests {
+    @Test func everyKindOfBadInputIsDeadLetteredWithItsReasonWhileGoodJobsAroundItAreProcessed() async throws {
+        try await WorkerHarness.with(partitions: 1) { harness in
+            try await harness.connect(["alice"])
+            let good: (String) -> [UInt8] = { id in Array(#"{"id":"\#(id)","userId":"alice","query":"q \#(id)"}"#.utf8) }
+            let bad: [(reason: String, value: [UInt8])] = [
+                ("not_utf8", [0xFF, 0xFE, 0x7B]),
+                ("not_json", Array("{not json".utf8)),
+                ("not_object", Array("[1,2]".utf8)),
+                ("missing_field", Array(#"{"id":"x","query":"q"}"#.utf8)),
+                ("wrong_type", Array(#"{"id":7,"userId":"alice","query":"q"}"#.utf8)),
+                ("empty_field", Array(#"{"id":"x","userId":"alice","query":""}"#.utf8)),
+                ("field_too_large", Array(#"{"id":"\#(String(repeating: "i", count: 300))","userId":"alice","query":"q"}"#.utf8)),
+                ("unknown_op", Array(#"{"id":"x","userId":"alice","op":"delete"}"#.utf8)),
+            ]
+            var messages: [(key: String?, value: [UInt8], headers: [KafkaHeader])] = []
+            for (index, entry) in bad.enumerated() {
+                messages.append((key: "good-\(index)", value: good("good-\(index)"), headers: []))
+                messages.append((key: "bad-\(index)", value: entry.value, headers: [KafkaHeader(key: "origin", value: "test")]))
+            }
+            messages.append((key: "good-last", value: good("good-last"), headers: []))
+            let messageCount = messages.count
+            // One partition and sequential sends keep the offsets in list order.
+            for message in messages {
+                try await harness.produce([message])
+            }
+
+            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration()), logger: harness.logger)
+            let dead = try await harness.read(topic: WorkerHarness.deadLetterTopic) { $0.count >= bad.count }
+            let results = try await harness.read(topic: WorkerHarness.outputTopic) { $0.count >= bad.count + 1 }
+            try await waitUntil("the committed offset to pass every message") {
+                worker.worker.committedOffsets[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: 0)] == Int64(messageCount)
+            }
+            try await worker.stop()
+
+            #expect(Set(try results.map { try ResultMessage($0).id }) == Set((0..<bad.count).map { "good-\($0)" } + ["good-last"]))
+            for (index, entry) in bad.enumerated() {
+                let message = try #require(dead.first { $0.key == Array("bad-\(index)".utf8) })
+                #expect(message.value == entry.value, "the original bytes are kept")
+                #expect(message.header("origin")?.stringValue == "test", "the original headers are kept")
+                #expect(message.header(KafkaResultSink.DeadLetterHeader.reason)?.stringValue == entry.reason)
+                #expect(message.header(KafkaResultSink.DeadLetterHeader.message)?.stringValue?.isEmpty == false)
+                #expect(message.header(KafkaResultSink.DeadLetterHeader.sourceTopic)?.stringValue == WorkerHarness.inputTopic)
+                #expect(message.header(KafkaResultSink.DeadLetterHeader.sourcePartition)?.stringValue == "0")
+                #expect(message.header(KafkaResultSink.DeadLetterHeader.sourceOffset)?.stringValue == "\(index * 2 + 1)")
+            }
+        }
+    }
+
+    @Test func perKeyOrderingHoldsUnderRandomLatency() async throws {
+        let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 2, jitterMs: 40), seed: 11)
+        try await WorkerHarness.with(partitions: 3, simulatorConfiguration: simulator) { harness in
+            let users = (0..<8).map { "ordered-\($0)" }
+            try await harness.connect(users)
+            // Jobs of each user go to one partition (keyed by user), numbered in production order.
+            var jobs: [(id: String, userID: String, query: String)] = []
+            for sequence in 0..<40 {
+                for user in users {
+                    jobs.append((id: "\(user)#\(sequence)", userID: user, query: "q\(sequence)"))
+                }
+            }
+            for chunk in stride(from: 0, to: jobs.count, by: users.count) {
+                try await harness.produceJobs(Array(jobs[chunk..<min(chunk + users.count, jobs.count)]))
+            }
+            let worker = RunningWorker(
+                try harness.makeWorker(harness.workerConfiguration(ordering: .key)),
+                logger: harness.logger
+            )
+            let jobCount = jobs.count
+            let results = try await harness.read(topic: WorkerHarness.outputTopic) { $0.count >= jobCount }
+            try await worker.stop()
+            for user in users {
+                let sequence = try results.map(ResultMessage.init).filter { $0.userID == user }.map { result in
+                    Int(result.id.split(separator: "#").last!)!
+                }
+                #expect(sequence == Array(0..<40), "results of \(user) out of order")
+            }
+        }
+    }
+
+    @Test func twoWorkersShareThePartitionsAndTheSurvivorFinishesEverything() async throws {
+        let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
+        try await WorkerHarness.with(partitions: 6, simulatorConfiguration: simulator) { harness in
+            let users = (0..<20).map { "member-\($0)" }
+            try await harness.connect(users)
+            let first = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 16)), logger: harness.logger)
+            let second = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 16)), logger: harness.logger)
+            try await waitUntil("both workers to own partitions") {
+                !first.worker.assignment.isEmpty && !second.worker.assignment.isEmpty
+                    && first.worker.assignment.count + second.worker.assignment.count == 6
+            }
+            let jobs = (0..<3000).map { (id: "shared-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+            try await harness.produceJobs(jobs)
+            try await waitUntil("some results") { first.worker.committedOffsets.count + second.worker.committedOffsets.count > 0 }
+            try await second.stop()
+            try await waitUntil("the survivor to own every partition") { first.worker.assignment.count == 6 }
+            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
+                Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
+            }
+            try await first.stop()
+            let ids = try results.map { try ResultMessage($0).id }
+            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+        }
+    }
+}
