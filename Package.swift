@@ -113,6 +113,7 @@ let package = Package(
                 "MioTokens",
                 "HTTPEndpoints",
                 "ContextProcessor",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

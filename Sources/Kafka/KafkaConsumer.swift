@@ -246,6 +246,11 @@ public final class KafkaConsumer: Service, Sendable {
         context.currentAssignment.sorted()
     }
 
+    /// Whether the consumer has joined its group (received an assignment, possibly empty) and not left it.
+    public var hasJoinedGroup: Bool {
+        context.hasJoinedGroup
+    }
+
     /// How many messages wait in the buffer for the application.
     public var bufferedMessageCount: Int {
         context.buffer.count
@@ -283,6 +288,7 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
 /// that two threads never apply pause decisions out of order.
 final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     private struct State {
+        var joined = false
         var assignment: Set<KafkaTopicPartition> = []
         var pausedByApplication: Set<KafkaTopicPartition> = []
         var pausedInLibrary: Set<KafkaTopicPartition> = []
@@ -327,6 +333,10 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
 
     var currentAssignment: Set<KafkaTopicPartition> {
         state.withLock { $0.assignment }
+    }
+
+    var hasJoinedGroup: Bool {
+        state.withLock { $0.joined }
     }
 
     /// Interrupts a blocking `rd_kafka_consumer_poll` so the poll thread re-checks its state.
@@ -450,6 +460,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                     state.pausedInLibrary = []
                 }
                 state.assignment.formUnion(changed)
+                state.joined = true
             }
             logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(changed.sorted())"])
             eventContinuation.yield(.assigned(changed))
@@ -526,6 +537,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                 report(KafkaError.rdKafka(error, code: .shutdown, context: "consumer close failed"))
             }
         }
+        state.withLock { $0.joined = false }
         buffer.finish()
         eventContinuation.finish()
     }

@@ -153,6 +153,9 @@ public final class KafkaWorker: Service, Sendable {
         }
     }
 
+    /// Whether the worker is a member of its consumer group and taking jobs.
+    public var isReady: Bool { consumer.hasJoinedGroup && !pipeline.isStopping }
+
     /// Jobs received and not finished.
     public var pendingJobs: Int { pipeline.engine.pendingCount }
 
@@ -371,6 +374,11 @@ final class Pipeline: Service, Sendable {
 
     var failure: KafkaWorker.Failure? { failureBox.withLock { $0 } }
 
+    private let stopping = LockedBox(false)
+
+    /// Whether the pipeline stopped taking jobs (shutdown or failure).
+    var isStopping: Bool { stopping.withLock { $0 } }
+
     func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.engine.run() }
@@ -383,6 +391,7 @@ final class Pipeline: Service, Sendable {
             } onGracefulShutdown: {
                 self.stopContinuation.yield()
             }
+            stopping.withLock { $0 = true }
             logger.info("worker stopping: draining jobs in flight", metadata: ["pending": "\(engine.pendingCount)"])
             let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
             await book.commit(with: consumer, logger: logger)

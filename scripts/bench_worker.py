@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Measure `mioctx run` as its own process against the Mio simulator and a mock Kafka cluster on loopback.
+
+Reports throughput (jobs/s over the window in which results were completed, from the results' own
+`completedAt`), the worker's CPU time per job (user + system, everything included: start-up, group join,
+shutdown) and its peak RSS. Every process runs on this machine; nothing leaves loopback.
+
+    swift build -c release --product mioctx
+    scripts/bench_worker.py --jobs 20000 --users 1000 --latency-ms 200 --max-in-flight 256
+    scripts/bench_worker.py --jobs 50000 --users 1000 --latency-ms 20 --max-in-flight 512
+    scripts/bench_worker.py --jobs 20000 --users 1000 --latency-ms 1000 --max-in-flight 1024
+"""
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CLIENT_ID, CLIENT_SECRET, REDIRECT = "bench-client", "bench-secret", "http://127.0.0.1:9/callback"
+
+
+def first_line(process):
+    line = process.stdout.readline().decode().strip()
+    if not line:
+        raise SystemExit(f"{process.args[:2]} printed no first line")
+    return line
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def connect(sim, user):
+    code = post(f"{sim}/sim/authorize", {"userId": user})["code"]
+    tokens = post(f"{sim}/v1/auth/oauth2/token", {
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+    })
+    return {"userId": user, "accessToken": tokens["access_token"], "refreshToken": tokens["refresh_token"],
+            "expiresIn": tokens["expires_in"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--max-in-flight", type=int, default=256)
+    parser.add_argument("--max-in-flight-per-user", type=int, default=64)
+    parser.add_argument("--binary", default=".build/release/mioctx")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="mioctx-bench-")
+    processes = []
+    try:
+        kafka = subprocess.Popen([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
+                                  "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        processes.append(kafka)
+        bootstrap = first_line(kafka)
+        sim = subprocess.Popen([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
+                                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        processes.append(sim)
+        sim_url = first_line(sim)
+
+        print(f"connecting {args.users} users through the simulator's OAuth flow...", file=sys.stderr)
+        users = [f"user-{i:05d}" for i in range(args.users)]
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            lines = list(pool.map(lambda u: connect(sim_url, u), users))
+        tokens_file = os.path.join(work, "tokens.jsonl")
+        with open(tokens_file, "w") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
+        keys = subprocess.run([args.binary, "tokens", "keygen"], check=True, capture_output=True).stdout.decode().strip()
+        env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
+                   MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
+        store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}"
+        subprocess.run([args.binary, "tokens", "import", "--store", store, "--file", tokens_file],
+                       check=True, env=env, capture_output=True)
+
+        print(f"producing {args.jobs} jobs...", file=sys.stderr)
+        jobs_file = os.path.join(work, "jobs.txt")
+        with open(jobs_file, "w") as handle:
+            for index in range(args.jobs):
+                user = users[index % len(users)]
+                job = {"id": f"job-{index}", "userId": user, "query": f"what does {user} care about? {index}"}
+                handle.write(f"{user}\t{json.dumps(job)}\n")
+        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
+                       check=True)
+
+        print("running the worker...", file=sys.stderr)
+        worker = subprocess.Popen([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
+                                   "--max-in-flight", str(args.max_in_flight),
+                                   "--max-in-flight-per-user", str(args.max_in_flight_per_user),
+                                   "--http-port", "0", "--log-level", "warning"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
+        started = time.monotonic()
+        results = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
+                                  "-c", str(args.jobs), "-e", "-q", "-f", "%s\n"], check=True, capture_output=True)
+        wall = time.monotonic() - started
+        worker.send_signal(signal.SIGTERM)
+        # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.
+        _, raw_status, usage = os.wait4(worker.pid, 0)
+        status = os.waitstatus_to_exitcode(raw_status)
+        worker.returncode = status
+
+        completed, statuses = [], {}
+        for line in results.stdout.decode().splitlines():
+            result = json.loads(line)
+            statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            completed.append(datetime.datetime.fromisoformat(result["completedAt"].replace("Z", "+00:00")).timestamp())
+        completed.sort()
+        window = completed[-1] - completed[0]
+        throughput = (len(completed) - 1) / window if window > 0 else float("inf")
+        cpu = usage.ru_utime + usage.ru_stime
+        bound = args.max_in_flight / (args.latency_ms / 1000) if args.latency_ms else float("inf")
+        print(json.dumps({
+            "jobs": args.jobs, "users": args.users, "latencyMs": args.latency_ms, "maxInFlight": args.max_in_flight,
+            "statuses": statuses, "workerExit": status, "wallSecondsIncludingGroupJoin": round(wall, 2),
+            "jobsPerSecond": round(throughput, 1), "littleLawBound": round(bound, 1),
+            "shareOfBound": round(throughput / bound, 4) if bound != float("inf") else None,
+            "cpuSeconds": round(cpu, 3), "cpuMicrosecondsPerJob": round(cpu / args.jobs * 1e6, 1),
+            "workerPeakRSSMiB": round(usage.ru_maxrss / 1024, 1),
+        }, indent=2))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
