@@ -121,9 +121,14 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        .target(
+            name: "MioctxTestSupport",
+            path: "Tests/MioctxTestSupport",
+            swiftSettings: upcomingFeatures
+        ),
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Kafka"],
+            dependencies: ["Kafka", "MioctxTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
@@ -161,6 +166,7 @@ let package = Package(
                 "Mio",
                 "MioSimulator",
                 "MioTokens",
+                "MioctxTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

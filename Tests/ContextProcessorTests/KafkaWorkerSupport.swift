@@ -5,6 +5,7 @@ import Logging
 import Mio
 import MioSimulator
 import MioTokens
+import MioctxTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -207,35 +208,3 @@ struct ResultMessage {
     var context: String? { json["context"] as? String }
 }
 
-/// A generous safety net for waits: a test that needs it has a real bug, a slow machine does not reach it.
-let patience: Duration = .seconds(120)
-
-struct TestTimeout: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-func withPatience<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: patience)
-            return nil
-        }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw TestTimeout(what: what)
-        }
-        group.cancelAll()
-        return value
-    }
-}
-
-func waitUntil(_ what: String, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + patience
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw TestTimeout(what: what)
-}

@@ -2,6 +2,7 @@ import ContextProcessor
 import Foundation
 import Kafka
 import MioSimulator
+import MioctxTestSupport
 import Testing
 
 @Suite("Kafka worker end to end (mock cluster, simulator over HTTP)")

@@ -1,4 +1,5 @@
 import Kafka
+import MioctxTestSupport
 import Synchronization
 import Testing
 

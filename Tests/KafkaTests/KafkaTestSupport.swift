@@ -1,6 +1,7 @@
 import Foundation
 import Kafka
 import Logging
+import MioctxTestSupport
 import Testing
 
 /// Group timeouts that make rebalances on the mock cluster take seconds, not minutes.
@@ -10,47 +11,10 @@ let fastGroupProperties: [String: String] = [
     "max.poll.interval.ms": "10000",
 ]
 
-/// A generous safety net for waits: a test that needs it has a real bug, a slow machine does not reach it.
-let patience: Duration = .seconds(90)
-
 func testLogger(_ label: String = "kafka-tests") -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = .warning
     return logger
-}
-
-struct TestTimeout: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Polls `condition` until it holds; fails the test after ``patience``.
-func waitUntil(_ what: String, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + patience
-    while ContinuousClock.now < deadline {
-        if try await condition() {
-            return
-        }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw TestTimeout(what: what)
-}
-
-/// Runs `operation`, failing after ``patience`` instead of hanging the suite.
-func withPatience<T: Sendable>(_ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: patience)
-            return nil
-        }
-        guard let first = try await group.next(), let value = first else {
-            group.cancelAll()
-            throw TestTimeout(what: what)
-        }
-        group.cancelAll()
-        return value
-    }
 }
 
 /// A mock cluster with topics, for one test.

@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import MioctxTestSupport
 import Testing
 
 /// Another process's mock cluster and Debian's kcat: the wrapper speaks Kafka as every client does.
@@ -82,104 +83,7 @@ struct ExternalCluster {
     var bootstrapServers: String
 }
 
-/// The `mioctx` executable built next to the test bundle.
-func mioctxExecutable() throws -> URL {
-    let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var directory = testBinary.deletingLastPathComponent()
-    // The bundle may be a directory (…/mioctxPackageTests.xctest/…); walk up until the executable appears.
-    for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("mioctx")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) {
-            return candidate
-        }
-        directory = directory.deletingLastPathComponent()
-    }
-    throw TestTimeout(what: "the mioctx executable next to \(testBinary.path) (build it with `swift build`)")
-}
-
-/// A child process whose standard output is read line by line.
-final class ChildProcess: @unchecked Sendable {
-    private let process = Process()
-    private let output = Pipe()
-    private let errors = Pipe()
-
-    init(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws {
-        process.executableURL = executable
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = errors
-        if let environment {
-            process.environment = environment
-        }
-        try process.run()
-    }
-
-    /// Reads standard output up to the first newline.
-    func firstLine() throws -> String {
-        var bytes: [UInt8] = []
-        let handle = output.fileHandleForReading
-        while true {
-            let chunk = handle.readData(ofLength: 1)
-            guard let byte = chunk.first else {
-                throw TestTimeout(what: "a first line from \(process.executableURL?.lastPathComponent ?? "child"); stderr: \(standardError())")
-            }
-            if byte == UInt8(ascii: "\n") {
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            bytes.append(byte)
-        }
-    }
-
-    func standardError() -> String {
-        String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
-    }
-
-    @discardableResult
-    func terminate() -> Int32 {
-        if process.isRunning {
-            process.terminate()
-        }
-        return wait()
-    }
-
-    func wait() -> Int32 {
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-}
-
-struct CommandResult {
-    var status: Int32
-    var output: String
-    var error: String
-}
-
 /// Runs Debian's kcat with `arguments`, feeding `input` on standard input.
 func runKcat(_ arguments: [String], input: String? = nil) throws -> CommandResult {
-    let kcat = ["/usr/bin/kcat", "/usr/local/bin/kcat"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    guard let kcat else {
-        throw TestTimeout(what: "kcat (install the Debian package: apt-get install kcat)")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: kcat)
-    process.arguments = arguments
-    let stdout = Pipe()
-    let stderr = Pipe()
-    let stdin = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = stdin
-    try process.run()
-    if let input {
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-    }
-    try stdin.fileHandleForWriting.close()
-    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-    let err = stderr.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(
-        status: process.terminationStatus,
-        output: String(decoding: out, as: UTF8.self),
-        error: String(decoding: err, as: UTF8.self)
-    )
+    try runCommand(kcatExecutable(), arguments, input: input)
 }
