@@ -512,3 +512,12 @@ private struct Resolver {
 private func quote(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
+
+extension MioctxSettings.TokenSettings {
+    /// The encryption keys: ``keys`` (from `MIOCTX_TOKEN_KEYS`) when set, else those of ``keyFile``.
+    /// - Throws: `TokenError` when neither holds a valid key (loading has already checked this).
+    func keyring() throws -> TokenKeyring {
+        if let keys { return try TokenKeyring(parsing: keys) }
+        return try TokenKeyring.load(environment: [:], keyFile: keyFile)
+    }
+}
