@@ -348,7 +348,6 @@ private struct Resolver {
     private mutating func credential(_ key: String) -> String? {
         let variable = SettingsSchema.environmentOnly[key] ?? key
         guard let value = layers.rawEnvironment[variable] else {
-            sources[key] = nil
             report(key, "is required: set the environment variable \(variable)", nil)
             return nil
         }
@@ -385,7 +384,6 @@ private struct Resolver {
                 report("tokens.keys", "is not a valid key list", .environment(variable: keysVariable))
             }
         } else if let keyFile = tokens.keyFile {
-            sources["tokens.keys"] = nil
             do {
                 _ = try TokenKeyring.load(environment: [:], keyFile: keyFile)
             } catch let error as TokenError {
