@@ -7,10 +7,10 @@ struct Mioctx: AsyncParsableCommand {
         commandName: "mioctx",
         abstract: "Kafka-to-Mio context processor.",
         subcommands: [
+            RunCommand.self,
             ConfigCommand.self,
             MockKafkaCommand.self,
             SimCommand.self,
-            DemoCommand.self,
             TokensCommand.self,
         ]
     )
