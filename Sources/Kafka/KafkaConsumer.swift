@@ -51,6 +51,10 @@ public final class KafkaConsumer: Service, Sendable {
     ///   - lost: `true` when the session expired and commits for them can no longer succeed.
     public typealias RevocationHandler = @Sendable (_ partitions: [KafkaTopicPartition], _ lost: Bool) async -> Void
 
+    /// Called on the poll thread when partitions are assigned, before any of their messages is polled.
+    /// Keep it quick: it runs inside librdkafka's rebalance callback.
+    public typealias AssignmentHandler = @Sendable (_ partitions: [KafkaTopicPartition]) -> Void
+
     /// librdkafka defaults that mioctx sets unless the configuration overrides them.
     static let defaultProperties: [String: String] = [
         "enable.auto.commit": "false",
@@ -82,6 +86,7 @@ public final class KafkaConsumer: Service, Sendable {
     ///   - topics: the topics to subscribe to.
     ///   - options: buffering and revocation bounds.
     ///   - logger: receives librdkafka's own log lines too.
+    ///   - onAssign: called when partitions are assigned, before any of their messages arrives.
     ///   - onRevoke: called before a revocation completes; finish and commit the partitions' work there.
     /// - Throws: ``KafkaError`` with code `configuration` naming a property librdkafka refused.
     public init(
@@ -90,6 +95,7 @@ public final class KafkaConsumer: Service, Sendable {
         topics: [String],
         options: Options = Options(),
         logger: Logger,
+        onAssign: AssignmentHandler? = nil,
         onRevoke: RevocationHandler? = nil
     ) throws(KafkaError) {
         guard !topics.isEmpty else {
@@ -105,6 +111,7 @@ public final class KafkaConsumer: Service, Sendable {
             logger: logger,
             capacity: options.maxBufferedMessages,
             revocationTimeout: options.revocationTimeout,
+            onAssign: onAssign,
             onRevoke: onRevoke,
             events: eventContinuation
         )
@@ -298,6 +305,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     private let state = Mutex(State())
     private let applyLock = Mutex(())
     private let revocationTimeout: Duration
+    private let onAssign: KafkaConsumer.AssignmentHandler?
     private let onRevoke: KafkaConsumer.RevocationHandler?
     private let eventContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
     /// Set once after the handle exists; read only afterwards. The handle outlives the context's use.
@@ -308,10 +316,12 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         logger: Logger,
         capacity: Int,
         revocationTimeout: Duration,
+        onAssign: KafkaConsumer.AssignmentHandler?,
         onRevoke: KafkaConsumer.RevocationHandler?,
         events: AsyncStream<KafkaConsumerEvent>.Continuation
     ) {
         self.revocationTimeout = revocationTimeout
+        self.onAssign = onAssign
         self.onRevoke = onRevoke
         self.eventContinuation = events
         let wake = WakeBox()
@@ -447,6 +457,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         let changed = partitions.map { RDKafkaTopicPartitionList.partitions($0) } ?? []
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            onAssign?(changed)
             if cooperative {
                 if let failure = rd_kafka_incremental_assign(handle, partitions) {
                     report(KafkaError.rdKafka(consuming: failure, code: .subscription, context: "incremental assign failed"))

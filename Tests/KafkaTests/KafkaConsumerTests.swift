@@ -140,7 +140,15 @@ struct KafkaConsumerTests {
             revocations.withLock { $0.append(contentsOf: partitions) }
             guard !lost, let consumer = firstHolder.withLock({ $0 }) else { return }
             try? await Task.sleep(for: .milliseconds(500))
-            try? await consumer.commit(partitions.map { KafkaTopicPartitionOffset($0, offset: 15) })
+            // A commit may meet REBALANCE_IN_PROGRESS while the group settles: retry it, as the worker does.
+            for _ in 0..<20 {
+                do {
+                    try await consumer.commit(partitions.map { KafkaTopicPartitionOffset($0, offset: 15) })
+                    return
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
         }
         firstHolder.withLock { $0 = first.consumer }
         _ = try await first.read(40)

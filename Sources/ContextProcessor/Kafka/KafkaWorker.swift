@@ -102,7 +102,8 @@ public final class KafkaWorker: Service, Sendable {
             groupID: configuration.groupID,
             topics: [configuration.inputTopic],
             options: consumerOptions,
-            logger: logger
+            logger: logger,
+            onAssign: { partitions in book.open(partitions.map(PartitionID.init)) }
         ) { partitions, lost in
             guard let consumer = revocationTargets.consumer, let engine = revocationTargets.engine else { return }
             await Self.revoke(
@@ -176,6 +177,8 @@ public final class KafkaWorker: Service, Sendable {
         logger: Logger
     ) async {
         let ids = partitions.map(PartitionID.init)
+        // First, so that a message of these partitions still in the pipeline's hands is not submitted.
+        book.close(ids)
         for id in ids {
             _ = engine.dropQueued(partition: id)
         }
@@ -192,7 +195,7 @@ public final class KafkaWorker: Service, Sendable {
                     }
                 }
             }
-            await book.commit(Set(ids), with: consumer, logger: logger)
+            await book.commit(Set(ids), with: consumer, attempts: 20, logger: logger)
         }
         book.forget(ids)
     }
@@ -220,14 +223,31 @@ final class OffsetBook: Sendable {
     private struct State {
         var tracker = OffsetTracker()
         var committed: [PartitionID: Int64] = [:]
+        /// Partitions assigned and not revoked: only their messages are taken.
+        var open: Set<PartitionID> = []
     }
 
     private let state = Mutex(State())
     /// Serialises commits, so an older commit never lands after a newer one.
     private let commitTurn = AsyncTurn()
 
-    func received(_ source: JobSource) {
-        state.withLock { _ = $0.tracker.received(source.offset, in: source.partition) }
+    /// Records a message before it is submitted; `false` means do not submit it: its partition was revoked
+    /// (its next owner reads it from the committed offset) or it is already being processed (a re-delivery).
+    func received(_ source: JobSource) -> Bool {
+        state.withLock { state in
+            guard state.open.contains(source.partition) else { return false }
+            return state.tracker.received(source.offset, in: source.partition)
+        }
+    }
+
+    /// Partitions were assigned (called on the poll thread before any of their messages is polled).
+    func open(_ partitions: [PartitionID]) {
+        state.withLock { $0.open.formUnion(partitions) }
+    }
+
+    /// Partitions are being revoked: their messages are no longer taken.
+    func close(_ partitions: [PartitionID]) {
+        state.withLock { $0.open.subtract(partitions) }
     }
 
     func markDone(_ source: JobSource) {
@@ -249,7 +269,36 @@ final class OffsetBook: Sendable {
     }
 
     /// Commits, and waits for, the committable offsets that advanced (of `partitions`, or all).
-    func commit(_ partitions: Set<PartitionID>? = nil, with consumer: KafkaConsumer, logger: Logger) async {
+    ///
+    /// - Parameter attempts: tries for a retriable failure (a rebalance in progress, a coordinator moving),
+    ///   100 ms apart; the periodic commit uses 1 (the next period retries), revocation and shutdown more.
+    func commit(
+        _ partitions: Set<PartitionID>? = nil,
+        with consumer: KafkaConsumer,
+        attempts: Int = 1,
+        logger: Logger
+    ) async {
+        for attempt in 1...max(1, attempts) {
+            switch await commitOnce(partitions, with: consumer, logger: logger) {
+            case .done:
+                return
+            case .failed(let error):
+                guard attempt < attempts, error.isRetriable else {
+                    // Not fatal: the offsets stay committable and the next commit carries them.
+                    logger.warning("offset commit failed", metadata: ["error": "\(error)", "attempts": "\(attempt)"])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    private enum CommitOutcome {
+        case done
+        case failed(KafkaError)
+    }
+
+    private func commitOnce(_ partitions: Set<PartitionID>?, with consumer: KafkaConsumer, logger: Logger) async -> CommitOutcome {
         await commitTurn.run {
             let offsets = state.withLock { state in
                 state.tracker.committableOffsets.compactMap { partition, offset -> KafkaTopicPartitionOffset? in
@@ -257,20 +306,20 @@ final class OffsetBook: Sendable {
                     return KafkaTopicPartitionOffset(partition.kafka, offset: offset)
                 }
             }
-            guard !offsets.isEmpty else { return }
-            do {
+            guard !offsets.isEmpty else { return .done }
+            do throws(KafkaError) {
                 try await consumer.commit(offsets)
-                state.withLock { state in
-                    for offset in offsets {
-                        let partition = PartitionID(offset.topicPartition)
-                        state.committed[partition] = max(state.committed[partition] ?? -1, offset.offset)
-                    }
-                }
-                logger.debug("offsets committed", metadata: ["kafka.offsets": "\(offsets)"])
             } catch {
-                // Not fatal: the offsets stay committable and the next commit carries them.
-                logger.warning("offset commit failed; will retry", metadata: ["error": "\(error)"])
+                return .failed(error)
             }
+            state.withLock { state in
+                for offset in offsets {
+                    let partition = PartitionID(offset.topicPartition)
+                    state.committed[partition] = max(state.committed[partition] ?? -1, offset.offset)
+                }
+            }
+            logger.debug("offsets committed", metadata: ["kafka.offsets": "\(offsets)"])
+            return .done
         }
     }
 }
@@ -292,7 +341,7 @@ final class LockedBox<Value: Sendable>: Sendable {
 final class AsyncTurn: Sendable {
     private let busy = Mutex<(Bool, [CheckedContinuation<Void, Never>])>((false, []))
 
-    func run(_ operation: () async -> Void) async {
+    func run<T>(_ operation: () async -> T) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let proceed = busy.withLock { state -> Bool in
                 if state.0 {
@@ -304,7 +353,7 @@ final class AsyncTurn: Sendable {
             }
             if proceed { continuation.resume() }
         }
-        await operation()
+        let result = await operation()
         let next = busy.withLock { state -> CheckedContinuation<Void, Never>? in
             if state.1.isEmpty {
                 state.0 = false
@@ -313,6 +362,7 @@ final class AsyncTurn: Sendable {
             return state.1.removeFirst()
         }
         next?.resume()
+        return result
     }
 }
 
@@ -394,7 +444,7 @@ final class Pipeline: Service, Sendable {
             stopping.withLock { $0 = true }
             logger.info("worker stopping: draining jobs in flight", metadata: ["pending": "\(engine.pendingCount)"])
             let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
-            await book.commit(with: consumer, logger: logger)
+            await book.commit(with: consumer, attempts: 20, logger: logger)
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
             backpressureContinuation.finish()
             group.cancelAll()
@@ -407,7 +457,7 @@ final class Pipeline: Service, Sendable {
             await engine.waitForCapacity()
             guard !Task.isCancelled else { return }
             let source = JobSource(partition: PartitionID(topic: message.topic, partition: message.partition), offset: message.offset)
-            book.received(source)
+            guard book.received(source) else { continue }
             let item = InputItem(
                 value: message.value ?? [],
                 key: message.key,
