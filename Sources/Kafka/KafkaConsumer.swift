@@ -39,6 +39,10 @@ public final class KafkaConsumer: Service, Sendable {
         public var revocationTimeout: Duration = .seconds(10)
         /// How long one poll waits for a message. Default 100 ms.
         public var pollInterval: Duration = .milliseconds(100)
+        /// Receives librdkafka's statistics on the poll thread (keep it quick), every `statistics.interval.ms`;
+        /// when set and the configuration does not name that property, it defaults to
+        /// ``defaultStatisticsInterval``. Default `nil`: no statistics.
+        public var statisticsHandler: (@Sendable (KafkaStatistics) -> Void)?
 
         /// Creates options with the defaults.
         public init() {}
@@ -50,6 +54,9 @@ public final class KafkaConsumer: Service, Sendable {
     ///   - partitions: the partitions taken away.
     ///   - lost: `true` when the session expired and commits for them can no longer succeed.
     public typealias RevocationHandler = @Sendable (_ partitions: [KafkaTopicPartition], _ lost: Bool) async -> Void
+
+    /// The `statistics.interval.ms` used with a ``Options/statisticsHandler`` unless the configuration sets one.
+    public static let defaultStatisticsInterval: Duration = .seconds(5)
 
     /// librdkafka defaults that mioctx sets unless the configuration overrides them.
     static let defaultProperties: [String: String] = [
@@ -97,6 +104,9 @@ public final class KafkaConsumer: Service, Sendable {
         }
         var properties = configuration.withDefaults(Self.defaultProperties)
         properties["group.id"] = groupID
+        if options.statisticsHandler != nil, properties["statistics.interval.ms"] == nil {
+            properties["statistics.interval.ms"] = String(Self.defaultStatisticsInterval.milliseconds)
+        }
         let (events, eventContinuation) = AsyncStream.makeStream(
             of: KafkaConsumerEvent.self,
             bufferingPolicy: .bufferingNewest(1000)
@@ -106,6 +116,7 @@ public final class KafkaConsumer: Service, Sendable {
             capacity: options.maxBufferedMessages,
             revocationTimeout: options.revocationTimeout,
             onRevoke: onRevoke,
+            onStatistics: options.statisticsHandler,
             events: eventContinuation
         )
         self.client = try RDKafkaClient(kind: .consumer, properties: properties, context: context) { conf in
@@ -116,6 +127,16 @@ public final class KafkaConsumer: Service, Sendable {
             rd_kafka_conf_set_offset_commit_cb(conf) { handle, error, offsets, _ in
                 guard let handle, let context = RDKafkaCallbackContext.from(handle) as? ConsumerContext else { return }
                 context.committed(error: error, offsets: offsets)
+            }
+            if options.statisticsHandler != nil {
+                rd_kafka_conf_set_stats_cb(conf) { handle, json, length, _ in
+                    guard let handle, let json, let context = RDKafkaCallbackContext.from(handle) as? ConsumerContext else {
+                        return 0
+                    }
+                    context.statistics(UnsafeRawBufferPointer(start: json, count: length))
+                    // 0: librdkafka frees the JSON buffer.
+                    return 0
+                }
             }
         }
         rd_kafka_poll_set_consumer(client.pointer)
@@ -299,6 +320,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     private let applyLock = Mutex(())
     private let revocationTimeout: Duration
     private let onRevoke: KafkaConsumer.RevocationHandler?
+    private let onStatistics: (@Sendable (KafkaStatistics) -> Void)?
     private let eventContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
     /// Set once after the handle exists; read only afterwards. The handle outlives the context's use.
     private nonisolated(unsafe) var handle: OpaquePointer?
@@ -309,10 +331,12 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         capacity: Int,
         revocationTimeout: Duration,
         onRevoke: KafkaConsumer.RevocationHandler?,
+        onStatistics: (@Sendable (KafkaStatistics) -> Void)?,
         events: AsyncStream<KafkaConsumerEvent>.Continuation
     ) {
         self.revocationTimeout = revocationTimeout
         self.onRevoke = onRevoke
+        self.onStatistics = onStatistics
         self.eventContinuation = events
         let wake = WakeBox()
         self.buffer = KafkaMessageBuffer(capacity: capacity) { wake.wake() }
@@ -510,6 +534,16 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                 metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.revocationTimeout": "\(revocationTimeout)"]
             )
         }
+    }
+
+    /// librdkafka's statistics callback (on the poll thread).
+    func statistics(_ json: UnsafeRawBufferPointer) {
+        guard let onStatistics else { return }
+        guard let statistics = KafkaStatistics.parse(json) else {
+            logger.debug("librdkafka statistics could not be parsed")
+            return
+        }
+        onStatistics(statistics)
     }
 
     /// librdkafka's commit callback, for asynchronous commits (on the poll thread).
