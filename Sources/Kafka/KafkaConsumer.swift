@@ -39,6 +39,10 @@ public final class KafkaConsumer: Service, Sendable {
         public var revocationTimeout: Duration = .seconds(10)
         /// How long one poll waits for a message. Default 100 ms.
         public var pollInterval: Duration = .milliseconds(100)
+        /// Receives librdkafka's statistics on the poll thread (keep it quick), every `statistics.interval.ms`;
+        /// when set and the configuration does not name that property, it defaults to
+        /// ``defaultStatisticsInterval``. Default `nil`: no statistics.
+        public var statisticsHandler: (@Sendable (KafkaStatistics) -> Void)?
 
         /// Creates options with the defaults.
         public init() {}
@@ -54,6 +58,9 @@ public final class KafkaConsumer: Service, Sendable {
     /// Called on the poll thread when partitions are assigned, before any of their messages is polled.
     /// Keep it quick: it runs inside librdkafka's rebalance callback.
     public typealias AssignmentHandler = @Sendable (_ partitions: [KafkaTopicPartition]) -> Void
+
+    /// The `statistics.interval.ms` used with a ``Options/statisticsHandler`` unless the configuration sets one.
+    public static let defaultStatisticsInterval: Duration = .seconds(5)
 
     /// librdkafka defaults that mioctx sets unless the configuration overrides them.
     static let defaultProperties: [String: String] = [
@@ -103,6 +110,9 @@ public final class KafkaConsumer: Service, Sendable {
         }
         var properties = configuration.withDefaults(Self.defaultProperties)
         properties["group.id"] = groupID
+        if options.statisticsHandler != nil, properties["statistics.interval.ms"] == nil {
+            properties["statistics.interval.ms"] = String(Self.defaultStatisticsInterval.milliseconds)
+        }
         let (events, eventContinuation) = AsyncStream.makeStream(
             of: KafkaConsumerEvent.self,
             bufferingPolicy: .bufferingNewest(1000)
@@ -113,6 +123,7 @@ public final class KafkaConsumer: Service, Sendable {
             revocationTimeout: options.revocationTimeout,
             onAssign: onAssign,
             onRevoke: onRevoke,
+            onStatistics: options.statisticsHandler,
             events: eventContinuation
         )
         self.client = try RDKafkaClient(kind: .consumer, properties: properties, context: context) { conf in
@@ -123,6 +134,16 @@ public final class KafkaConsumer: Service, Sendable {
             rd_kafka_conf_set_offset_commit_cb(conf) { handle, error, offsets, _ in
                 guard let handle, let context = RDKafkaCallbackContext.from(handle) as? ConsumerContext else { return }
                 context.committed(error: error, offsets: offsets)
+            }
+            if options.statisticsHandler != nil {
+                rd_kafka_conf_set_stats_cb(conf) { handle, json, length, _ in
+                    guard let handle, let json, let context = RDKafkaCallbackContext.from(handle) as? ConsumerContext else {
+                        return 0
+                    }
+                    context.statistics(UnsafeRawBufferPointer(start: json, count: length))
+                    // 0: librdkafka frees the JSON buffer.
+                    return 0
+                }
             }
         }
         rd_kafka_poll_set_consumer(client.pointer)
@@ -307,6 +328,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     private let revocationTimeout: Duration
     private let onAssign: KafkaConsumer.AssignmentHandler?
     private let onRevoke: KafkaConsumer.RevocationHandler?
+    private let onStatistics: (@Sendable (KafkaStatistics) -> Void)?
     private let eventContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
     /// Set once after the handle exists; read only afterwards. The handle outlives the context's use.
     private nonisolated(unsafe) var handle: OpaquePointer?
@@ -318,11 +340,13 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         revocationTimeout: Duration,
         onAssign: KafkaConsumer.AssignmentHandler?,
         onRevoke: KafkaConsumer.RevocationHandler?,
+        onStatistics: (@Sendable (KafkaStatistics) -> Void)?,
         events: AsyncStream<KafkaConsumerEvent>.Continuation
     ) {
         self.revocationTimeout = revocationTimeout
         self.onAssign = onAssign
         self.onRevoke = onRevoke
+        self.onStatistics = onStatistics
         self.eventContinuation = events
         let wake = WakeBox()
         self.buffer = KafkaMessageBuffer(capacity: capacity) { wake.wake() }
@@ -521,6 +545,16 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                 metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.revocationTimeout": "\(revocationTimeout)"]
             )
         }
+    }
+
+    /// librdkafka's statistics callback (on the poll thread).
+    func statistics(_ json: UnsafeRawBufferPointer) {
+        guard let onStatistics else { return }
+        guard let statistics = KafkaStatistics.parse(json) else {
+            logger.debug("librdkafka statistics could not be parsed")
+            return
+        }
+        onStatistics(statistics)
     }
 
     /// librdkafka's commit callback, for asynchronous commits (on the poll thread).

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+public import CoreMetrics
 public import Foundation
 public import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+public import Tracing
 
 /// A client for the Mio API that speaks exactly the wire protocol of the official server SDK
 /// (`@mio-xyz/sdk/server`): the same paths, JSON field names, grant types and `k: 3`.
@@ -23,6 +25,7 @@ public final class MioClient: Sendable {
     private let baseURL: String
     private let timeout: TimeAmount
     private let now: @Sendable () -> Date
+    private let metrics: MioClientMetrics
 
     static let tokenEndpoint = Endpoint(method: .POST, path: "/v1/auth/oauth2/token")
     static let contextEndpoint = Endpoint(method: .POST, path: "/v1/context")
@@ -35,8 +38,17 @@ public final class MioClient: Sendable {
     /// - Parameters:
     ///   - configuration: Where Mio is and which application this is.
     ///   - logger: Where request outcomes go (at debug level; never with a secret).
-    public convenience init(configuration: Configuration, logger: Logger = Logger(label: "mio")) {
-        self.init(configuration: configuration, logger: logger, now: { Date() })
+    ///   - metricsFactory: Receives `mioctx_mio_requests_total` and `mioctx_mio_request_duration_seconds`
+    ///     (default: the bootstrapped `MetricsSystem.factory`).
+    ///   - tracer: Makes a client span per request and injects its context (W3C `traceparent` with an OpenTelemetry
+    ///     tracer) into the request headers (default: the bootstrapped `InstrumentationSystem.tracer`).
+    public convenience init(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "mio"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer
+    ) {
+        self.init(configuration: configuration, logger: logger, now: { Date() }, metricsFactory: metricsFactory, tracer: tracer)
     }
 
     /// Creates a client configured from the SDK's environment variables (`MIO_CLIENT_ID`, `MIO_CLIENT_SECRET`,
@@ -53,10 +65,17 @@ public final class MioClient: Sendable {
     }
 
     /// Creates a client with an injected wall clock, used to turn a `Retry-After` HTTP-date into a delay.
-    init(configuration: Configuration, logger: Logger, now: @escaping @Sendable () -> Date) {
+    init(
+        configuration: Configuration,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.now = now
+        self.metrics = MioClientMetrics(factory: metricsFactory)
         var base = configuration.apiURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -69,6 +88,9 @@ public final class MioClient: Sendable {
         )
         // A redirect would resend the bearer token or the client secret somewhere else: never follow one.
         httpConfiguration.redirectConfiguration = .disallow
+        // AsyncHTTPClient opens a client span per request and injects the task's ServiceContext (the job's span)
+        // into the headers with this tracer: that is how a job's trace reaches Mio.
+        httpConfiguration.tracing.tracer = tracer
         httpConfiguration.timeout = .init(
             connect: min(self.timeout, .seconds(10)),
             read: self.timeout
@@ -253,6 +275,7 @@ public final class MioClient: Sendable {
             }
         } catch {
             let failure = Self.transportError(error, endpoint: endpoint)
+            self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: ContinuousClock.now - started)
             self.logger.debug(
                 "mio request failed",
                 metadata: [
@@ -264,6 +287,7 @@ public final class MioClient: Sendable {
             throw failure
         }
 
+        self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: ContinuousClock.now - started)
         self.logger.debug(
             "mio request finished",
             metadata: [

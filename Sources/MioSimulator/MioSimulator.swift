@@ -160,6 +160,18 @@ public final class MioSimulator: Service, Sendable {
         self.state.withLock { $0.stats }
     }
 
+    /// Every authorization code, access token and refresh token the simulator handed out, oldest first, so that a
+    /// test can check that none of them appears in logs, results or errors. They stay listed after use or revocation.
+    public func issuedSecrets() -> [String] {
+        self.state.withLock { $0.issuedSecrets }
+    }
+
+    /// The W3C `traceparent` headers of the latest API requests (`/v1/...`), oldest first (the most recent 5,000 to
+    /// 10,000 are kept), so that a test can check that a trace context reached Mio.
+    public func receivedTraceparents() -> [String] {
+        self.state.withLock { $0.traceparents }
+    }
+
     /// Clears the statistics (the current concurrency stays, as the new peak's floor).
     public func resetStats() {
         self.state.withLock { $0.resetStats() }

@@ -13,19 +13,19 @@ extension MioSimulator {
         let router = Router(context: BasicRequestContext.self)
 
         router.post("/v1/auth/oauth2/token") { request, _ in
-            await self.api(.token, endpoint: Self.tokenEndpoint, bearer: nil) {
+            await self.api(.token, endpoint: Self.tokenEndpoint, bearer: nil, request: request) {
                 await self.token(request)
             }
         }
         router.post("/v1/context") { request, _ in
             let bearer = Self.bearerToken(request)
-            return await self.api(.context, endpoint: Self.contextEndpoint, bearer: bearer) {
+            return await self.api(.context, endpoint: Self.contextEndpoint, bearer: bearer, request: request) {
                 await self.context(request, bearer: bearer)
             }
         }
         router.get("/v1/context/summary") { request, _ in
             let bearer = Self.bearerToken(request)
-            return await self.api(.summary, endpoint: Self.summaryEndpoint, bearer: bearer) {
+            return await self.api(.summary, endpoint: Self.summaryEndpoint, bearer: bearer, request: request) {
                 self.summary(bearer: bearer)
             }
         }
@@ -78,9 +78,14 @@ extension MioSimulator {
         _ target: Faults.Target,
         endpoint: String,
         bearer: String?,
+        request: Request,
         _ handler: () async -> Response
     ) async -> Response {
-        let decision = self.state.withLock { $0.admit(target: target, bearer: bearer, now: .now) }
+        let traceparent = request.headers[.init("traceparent")!]
+        let decision = self.state.withLock { state in
+            if let traceparent { state.recordTraceparent(traceparent) }
+            return state.admit(target: target, bearer: bearer, now: .now)
+        }
         let response: Response
         switch decision {
         case .proceed(let delay):

@@ -61,6 +61,11 @@ struct SimulatorState: Sendable {
     var buckets: [String: TokenBucket] = [:]
 
     var stats = MioSimulator.Stats()
+    /// Every authorization code, access token and refresh token handed out, oldest first (for leak tests).
+    var issuedSecrets: [String] = []
+    /// The `traceparent` headers of the latest API requests, oldest first, at most `traceparentLimit`.
+    var traceparents: [String] = []
+    static let traceparentLimit = 10_000
     /// Start of the whole-second window that `contextRequestsInWindow` counts.
     var contextWindowStart: Instant?
     var contextRequestsInWindow = 0
@@ -76,6 +81,7 @@ struct SimulatorState: Sendable {
     mutating func authorize(userID: String, now: Instant) -> String {
         let code = Self.randomToken(prefix: "code_")
         self.codes[code] = AuthorizationCode(userID: userID, expiresAt: now + self.configuration.codeTTL)
+        self.issuedSecrets.append(code)
         self.stats.codesIssued += 1
         return code
     }
@@ -175,6 +181,7 @@ struct SimulatorState: Sendable {
         )
         self.accessTokensByUser[userID, default: []].insert(access)
         self.refreshTokensByUser[userID, default: []].insert(refresh)
+        self.issuedSecrets += [access, refresh]
         self.stats.tokensIssued += 1
         return (access, refresh)
     }
@@ -280,6 +287,13 @@ struct SimulatorState: Sendable {
             self.stats.contextRequestsPerSecondPeak,
             self.contextRequestsInWindow
         )
+    }
+
+    mutating func recordTraceparent(_ value: String) {
+        if self.traceparents.count >= Self.traceparentLimit {
+            self.traceparents.removeFirst(self.traceparents.count / 2)
+        }
+        self.traceparents.append(value)
     }
 
     mutating func resetStats() {

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Foundation
 public import Logging
 import Mio
@@ -82,6 +83,7 @@ public final class TokenProvider: Sendable {
     private let configuration: Configuration
     private let now: @Sendable () -> Date
     private let logger: Logger
+    private let metrics: TokenMetrics
     private let state = Mutex(State())
 
     /// Creates a provider.
@@ -91,13 +93,17 @@ public final class TokenProvider: Sendable {
     ///   - configuration: Thresholds and cache size.
     ///   - now: The clock for expiry decisions and stored timestamps.
     ///   - logger: Never receives a token.
+    ///   - metricsFactory: Receives `mioctx_token_refreshes_total{outcome}`, `mioctx_token_refreshes_avoided_total`
+    ///     and `mioctx_token_refreshes_joined_total` (default: the bootstrapped `MetricsSystem.factory`).
     public init(
         store: any TokenStore,
         refresher: any TokenRefreshing,
         configuration: Configuration = .init(),
         now: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger = Logger(label: "mioctx.tokens")
+        logger: Logger = Logger(label: "mioctx.tokens"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.metrics = TokenMetrics(factory: metricsFactory)
         self.store = store
         self.refresher = refresher
         self.configuration = configuration
@@ -159,7 +165,10 @@ public final class TokenProvider: Sendable {
             state.statistics.refreshesAvoided += 1
             return entry.accessToken
         }
-        if let cached { return cached }
+        if let cached {
+            metrics.refreshAvoided()
+            return cached
+        }
         let token = try await coalescedRefresh(userID: userID, trigger: .unauthorized(rejected: rejected))
         if token == rejected {
             // We joined a refresh started for an older token, which handed back the one we hold: refresh ours.
@@ -179,6 +188,7 @@ public final class TokenProvider: Sendable {
         let task: Task<String, any Error> = state.withLock { state in
             if let running = state.inFlight[userID] {
                 state.statistics.refreshesJoined += 1
+                metrics.refreshJoined()
                 return running
             }
             // Unstructured on purpose: a caller's cancellation must not abandon a refresh between Mio's answer
@@ -236,6 +246,7 @@ public final class TokenProvider: Sendable {
                     metadata: ["user": "\(userID)", "error": "\(error)"]
                 )
                 state.withLock { $0.statistics.refreshesPerformed += 1 }
+                metrics.refreshed(.performed)
                 remember(userID, CachedToken(accessToken: grant.accessToken, expiresAt: grant.expiresAt, issuedAt: grant.issuedAt))
                 return grant.accessToken
             }
@@ -247,11 +258,13 @@ public final class TokenProvider: Sendable {
         switch outcome {
         case .refreshed(let entry):
             state.withLock { $0.statistics.refreshesPerformed += 1 }
+            metrics.refreshed(.performed)
             remember(userID, entry)
             logger.debug("refreshed the user's tokens", metadata: ["user": "\(userID)"])
             return entry.accessToken
         case .avoided(let entry):
             state.withLock { $0.statistics.refreshesAvoided += 1 }
+            metrics.refreshAvoided()
             remember(userID, entry)
             logger.debug("token already refreshed elsewhere; not calling Mio", metadata: ["user": "\(userID)"])
             return entry.accessToken
@@ -268,6 +281,7 @@ public final class TokenProvider: Sendable {
                 $0.statistics.refreshFailures += 1
                 $0.statistics.usersMarkedReauthRequired += 1
             }
+            metrics.refreshed(.reauthRequired)
             logger.info("Mio refused the refresh token; user marked reauth_required", metadata: ["user": "\(userID)"])
             throw TokenError(
                 .reauthRequired, userID: userID, detail: "Mio answered invalid_grant to the refresh",
@@ -275,6 +289,7 @@ public final class TokenProvider: Sendable {
             )
         case .failed(let error, let retriable):
             state.withLock { $0.statistics.refreshFailures += 1 }
+            metrics.refreshed(.failed)
             throw TokenError(
                 .refreshFailed, userID: userID, detail: "the refresh call to Mio failed", underlying: error,
                 isRetriable: retriable

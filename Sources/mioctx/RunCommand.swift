@@ -26,7 +26,9 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await options.loadOrExit().settings
-        let logger = makeStandardErrorLogger(label: "mioctx", level: settings.log.level)
+        // Before anything is built: parts capture the metrics factory when they are created.
+        let registry = bootstrapObservability(settings: settings)
+        let logger = makeLogger(settings: settings.log, label: "mioctx")
         let keyring = try settings.tokens.keyring()
         let location = try TokenStoreLocation(parsing: settings.tokens.store)
         try await location.withStore(keyring: keyring, logger: logger) { store in
@@ -44,6 +46,7 @@ struct RunCommand: AsyncParsableCommand {
                     }
                 }),
             ]).addRoutes(to: router)
+            MetricsEndpoint(registry: registry).addRoutes(to: router)
             OAuthEndpoints(
                 configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
                 store: store,

@@ -1,5 +1,6 @@
 import ContextProcessor
 import Foundation
+import MioctxTestSupport
 import Testing
 
 @Suite struct ProcessingEngineTests {

@@ -1,5 +1,7 @@
+public import CoreMetrics
 public import Logging
 import Synchronization
+public import Tracing
 
 /// The pipeline without its transport: raw items in; decode, schedule, handle, deliver; events out.
 ///
@@ -85,13 +87,14 @@ public final class ProcessingEngine: Sendable {
         }
     }
 
+    /// A submitted item, with the clock's reading at submission (for `mioctx_job_duration_seconds`).
     enum Work: Sendable {
-        case job(Job, InputItem)
-        case invalid(InvalidJob, InputItem)
+        case job(Job, InputItem, submittedAt: Duration)
+        case invalid(InvalidJob, InputItem, submittedAt: Duration)
 
         var item: InputItem {
             switch self {
-            case .job(_, let item), .invalid(_, let item): item
+            case .job(_, let item, _), .invalid(_, let item, _): item
             }
         }
     }
@@ -160,6 +163,8 @@ public final class ProcessingEngine: Sendable {
     private let clock: ProcessorClock
     private let random: @Sendable () -> Double
     private let logger: Logger
+    private let metrics: EngineMetrics
+    private let tracer: any Tracer
     private let onEvent: @Sendable (Event) -> Void
     private let state: Mutex<State>
     private let deliveredBackpressure = Mutex<UInt64>(0)
@@ -172,7 +177,13 @@ public final class ProcessingEngine: Sendable {
     ///   - sink: Where results and dead-letter copies go.
     ///   - configuration: Limits and delivery retries.
     ///   - random: Uniform random numbers in `[0, 1)` for the delivery-retry jitter.
-    ///   - logger: Delivery failures at error, retried deliveries at warning, the rest at debug.
+    ///   - logger: Delivery failures at error, retried deliveries at warning, the rest at debug; lines about one item
+    ///     carry `job.id` (when known), `job.topic`, `job.partition` and `job.offset`.
+    ///   - metricsFactory: Receives the job metrics (`mioctx_jobs_received_total`, `mioctx_jobs_completed_total`,
+    ///     `mioctx_dead_letters_total`, `mioctx_job_duration_seconds`, `mioctx_jobs_in_flight`); default: the
+    ///     bootstrapped `MetricsSystem.factory`.
+    ///   - tracer: Starts a ``JobSpan/job`` span per job, child of the trace context in the item's headers, with a
+    ///     ``JobSpan/publish`` child (default: the bootstrapped `InstrumentationSystem.tracer`).
     ///   - onEvent: Receives the engine's events (see ``Event``).
     public init(
         handler: JobHandler,
@@ -180,8 +191,12 @@ public final class ProcessingEngine: Sendable {
         configuration: Configuration = Configuration(),
         random: @escaping @Sendable () -> Double = { Double.random(in: 0 ..< 1) },
         logger: Logger = Logger(label: "mioctx.processor"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer,
         onEvent: @escaping @Sendable (Event) -> Void
     ) {
+        self.metrics = EngineMetrics(factory: metricsFactory)
+        self.tracer = tracer
         self.configuration = configuration
         self.handler = handler
         self.sink = sink
@@ -239,7 +254,7 @@ public final class ProcessingEngine: Sendable {
         var orderingKey: String?
         do {
             let job = try Job(decoding: item.value, source: item.source)
-            work = .job(job, item)
+            work = .job(job, item, submittedAt: clock.now())
             userID = job.userID
             if configuration.scheduling.ordering == .key {
                 if let key = item.key, !key.isEmpty {
@@ -249,8 +264,8 @@ public final class ProcessingEngine: Sendable {
                 }
             }
         } catch {
-            logger.debug("invalid job", metadata: ["source": "\(item.source)", "reason": "\(error.code)"])
-            work = .invalid(error, item)
+            logger.forItem(item.source).debug("invalid job", metadata: ["reason": "\(error.code)"])
+            work = .invalid(error, item, submittedAt: clock.now())
             userID = nil
         }
         let outcome = state.withLock { state -> Outcome? in
@@ -264,6 +279,7 @@ public final class ProcessingEngine: Sendable {
             return Self.outcome(of: actions, in: &state)
         }
         guard let outcome else { return false }
+        metrics.submitted()
         perform(outcome)
         return true
     }
@@ -293,6 +309,7 @@ public final class ProcessingEngine: Sendable {
             let (dropped, actions) = state.scheduler.dropQueued(partition: partition)
             return (dropped, Self.outcome(of: actions, in: &state))
         }
+        if !dropped.isEmpty { metrics.finished(count: dropped.count) }
         perform(outcome)
         return dropped.map { $0.payload.item.source }
     }
@@ -359,20 +376,48 @@ public final class ProcessingEngine: Sendable {
 
     private func execute(_ entry: Scheduler.Entry) async {
         let source = entry.payload.item.source
+        var parent = ServiceContext.topLevel
+        tracer.extract(entry.payload.item.headers, into: &parent, using: MessageHeaderExtractor())
+        let logger: Logger
         let delivery: DeliveryOutcome
         switch entry.payload {
-        case .job(let job, let item):
-            do {
-                let result = try await handler.handle(job)
-                delivery = await deliver(.result, source: source) { try await self.sink.publish(result, for: item) }
-            } catch {
-                delivery = .cancelled
+        case .job(let job, let item, let submittedAt):
+            logger = self.logger.forJob(job)
+            delivery = await tracer.withSpan(JobSpan.job, context: parent, ofKind: .consumer) { span in
+                Self.describe(source, jobID: job.id, on: span)
+                let result: JobResult
+                do {
+                    result = try await handler.handle(job)
+                } catch {
+                    return .cancelled
+                }
+                span.attributes["mioctx.job.status"] = result.status.rawValue
+                let delivery = await tracer.withSpan(JobSpan.publish, ofKind: .producer) { publishSpan in
+                    await deliver(.result, source: source, logger: logger, span: publishSpan) {
+                        try await self.sink.publish(result, for: item)
+                    }
+                }
+                if case .delivered = delivery {
+                    metrics.completed(result.status, after: clock.now() - submittedAt)
+                    logger.debug("job done", metadata: ["status": "\(result.status.rawValue)", "attempts": "\(result.attempts)"])
+                }
+                return delivery
             }
-        case .invalid(let reason, let item):
-            delivery = await deliver(.deadLetter, source: source) {
-                try await self.sink.deadLetter(item, reason: reason)
+        case .invalid(let reason, let item, _):
+            logger = self.logger.forItem(source)
+            delivery = await tracer.withSpan(JobSpan.deadLetter, context: parent, ofKind: .producer) { span in
+                Self.describe(source, jobID: nil, on: span)
+                span.attributes["mioctx.dead_letter.reason"] = reason.code.description
+                let delivery = await deliver(.deadLetter, source: source, logger: logger, span: span) {
+                    try await self.sink.deadLetter(item, reason: reason)
+                }
+                if case .delivered = delivery {
+                    metrics.deadLettered(reason.code)
+                }
+                return delivery
             }
         }
+        metrics.finished()
         switch delivery {
         case .delivered:
             onEvent(.done(source))
@@ -388,9 +433,18 @@ public final class ProcessingEngine: Sendable {
         perform(outcome)
     }
 
+    private static func describe(_ source: JobSource, jobID: String?, on span: any Span) {
+        if let jobID { span.attributes["mioctx.job.id"] = jobID }
+        span.attributes["messaging.destination.name"] = source.partition.topic
+        span.attributes["messaging.destination.partition.id"] = "\(source.partition.partition)"
+        span.attributes["messaging.kafka.offset"] = source.offset
+    }
+
     private func deliver(
         _ kind: DeliveryError.Kind,
         source: JobSource,
+        logger: Logger,
+        span: any Span,
         _ body: () async throws -> Void
     ) async -> DeliveryOutcome {
         let policy = configuration.delivery
@@ -403,13 +457,14 @@ public final class ProcessingEngine: Sendable {
                 return .delivered
             } catch {
                 if error is CancellationError || Task.isCancelled { return .cancelled }
+                span.recordError(error)
                 let delay = policy.delay(afterAttempt: attempts, retryAfter: nil, random: random())
                 if attempts >= policy.maxAttempts || clock.now() - start + delay > policy.maxTimePerJob {
                     return .failed(DeliveryError(kind: kind, source: source, attempts: attempts, underlying: error))
                 }
                 logger.warning(
                     "delivery failed; retrying",
-                    metadata: ["source": "\(source)", "attempt": "\(attempts)", "error": "\(String(describing: error))"]
+                    metadata: ["attempt": "\(attempts)", "error": "\(String(describing: error))"]
                 )
                 do {
                     try await clock.sleep(for: delay)

@@ -1,6 +1,8 @@
+public import CoreMetrics
 public import Logging
 import Mio
 import MioTokens
+public import Tracing
 
 /// Runs one job against Mio: token for the user, `getContext` or `getContextSummary`, refresh and retry on
 /// 401, backoff and retry on retriable failures, and a classified ``JobResult`` in every case.
@@ -34,6 +36,8 @@ public struct JobHandler: Sendable {
     private let clock: ProcessorClock
     private let random: @Sendable () -> Double
     private let logger: Logger
+    private let metrics: HandlerMetrics
+    private let tracer: any Tracer
 
     /// Creates a handler.
     /// - Parameters:
@@ -43,7 +47,11 @@ public struct JobHandler: Sendable {
     ///   - rateLimiter: An optional global cap on Mio requests; every attempt takes one permit.
     ///   - clock: Time source for backoff, durations and `completedAt`.
     ///   - random: Uniform random numbers in `[0, 1)` for the jitter.
-    ///   - logger: Logs retries at debug level and final failures at debug level (never tokens).
+    ///   - logger: Logs retries at debug level and final failures at debug level (never tokens); every line
+    ///     carries `job.id`, `job.topic`, `job.partition` and `job.offset`.
+    ///   - metricsFactory: Receives `mioctx_retries_total{cause}` (default: the bootstrapped `MetricsSystem.factory`).
+    ///   - tracer: Starts the job's child spans ``JobSpan/tokenLookup``, ``JobSpan/tokenRefresh`` and
+    ///     ``JobSpan/mioCall`` (default: the bootstrapped `InstrumentationSystem.tracer`).
     public init(
         api: any ContextAPI,
         tokens: any TokenSource,
@@ -51,8 +59,12 @@ public struct JobHandler: Sendable {
         rateLimiter: RateLimiter? = nil,
         clock: ProcessorClock = .continuous,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0 ..< 1) },
-        logger: Logger = Logger(label: "mioctx.processor")
+        logger: Logger = Logger(label: "mioctx.processor"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer
     ) {
+        self.metrics = HandlerMetrics(factory: metricsFactory)
+        self.tracer = tracer
         self.api = api
         self.tokens = tokens
         self.configuration = configuration
@@ -70,6 +82,7 @@ public struct JobHandler: Sendable {
     /// - Returns: The classified result; failures are results, not errors.
     /// - Throws: `CancellationError` only, when the task is cancelled (no result: the job must be redone).
     public func handle(_ job: Job) async throws -> JobResult {
+        let logger = self.logger.forJob(job)
         let start = clock.now()
         let policy = configuration.retry
         var attempts = 0
@@ -103,11 +116,17 @@ public struct JobHandler: Sendable {
                     accessToken = token
                     freshToken = nil
                 } else {
-                    accessToken = try await tokens.accessToken(for: job.userID)
+                    accessToken = try await tracer.withSpan(JobSpan.tokenLookup) { _ in
+                        try await tokens.accessToken(for: job.userID)
+                    }
                 }
                 do {
                     if let rateLimiter { try await rateLimiter.acquire() }
-                    let payload = try await call(job, accessToken: accessToken)
+                    let payload = try await tracer.withSpan(JobSpan.mioCall) { span in
+                        span.attributes["mioctx.mio.operation"] = job.operation.rawValue
+                        span.attributes["mioctx.attempt"] = attempts
+                        return try await call(job, accessToken: accessToken)
+                    }
                     return finish(.ok, payload: payload)
                 } catch let error as MioError where error.code == .unauthorized {
                     try Task.checkCancellation()
@@ -121,14 +140,14 @@ public struct JobHandler: Sendable {
                             )
                         )
                     }
-                    logger.debug(
-                        "Mio answered 401; refreshing the token once",
-                        metadata: ["job": "\(job.id)", "user": "\(job.userID)"]
-                    )
+                    logger.debug("Mio answered 401; refreshing the token once", metadata: ["user": "\(job.userID)"])
                     // A refresh that fails transiently is retried like any retriable failure; only a refresh that
                     // succeeded uses up the single retry after a 401.
-                    freshToken = try await tokens.refreshAfterUnauthorized(userID: job.userID, rejected: accessToken)
+                    freshToken = try await tracer.withSpan(JobSpan.tokenRefresh) { _ in
+                        try await tokens.refreshAfterUnauthorized(userID: job.userID, rejected: accessToken)
+                    }
                     refreshedAfterUnauthorized = true
+                    metrics.retried(.unauthorized)
                     continue
                 }
             } catch {
@@ -138,12 +157,9 @@ public struct JobHandler: Sendable {
 
             switch step {
             case .finish(let status, let failure):
-                logger.debug(
-                    "job failed",
-                    metadata: ["job": "\(job.id)", "status": "\(status.rawValue)", "code": "\(failure.code)"]
-                )
+                logger.debug("job failed", metadata: ["status": "\(status.rawValue)", "code": "\(failure.code)"])
                 return finish(status, failure: failure)
-            case .retry(let status, let failure, let retryAfter):
+            case .retry(let status, let failure, let retryAfter, let cause):
                 if attempts >= policy.maxAttempts {
                     return finish(status, failure: Self.gaveUp(failure, attempts: attempts, reason: "attempts"))
                 }
@@ -153,8 +169,9 @@ public struct JobHandler: Sendable {
                 }
                 logger.debug(
                     "retrying job",
-                    metadata: ["job": "\(job.id)", "code": "\(failure.code)", "attempt": "\(attempts)", "delay": "\(delay)"]
+                    metadata: ["code": "\(failure.code)", "attempt": "\(attempts)", "delay": "\(delay)"]
                 )
+                metrics.retried(cause)
                 try await clock.sleep(for: delay)
             }
         }
@@ -173,7 +190,7 @@ public struct JobHandler: Sendable {
 
     private enum Step {
         case finish(JobResult.Status, JobResult.Failure)
-        case retry(JobResult.Status, JobResult.Failure, retryAfter: Duration?)
+        case retry(JobResult.Status, JobResult.Failure, retryAfter: Duration?, cause: HandlerMetrics.Cause)
     }
 
     private static func classify(_ error: any Error) -> Step {
@@ -186,7 +203,8 @@ public struct JobHandler: Sendable {
             return .retry(
                 .upstreamUnavailable,
                 JobResult.Failure(code: "transport_failure", message: "the call to Mio failed (\(type(of: error)))"),
-                retryAfter: nil
+                retryAfter: nil,
+                cause: .transport
             )
         }
     }
@@ -196,11 +214,11 @@ public struct JobHandler: Sendable {
         let failure = JobResult.Failure(code: error.code.description, message: message)
         if error.isRetriable {
             let status: JobResult.Status = error.code == .rateLimited ? .rateLimited : .upstreamUnavailable
-            return .retry(status, failure, retryAfter: error.retryAfter)
+            return .retry(status, failure, retryAfter: error.retryAfter, cause: retryCause(error))
         }
         switch error.code {
         case .cancelled:
-            return .retry(.upstreamUnavailable, failure, retryAfter: nil)
+            return .retry(.upstreamUnavailable, failure, retryAfter: nil, cause: .transport)
         case .malformedResponse:
             return .finish(.upstreamUnavailable, failure)
         case .invalidGrant:
@@ -231,15 +249,25 @@ public struct JobHandler: Sendable {
             let what = "getting the user's access token failed (\(error.code))"
             if let mioError = error.underlying as? MioError {
                 switch classify(mioError, context: what) {
-                case .retry(let status, let failure, let retryAfter):
-                    return .retry(status, failure, retryAfter: retryAfter)
+                case .retry(let status, let failure, let retryAfter, let cause):
+                    return .retry(status, failure, retryAfter: retryAfter, cause: cause)
                 case .finish(let status, let failure):
                     return .finish(status, failure)
                 }
             }
             let failure = JobResult.Failure(code: error.code.description, message: what)
             return error.isRetriable
-                ? .retry(.upstreamUnavailable, failure, retryAfter: nil) : .finish(.upstreamUnavailable, failure)
+                ? .retry(.upstreamUnavailable, failure, retryAfter: nil, cause: .tokenStore)
+                : .finish(.upstreamUnavailable, failure)
+        }
+    }
+
+    private static func retryCause(_ error: MioError) -> HandlerMetrics.Cause {
+        switch error.code {
+        case .rateLimited: .rateLimited
+        case .serverError: .serverError
+        case .timeout: .timeout
+        default: .transport
         }
     }
 
@@ -258,5 +286,28 @@ public struct JobHandler: Sendable {
     private static func gaveUp(_ failure: JobResult.Failure, attempts: Int, reason: String) -> JobResult.Failure {
         let why = reason == "attempts" ? "after \(attempts) attempts" : "after \(attempts) attempts (time per job used up)"
         return JobResult.Failure(code: failure.code, message: "\(failure.message); gave up \(why)")
+    }
+}
+
+extension Logger {
+    /// This logger with the job's id and source (`job.topic`, `job.partition`, `job.offset`) as metadata.
+    func forJob(_ job: Job) -> Logger {
+        var logger = self
+        logger[metadataKey: "job.id"] = "\(job.id)"
+        if let source = job.source {
+            logger[metadataKey: "job.topic"] = "\(source.partition.topic)"
+            logger[metadataKey: "job.partition"] = "\(source.partition.partition)"
+            logger[metadataKey: "job.offset"] = "\(source.offset)"
+        }
+        return logger
+    }
+
+    /// This logger with an item's source as metadata (for items that are not valid jobs).
+    func forItem(_ source: JobSource) -> Logger {
+        var logger = self
+        logger[metadataKey: "job.topic"] = "\(source.partition.topic)"
+        logger[metadataKey: "job.partition"] = "\(source.partition.partition)"
+        logger[metadataKey: "job.offset"] = "\(source.offset)"
+        return logger
     }
 }

@@ -1,4 +1,5 @@
 public import Kafka
+public import Tracing
 
 /// Delivers results to the output topic and invalid messages to the dead-letter topic.
 ///
@@ -27,6 +28,7 @@ public struct KafkaResultSink: ResultSink {
     private let producer: KafkaProducer
     private let outputTopic: String
     private let deadLetterTopic: String
+    private let tracer: any Tracer
 
     /// Creates a sink.
     ///
@@ -34,7 +36,15 @@ public struct KafkaResultSink: ResultSink {
     ///   - producer: a running producer.
     ///   - outputTopic: where results go, keyed by user id.
     ///   - deadLetterTopic: where invalid messages go, unchanged, with the reason in headers.
-    public init(producer: KafkaProducer, outputTopic: String, deadLetterTopic: String) {
+    ///   - tracer: injects the current span's context (`traceparent`, `tracestate`) into a result's headers; a
+    ///     tracer that injects nothing (the default `NoOpTracer`) leaves the job's own trace headers to be copied.
+    public init(
+        producer: KafkaProducer,
+        outputTopic: String,
+        deadLetterTopic: String,
+        tracer: any Tracer = InstrumentationSystem.tracer
+    ) {
+        self.tracer = tracer
         self.producer = producer
         self.outputTopic = outputTopic
         self.deadLetterTopic = deadLetterTopic
@@ -42,8 +52,16 @@ public struct KafkaResultSink: ResultSink {
 
     public func publish(_ result: JobResult, for item: InputItem) async throws {
         var headers = [KafkaHeader(key: Self.jobIDHeader, value: result.jobID)]
-        for header in item.headers where Self.propagatedHeaders.contains(header.name) {
-            headers.append(KafkaHeader(key: header.name, value: header.value))
+        var injected: [(String, String)] = []
+        if let context = ServiceContext.current {
+            tracer.inject(context, into: &injected, using: StringPairInjector())
+        }
+        if injected.isEmpty {
+            for header in item.headers where Self.propagatedHeaders.contains(header.name) {
+                headers.append(KafkaHeader(key: header.name, value: header.value))
+            }
+        } else {
+            headers += injected.map { KafkaHeader(key: $0.0, value: $0.1) }
         }
         _ = try await producer.send(
             topic: outputTopic,

@@ -1,7 +1,9 @@
+public import CoreMetrics
 public import Kafka
 public import Logging
 public import ServiceLifecycle
 import Synchronization
+public import Tracing
 
 /// One member of the consumer group: Kafka jobs in, results out, offsets committed at least once.
 ///
@@ -83,17 +85,30 @@ public final class KafkaWorker: Service, Sendable {
     ///   - configuration: topics, group, limits.
     ///   - handler: processes one job to its result (tokens, Mio, retries).
     ///   - logger: the worker's logger; librdkafka's log lines go to it too.
+    ///   - metricsFactory: receives the job metrics of the engine and the worker's own: offset commits, paused and
+    ///     assigned partitions, rebalances, consumer lag per partition (from librdkafka's statistics, every
+    ///     `statistics.interval.ms`, default 5 s). Default: the bootstrapped `MetricsSystem.factory`.
+    ///   - tracer: spans per job (``JobSpan``) and the trace context of results' headers. Default: the bootstrapped
+    ///     `InstrumentationSystem.tracer`.
     /// - Throws: ``KafkaError`` when a librdkafka property is refused (it names the property).
-    public init(configuration: Configuration, handler: JobHandler, logger: Logger) throws {
+    public init(
+        configuration: Configuration,
+        handler: JobHandler,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer
+    ) throws {
         self.configuration = configuration
         self.logger = logger
+        let metrics = WorkerMetrics(factory: metricsFactory)
         let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
-        let book = OffsetBook()
+        let book = OffsetBook(metrics: metrics)
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
         var consumerOptions = KafkaConsumer.Options()
         consumerOptions.maxBufferedMessages = max(64, configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
+        consumerOptions.statisticsHandler = { metrics.update($0) }
         let revocationGracePeriod = configuration.revocationGracePeriod
         var consumerConfiguration = configuration.kafka
         consumerConfiguration.properties = configuration.kafka.properties.merging(Self.consumerDefaults) { user, _ in user }
@@ -120,7 +135,8 @@ public final class KafkaWorker: Service, Sendable {
         let sink = KafkaResultSink(
             producer: producer,
             outputTopic: configuration.outputTopic,
-            deadLetterTopic: configuration.deadLetterTopic
+            deadLetterTopic: configuration.deadLetterTopic,
+            tracer: tracer
         )
         let pipeline = Pipeline(
             configuration: configuration,
@@ -128,6 +144,9 @@ public final class KafkaWorker: Service, Sendable {
             handler: handler,
             sink: sink,
             book: book,
+            metrics: metrics,
+            metricsFactory: metricsFactory,
+            tracer: tracer,
             logger: logger
         )
         revocationTargets.engine = pipeline.engine
@@ -230,6 +249,11 @@ final class OffsetBook: Sendable {
     private let state = Mutex(State())
     /// Serialises commits, so an older commit never lands after a newer one.
     private let commitTurn = AsyncTurn()
+    private let metrics: WorkerMetrics
+
+    init(metrics: WorkerMetrics) {
+        self.metrics = metrics
+    }
 
     /// Records a message before it is submitted; `false` means do not submit it: its partition was revoked
     /// (its next owner reads it from the committed offset) or it is already being processed (a re-delivery).
@@ -310,8 +334,10 @@ final class OffsetBook: Sendable {
             do throws(KafkaError) {
                 try await consumer.commit(offsets)
             } catch {
+                metrics.committed(success: false)
                 return .failed(error)
             }
+            metrics.committed(success: true)
             state.withLock { state in
                 for offset in offsets {
                     let partition = PartitionID(offset.topicPartition)
@@ -372,6 +398,7 @@ final class Pipeline: Service, Sendable {
     let book: OffsetBook
     private let configuration: KafkaWorker.Configuration
     private let consumer: KafkaConsumer
+    private let metrics: WorkerMetrics
     private let logger: Logger
     private let failureBox = LockedBox<KafkaWorker.Failure?>(nil)
     private let backpressure: AsyncStream<Bool>
@@ -385,10 +412,14 @@ final class Pipeline: Service, Sendable {
         handler: JobHandler,
         sink: KafkaResultSink,
         book: OffsetBook,
+        metrics: WorkerMetrics,
+        metricsFactory: any MetricsFactory,
+        tracer: any Tracer,
         logger: Logger
     ) {
         self.configuration = configuration
         self.consumer = consumer
+        self.metrics = metrics
         self.book = book
         self.logger = logger
         (backpressure, backpressureContinuation) = AsyncStream.makeStream(of: Bool.self)
@@ -400,7 +431,9 @@ final class Pipeline: Service, Sendable {
             handler: handler,
             sink: sink,
             configuration: configuration.engine,
-            logger: logger
+            logger: logger,
+            metricsFactory: metricsFactory,
+            tracer: tracer
         ) { event in
             switch event {
             case .done(let source):
@@ -435,6 +468,7 @@ final class Pipeline: Service, Sendable {
             group.addTask { await self.feed() }
             group.addTask { await self.followBackpressure() }
             group.addTask { await self.commitPeriodically() }
+            group.addTask { await self.followMembership() }
 
             await withGracefulShutdownHandler {
                 for await _ in self.stopRequested { break }
@@ -477,7 +511,25 @@ final class Pipeline: Service, Sendable {
             } else {
                 await consumer.resume(partitions)
             }
+            metrics.partitionsPaused(paused ? partitions.count : 0)
             logger.debug("input \(paused ? "paused" : "resumed")", metadata: ["kafka.partitions": "\(partitions.count)"])
+        }
+    }
+
+    /// Counts rebalances and tracks the assignment for the metrics.
+    private func followMembership() async {
+        for await event in consumer.events {
+            switch event {
+            case .assigned:
+                metrics.rebalanced("assigned")
+                metrics.partitionsAssigned(consumer.assignment.count)
+            case .revoked(let partitions, let lost):
+                metrics.rebalanced(lost ? "lost" : "revoked")
+                // The event comes before the consumer forgets the partitions.
+                metrics.partitionsAssigned(Set(consumer.assignment).subtracting(partitions).count)
+            case .commitFailed, .error:
+                continue
+            }
         }
     }
 

@@ -1,0 +1,34 @@
+import Kafka
+import Tracing
+
+/// Names of the spans the pipeline starts; a job's spans form one tree under ``job``.
+public enum JobSpan {
+    /// One job, from its start to its acknowledged result (kind consumer). Its parent is the W3C trace context
+    /// (`traceparent`, `tracestate`) of the job's message headers, when they carry one.
+    public static let job = "mioctx.job"
+    /// Getting the user's access token (cache, store, maybe a proactive refresh).
+    public static let tokenLookup = "mioctx.token.lookup"
+    /// The coordinated refresh after Mio answered 401.
+    public static let tokenRefresh = "mioctx.token.refresh"
+    /// One call to Mio's `getContext` or `getContextSummary` (the HTTP client span is its child).
+    public static let mioCall = "mioctx.mio.call"
+    /// Publishing the result, until the sink acknowledged it (kind producer).
+    public static let publish = "mioctx.publish"
+    /// Sending an invalid message to the dead-letter sink (kind producer).
+    public static let deadLetter = "mioctx.dead_letter"
+}
+
+/// Reads trace-context headers from an input item.
+struct MessageHeaderExtractor: Extractor {
+    func extract(key: String, from carrier: [MessageHeader]) -> String? {
+        carrier.first { $0.name.lowercased() == key.lowercased() }?.value.map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// Writes trace-context headers as string pairs (then turned into Kafka headers).
+struct StringPairInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [(String, String)]) {
+        carrier.removeAll { $0.0 == key }
+        carrier.append((key, value))
+    }
+}

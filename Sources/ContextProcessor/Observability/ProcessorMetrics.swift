@@ -1,0 +1,146 @@
+import CoreMetrics
+import Kafka
+import Metrics
+import Synchronization
+
+/// Metrics of the ``ProcessingEngine`` (Kafka and files alike), emitted through swift-metrics.
+///
+/// - `mioctx_jobs_received_total`: items submitted, valid jobs and invalid input alike.
+/// - `mioctx_jobs_completed_total{status}`: results accepted by the sink, by ``JobResult/Status``.
+/// - `mioctx_dead_letters_total{reason}`: invalid items accepted by the dead-letter sink, by ``InvalidJob/Code``.
+/// - `mioctx_job_duration_seconds`: from submission (for Kafka: consumed) to the acknowledged result.
+/// - `mioctx_jobs_in_flight`: items submitted and not finished (queued, running or being delivered).
+struct EngineMetrics: Sendable {
+    private let factory: any MetricsFactory
+    private let received: Counter
+    private let completed: [JobResult.Status: Counter]
+    private let duration: Timer
+    private let inFlight: Meter
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        received = Counter(label: "mioctx_jobs_received_total", factory: factory)
+        completed = Dictionary(
+            uniqueKeysWithValues: JobResult.Status.allCases.map { status in
+                (status, Counter(label: "mioctx_jobs_completed_total", dimensions: [("status", status.rawValue)], factory: factory))
+            }
+        )
+        duration = Timer(label: "mioctx_job_duration_seconds", factory: factory)
+        inFlight = Meter(label: "mioctx_jobs_in_flight", factory: factory)
+    }
+
+    func submitted() {
+        received.increment()
+        inFlight.increment()
+    }
+
+    func finished(count: Int = 1) {
+        inFlight.decrement(by: Double(count))
+    }
+
+    func completed(_ status: JobResult.Status, after elapsed: Duration) {
+        completed[status]?.increment()
+        duration.record(duration: elapsed)
+    }
+
+    func deadLettered(_ reason: InvalidJob.Code) {
+        Counter(label: "mioctx_dead_letters_total", dimensions: [("reason", reason.description)], factory: factory).increment()
+    }
+}
+
+/// Metrics of the ``JobHandler``.
+///
+/// - `mioctx_retries_total{cause}`: attempts repeated, by cause: `rate_limited` (429), `server_error` (5xx),
+///   `timeout`, `transport` (connection failures, other errors), `unauthorized` (a 401 answered by one refresh and
+///   one retry), `token_store` (a retriable token store or lock failure).
+struct HandlerMetrics: Sendable {
+    enum Cause: String, CaseIterable {
+        case rateLimited = "rate_limited"
+        case serverError = "server_error"
+        case timeout
+        case transport
+        case unauthorized
+        case tokenStore = "token_store"
+    }
+
+    private let retries: [Cause: Counter]
+
+    init(factory: any MetricsFactory) {
+        retries = Dictionary(
+            uniqueKeysWithValues: Cause.allCases.map { cause in
+                (cause, Counter(label: "mioctx_retries_total", dimensions: [("cause", cause.rawValue)], factory: factory))
+            }
+        )
+    }
+
+    func retried(_ cause: Cause) {
+        retries[cause]?.increment()
+    }
+}
+
+/// Metrics of the ``KafkaWorker``.
+///
+/// - `mioctx_offset_commits_total` / `mioctx_offset_commit_failures_total`: commit requests that succeeded / failed.
+/// - `mioctx_partitions_paused`: assigned partitions paused for backpressure (in-flight limit reached).
+/// - `mioctx_partitions_assigned`: partitions assigned to this member.
+/// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
+/// - `mioctx_consumer_lag{topic, partition}`: messages between the partition's end and the committed offset, from
+///   librdkafka's statistics; a partition's series disappears when it is no longer reported.
+final class WorkerMetrics: Sendable {
+    private let factory: any MetricsFactory
+    private let commits: Counter
+    private let commitFailures: Counter
+    private let paused: Gauge
+    private let assigned: Gauge
+    private let lagGauges = Mutex<[KafkaTopicPartition: Gauge]>([:])
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        commits = Counter(label: "mioctx_offset_commits_total", factory: factory)
+        commitFailures = Counter(label: "mioctx_offset_commit_failures_total", factory: factory)
+        paused = Gauge(label: "mioctx_partitions_paused", factory: factory)
+        assigned = Gauge(label: "mioctx_partitions_assigned", factory: factory)
+    }
+
+    func committed(success: Bool) {
+        (success ? commits : commitFailures).increment()
+    }
+
+    func partitionsPaused(_ count: Int) {
+        paused.record(count)
+    }
+
+    func partitionsAssigned(_ count: Int) {
+        assigned.record(count)
+    }
+
+    func rebalanced(_ event: String) {
+        Counter(label: "mioctx_rebalances_total", dimensions: [("event", event)], factory: factory).increment()
+    }
+
+    /// Sets the lag gauges from librdkafka's statistics; removes the series of partitions without a known lag.
+    func update(_ statistics: KafkaStatistics) {
+        let factory = self.factory
+        let stale = lagGauges.withLock { gauges -> [Gauge] in
+            var stale: [Gauge] = []
+            for (partition, gauge) in gauges where statistics.partitions[partition]?.consumerLag == nil {
+                stale.append(gauge)
+                gauges[partition] = nil
+            }
+            for (partition, figures) in statistics.partitions {
+                guard let lag = figures.consumerLag else { continue }
+                let gauge = gauges[partition] ?? Gauge(
+                    label: "mioctx_consumer_lag",
+                    dimensions: [("topic", partition.topic), ("partition", String(partition.partition))],
+                    factory: factory
+                )
+                gauges[partition] = gauge
+                gauge.record(lag)
+            }
+            return stale
+        }
+        for gauge in stale {
+            gauge.destroy()
+        }
+    }
+}

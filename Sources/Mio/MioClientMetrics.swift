@@ -1,0 +1,39 @@
+import CoreMetrics
+import Metrics
+
+/// The metrics a `MioClient` emits through swift-metrics (names follow Prometheus conventions).
+///
+/// - `mioctx_mio_requests_total{endpoint, status_class}`: requests by path and outcome: `2xx`, `4xx`, `5xx`
+///   (any HTTP status class), or `timeout`, `transport`, `cancelled` when no answer arrived.
+/// - `mioctx_mio_request_duration_seconds{endpoint}`: time to the answer's end (a timer: a histogram in Prometheus).
+struct MioClientMetrics: Sendable {
+    private let factory: any MetricsFactory
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
+
+    func record(_ endpoint: Endpoint, statusClass: String, duration: Duration) {
+        Counter(
+            label: "mioctx_mio_requests_total",
+            dimensions: [("endpoint", endpoint.path), ("status_class", statusClass)],
+            factory: factory
+        ).increment()
+        Timer(label: "mioctx_mio_request_duration_seconds", dimensions: [("endpoint", endpoint.path)], factory: factory)
+            .record(duration: duration)
+    }
+
+    /// `2xx` .. `5xx` for an HTTP status.
+    static func statusClass(_ status: Int) -> String {
+        "\(status / 100)xx"
+    }
+
+    /// The outcome label of a request that got no answer.
+    static func statusClass(_ error: MioError) -> String {
+        switch error.code {
+        case .timeout: "timeout"
+        case .cancelled: "cancelled"
+        default: "transport"
+        }
+    }
+}
