@@ -7,6 +7,7 @@ struct Mioctx: AsyncParsableCommand {
         commandName: "mioctx",
         abstract: "Kafka-to-Mio context processor.",
         subcommands: [
+            ConfigCommand.self,
             MockKafkaCommand.self,
             SimCommand.self,
             DemoCommand.self,
