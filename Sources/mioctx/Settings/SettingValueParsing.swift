@@ -105,8 +105,8 @@ enum SettingValueParsing {
         return .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
 
-    /// `500ms`, `30s`, `2m`, `1h`, `1.5s` or `250us`: the shortest exact spelling that ``parseDuration(_:)`` reads
-    /// back (microseconds only print for durations that need them).
+    /// `500ms`, `30s`, `2m`, `1h`, or fractional seconds (`0.0005s`) when no whole unit fits: a spelling that
+    /// ``parseDuration(_:)`` reads back.
     static func format(_ duration: Duration) -> String {
         let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
         if nanoseconds == 0 { return "0s" }

@@ -363,8 +363,8 @@ private struct Resolver {
             do {
                 _ = try TokenStoreLocation(parsing: text)
                 return .success(text)
-            } catch let error as TokenError {
-                return .failure(SettingParseFailure(expected + (error.detail.map { " (\($0))" } ?? "")))
+            } catch let error as TokenError where text.hasPrefix("postgres") || text.hasPrefix("sqlite:") {
+                return .failure(SettingParseFailure(error.detail ?? expected))
             } catch {
                 return .failure(SettingParseFailure(expected))
             }
