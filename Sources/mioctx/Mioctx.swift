@@ -11,6 +11,7 @@ struct Mioctx: AsyncParsableCommand {
             MockKafkaCommand.self,
             SimCommand.self,
             DemoCommand.self,
+            EnrichCommand.self,
             TokensCommand.self,
         ]
     )
