@@ -106,6 +106,8 @@ public struct JSONLJobReader: AsyncSequence, Sendable {
         private var lineNumber: Int64 = 0
         private var atEnd = false
         private var atStart = true
+        /// The last byte moved into the current line (kept or not), to drop the `\r` of a cut line's `\r\n`.
+        private var lastTaken: UInt8?
 
         init(descriptor: BlockingDescriptor, maxLineBytes: Int) {
             self.descriptor = descriptor
@@ -149,6 +151,7 @@ public struct JSONLJobReader: AsyncSequence, Sendable {
         private mutating func take(upTo end: Int, into kept: inout [UInt8], length: inout Int) {
             let room = Swift.max(0, maxLineBytes - kept.count)
             kept.append(contentsOf: buffer[start..<Swift.min(end, start + room)])
+            if end > start { lastTaken = buffer[end - 1] }
             length += end - start
             start = end
         }
@@ -157,10 +160,11 @@ public struct JSONLJobReader: AsyncSequence, Sendable {
             lineNumber += 1
             var bytes = bytes
             var length = length
-            if length > 0, length == bytes.count, bytes.last == 0x0D {
-                bytes.removeLast()
+            if isTerminated, length > 0, lastTaken == 0x0D {
+                if length == bytes.count { bytes.removeLast() }
                 length -= 1
             }
+            lastTaken = nil
             if atStart {
                 atStart = false
                 if bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
