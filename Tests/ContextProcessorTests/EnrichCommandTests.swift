@@ -28,11 +28,13 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// Runs `mioctx arguments...` with exactly `environment`, without blocking a thread of the cooperative pool (the
-/// simulator this process hosts must keep answering the child).
+/// simulator this process hosts must keep answering the child). With `interruptOn`, sends SIGINT once the child's
+/// standard error contains that text.
 func runMioctx(
     _ arguments: [String],
     environment: [String: String],
     standardInput: String? = nil,
+    interruptOn: String? = nil,
     in directory: URL
 ) async throws -> EnrichProcessOutput {
     let name = UUID().uuidString
@@ -61,6 +63,19 @@ func runMioctx(
         } catch {
             process.terminationHandler = nil
             continuation.resume(throwing: error)
+            return
+        }
+        if let interruptOn {
+            Task {
+                while process.isRunning {
+                    let text = (try? String(contentsOf: errorURL, encoding: .utf8)) ?? ""
+                    if text.contains(interruptOn) {
+                        process.interrupt()
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            }
         }
     }
     try outputHandle.close()
@@ -188,6 +203,26 @@ struct EnrichCommandTests {
             )
             #expect(missingInput.status == 64)
             #expect(missingInput.standardError.contains("absent.jsonl"))
+
+            // Interrupted after its first progress line (600 jobs of at least 10 ms, 2 at a time: 3 s at least),
+            // then resumed: every job has exactly one result.
+            let more = jobLines(600, users: users, prefix: "sigint")
+            try writeLines(more.map { jobLine(id: $0.id, userID: $0.userID, query: $0.query) }, to: path("more.jsonl"))
+            let slow = [
+                "enrich", "--input", path("more.jsonl"), "--output", path("more-results.jsonl"), "--token-store", store,
+                "--max-in-flight", "2", "--progress", "lines", "--progress-interval", "0.05",
+            ]
+            let interrupted = try await runMioctx(slow, environment: environment, interruptOn: "/600 lines", in: directory)
+            #expect(interrupted.status == 4, "\(interrupted.standardError)")
+            #expect(interrupted.standardError.contains("enrich: interrupted in"))
+            let partial = try readObjects(path("more-results.jsonl")).objects.count
+            #expect(partial < 600)
+            let resumed = try await runMioctx(slow, environment: environment, in: directory)
+            #expect(resumed.status == 0, "\(resumed.standardError)")
+            #expect(resumed.standardError.contains("\(partial) already done"))
+            let ids = try readObjects(path("more-results.jsonl")).objects.compactMap { $0["id"] as? String }
+            #expect(ids.count == 600)
+            #expect(Set(ids) == Set(more.map(\.id)))
 
             var unconfigured = environment
             unconfigured["MIO_CLIENT_ID"] = nil
