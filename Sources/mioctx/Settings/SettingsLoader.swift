@@ -348,7 +348,6 @@ private struct Resolver {
     private mutating func credential(_ key: String) -> String? {
         let variable = SettingsSchema.environmentOnly[key] ?? key
         guard let value = layers.rawEnvironment[variable] else {
-            sources[key] = nil
             report(key, "is required: set the environment variable \(variable)", nil)
             return nil
         }
@@ -385,7 +384,6 @@ private struct Resolver {
                 report("tokens.keys", "is not a valid key list", .environment(variable: keysVariable))
             }
         } else if let keyFile = tokens.keyFile {
-            sources["tokens.keys"] = nil
             do {
                 _ = try TokenKeyring.load(environment: [:], keyFile: keyFile)
             } catch let error as TokenError {
@@ -511,4 +509,13 @@ private struct Resolver {
 /// `"text"` with quotes and backslashes escaped.
 private func quote(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
+extension MioctxSettings.TokenSettings {
+    /// The encryption keys: ``keys`` (from `MIOCTX_TOKEN_KEYS`) when set, else those of ``keyFile``.
+    /// - Throws: `TokenError` when neither holds a valid key (loading has already checked this).
+    func keyring() throws -> TokenKeyring {
+        if let keys { return try TokenKeyring(parsing: keys) }
+        return try TokenKeyring.load(environment: [:], keyFile: keyFile)
+    }
 }
