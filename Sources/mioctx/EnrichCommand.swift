@@ -122,8 +122,7 @@ struct EnrichCommand: AsyncParsableCommand {
         let keyring: TokenKeyring
         let location: TokenStoreLocation
         do {
-            keyring = try settings.tokens.keys.map { try TokenKeyring(parsing: $0) }
-                ?? TokenKeyring.load(environment: [:], keyFile: settings.tokens.keyFile)
+            keyring = try settings.tokens.keyring()
             location = try TokenStoreLocation(parsing: settings.tokens.store)
         } catch {
             display.message("mioctx enrich: \(error)")

@@ -23,7 +23,8 @@ struct FileHarness: Sendable {
         _ body: (FileHarness) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "file-enrichment-tests")
-        logger.logLevel = .error
+        // The write-failure test fails deliveries on purpose; the engine logs those at error.
+        logger.logLevel = .critical
         var faults = faults
         faults.targets = [.context, .summary]
         let configuration = MioSimulator.Configuration(faults: faults, seed: 11)
@@ -78,7 +79,8 @@ struct FileHarness: Sendable {
         rejects: String? = nil,
         maxInFlight: Int = 64,
         maxInFlightPerUser: Int = 4,
-        maxLineBytes: Int = JSONLJobReader.defaultMaxLineBytes
+        maxLineBytes: Int = JSONLJobReader.defaultMaxLineBytes,
+        delivery: RetryPolicy = ProcessingEngine.Configuration().delivery
     ) async throws -> FileEnrichment.Summary {
         let existing = try await JSONLResultSink.scanOutput(at: output)
         let sink = try JSONLResultSink(outputPath: output, rejectsPath: rejects, existing: existing)
@@ -87,7 +89,8 @@ struct FileHarness: Sendable {
             sink: sink,
             configuration: FileEnrichment.Configuration(
                 engine: ProcessingEngine.Configuration(
-                    scheduling: SchedulingConfiguration(maxInFlight: maxInFlight, maxInFlightPerUser: maxInFlightPerUser)
+                    scheduling: SchedulingConfiguration(maxInFlight: maxInFlight, maxInFlightPerUser: maxInFlightPerUser),
+                    delivery: delivery
                 )
             ),
             logger: logger
@@ -311,6 +314,34 @@ struct FileEnrichmentTests {
             let record = try #require(await harness.store.get(userID: Self.users[0]))
             #expect(!text.contains(record.accessToken))
             #expect(!text.contains(record.refreshToken))
+        }
+    }
+
+    @Test func aResultThatCannotBeWrittenStopsTheRunWithTheReason() async throws {
+        try await FileHarness.with(users: Self.users) { harness in
+            let jobs = jobLines(200, users: Self.users)
+            let input = harness.path("jobs.jsonl")
+            try writeLines(jobs.map { jobLine(id: $0.id, userID: $0.userID, query: $0.query) }, to: input)
+            // /dev/full accepts the open and refuses every write with ENOSPC.
+            let summary = try await harness.enrich(
+                input: input,
+                output: "/dev/full",
+                maxInFlight: 4,
+                delivery: RetryPolicy(
+                    maxAttempts: 2,
+                    maxTimePerJob: .seconds(10),
+                    initialBackoff: .milliseconds(1),
+                    maxBackoff: .milliseconds(5)
+                )
+            )
+            guard case .writeFailed(let error) = summary.outcome else {
+                Issue.record("expected a write failure, got \(summary.outcome)")
+                return
+            }
+            #expect(error.kind == .result)
+            #expect(String(describing: error).contains("cannot write /dev/full"))
+            #expect(summary.progress.written.results == 0)
+            #expect(summary.progress.linesRead < 200)  // it stopped reading
         }
     }
 

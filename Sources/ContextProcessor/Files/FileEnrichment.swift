@@ -240,6 +240,8 @@ public final class FileEnrichment: Sendable {
         }
     }
 
+    fileprivate var isStopping: Bool { state.withLock { $0.stopping != nil } }
+
     /// Decides what to do with a line read: skip it, reject it here (too long), or hand it to the engine.
     fileprivate func admit(_ line: JSONLJobReader.Line, file: String) async throws -> InputItem? {
         enum Decision {
@@ -315,7 +317,9 @@ private struct Admission: AsyncSequence {
         let enrichment: FileEnrichment
 
         mutating func next() async throws -> InputItem? {
-            while let line = try await lines.next() {
+            // Checked before every read: after a stop no further line is taken, even before the reading task
+            // sees its cancellation.
+            while !enrichment.isStopping, let line = try await lines.next() {
                 if let item = try await enrichment.admit(line, file: file) { return item }
             }
             return nil
