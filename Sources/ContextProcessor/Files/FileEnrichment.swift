@@ -195,27 +195,24 @@ public final class FileEnrichment: Sendable {
             } onCancel: {
                 reading.cancel()
             }
-            state.withLock { state in
-                switch read {
-                case .success:
-                    state.progress.inputFinished = state.stopping == nil
-                case .failure(let error):
-                    if !(error is CancellationError) && state.stopping == nil {
-                        state.inputError = error
-                    }
+            if case .failure(let error) = read, !(error is CancellationError) {
+                state.withLock { state in
+                    if state.stopping == nil { state.inputError = error }
                 }
             }
             // Without a stop, every submitted job gets all the time it needs (the handler bounds each one).
             await engine.drain(timeout: .seconds(365 * 86_400))
             stopContinuation.finish()
         }
-        let (stopping, inputError) = state.withLock { ($0.stopping, $0.inputError) }
-        let outcome: Outcome
-        switch (stopping, inputError) {
-        case (.writeFailed(let error)?, _): outcome = .writeFailed(error)
-        case (.interrupt?, _): outcome = .interrupted
-        case (nil, let error?): outcome = .inputFailed(error)
-        case (nil, nil): outcome = .completed
+        let outcome = state.withLock { state -> Outcome in
+            if case .writeFailed(let error) = state.stopping { return .writeFailed(error) }
+            if let error = state.inputError { return .inputFailed(error) }
+            // An interruption that came after the last result was written changed nothing.
+            let progress = state.progress
+            if progress.inputFinished && progress.cancelled == 0 && progress.finished == progress.submitted {
+                return .completed
+            }
+            return .interrupted
         }
         return Summary(outcome: outcome, progress: progress, elapsed: clock.now() - start)
     }
@@ -241,6 +238,10 @@ public final class FileEnrichment: Sendable {
     }
 
     fileprivate var isStopping: Bool { state.withLock { $0.stopping != nil } }
+
+    fileprivate func markInputFinished() {
+        state.withLock { $0.progress.inputFinished = true }
+    }
 
     /// Decides what to do with a line read: skip it, reject it here (too long), or hand it to the engine.
     fileprivate func admit(_ line: JSONLJobReader.Line, file: String) async throws -> InputItem? {
@@ -319,7 +320,11 @@ private struct Admission: AsyncSequence {
         mutating func next() async throws -> InputItem? {
             // Checked before every read: after a stop no further line is taken, even before the reading task
             // sees its cancellation.
-            while !enrichment.isStopping, let line = try await lines.next() {
+            while !enrichment.isStopping {
+                guard let line = try await lines.next() else {
+                    enrichment.markInputFinished()
+                    return nil
+                }
                 if let item = try await enrichment.admit(line, file: file) { return item }
             }
             return nil

@@ -156,13 +156,6 @@ public final class JSONLResultSink: ResultSink {
     /// What the sink wrote so far.
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Whether a result for the job id was written (by this sink or before it, per the scan it was given).
-    /// - Parameter jobID: The job id.
-    /// - Returns: Whether it has a result.
-    public func hasResult(for jobID: String) -> Bool {
-        state.withLock { $0.written.contains(jobID) }
-    }
-
     /// Appends the result's line, unless its job id already has one.
     /// - Parameters:
     ///   - result: The result.
