@@ -8,6 +8,8 @@ struct Mioctx: AsyncParsableCommand {
         abstract: "Kafka-to-Mio context processor.",
         subcommands: [
             RunCommand.self,
+            DemoCommand.self,
+            EnrichCommand.self,
             ConfigCommand.self,
             MockKafkaCommand.self,
             SimCommand.self,

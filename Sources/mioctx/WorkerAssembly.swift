@@ -12,6 +12,31 @@ struct WorkerAssembly {
     let worker: KafkaWorker
 
     init(settings: MioctxSettings, store: any TokenStore, logger: Logger) throws {
+        let (mio, tokens, handler) = Self.makeHandler(settings: settings, store: store, logger: logger)
+        let processing = settings.processing
+        var configuration = KafkaWorker.Configuration(
+            kafka: KafkaConfiguration(bootstrapServers: settings.kafka.bootstrapServers, properties: settings.kafka.properties),
+            groupID: settings.kafka.groupID,
+            inputTopic: settings.kafka.inputTopic,
+            outputTopic: settings.kafka.outputTopic,
+            deadLetterTopic: settings.kafka.deadLetterTopic,
+            engine: Self.engineConfiguration(processing)
+        )
+        configuration.commitInterval = processing.commitInterval
+        configuration.shutdownGracePeriod = processing.shutdownGracePeriod
+        configuration.revocationGracePeriod = processing.revocationGracePeriod
+        self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
+        self.mio = mio
+        self.tokens = tokens
+    }
+
+    /// The Mio client, the token provider over `store`, and the job handler using both, as `settings` say.
+    /// Shared by the Kafka worker and `mioctx enrich`. Shut the client down when done.
+    static func makeHandler(
+        settings: MioctxSettings,
+        store: any TokenStore,
+        logger: Logger
+    ) -> (mio: MioClient, tokens: TokenProvider, handler: JobHandler) {
         let mio = MioClient(
             configuration: MioClient.Configuration(
                 clientID: settings.mio.clientID,
@@ -47,28 +72,20 @@ struct WorkerAssembly {
             },
             logger: logger
         )
-        var configuration = KafkaWorker.Configuration(
-            kafka: KafkaConfiguration(bootstrapServers: settings.kafka.bootstrapServers, properties: settings.kafka.properties),
-            groupID: settings.kafka.groupID,
-            inputTopic: settings.kafka.inputTopic,
-            outputTopic: settings.kafka.outputTopic,
-            deadLetterTopic: settings.kafka.deadLetterTopic,
-            engine: ProcessingEngine.Configuration(
-                scheduling: SchedulingConfiguration(
-                    maxInFlight: processing.maxInFlight,
-                    maxInFlightPerUser: processing.maxInFlightPerUser,
-                    ordering: processing.ordering,
-                    // Resume reading a little below the limit, not at the first free slot, so the input does
-                    // not flip between paused and resumed with every finished job.
-                    readahead: max(16, processing.maxInFlight / 4)
-                )
+        return (mio, tokens, handler)
+    }
+
+    /// The engine's limits from the processing settings.
+    static func engineConfiguration(_ processing: MioctxSettings.ProcessingSettings) -> ProcessingEngine.Configuration {
+        ProcessingEngine.Configuration(
+            scheduling: SchedulingConfiguration(
+                maxInFlight: processing.maxInFlight,
+                maxInFlightPerUser: processing.maxInFlightPerUser,
+                ordering: processing.ordering,
+                // Resume reading a little below the limit, not at the first free slot, so the input does
+                // not flip between paused and resumed with every finished job.
+                readahead: max(16, processing.maxInFlight / 4)
             )
         )
-        configuration.commitInterval = processing.commitInterval
-        configuration.shutdownGracePeriod = processing.shutdownGracePeriod
-        configuration.revocationGracePeriod = processing.revocationGracePeriod
-        self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
-        self.mio = mio
-        self.tokens = tokens
     }
 }
