@@ -1,6 +1,8 @@
 import ArgumentParser
 import ContextProcessor
 import Foundation
+import HTTPEndpoints
+import Prometheus
 import Kafka
 import Logging
 import Mio
@@ -43,6 +45,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Seed for the simulator's random faults.")
     var seed: UInt64 = 7
 
+    @Flag(help: "Print the worker's Prometheus metrics (as GET /metrics serves them) after the summary.")
+    var printMetrics = false
+
     func validate() throws {
         guard jobs >= 10 else { throw ValidationError("--jobs must be at least 10, got \(jobs)") }
         guard users >= 10 else { throw ValidationError("--users must be at least 10, got \(users)") }
@@ -53,8 +58,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeStandardErrorLogger(label: "mioctx.demo", level: logLevel)
+        let registry = MetricsBootstrap.bootstrap()
         let report = try await DemoRun(options: self, logger: logger).run()
         print(report)
+        if printMetrics {
+            var exposition: [UInt8] = []
+            registry.emit(into: &exposition)
+            let lines = String(decoding: exposition, as: UTF8.self).split(separator: "\n")
+            print("\nmetrics (GET /metrics, histogram buckets left out):")
+            for line in lines where line.hasPrefix("mioctx_") && !line.contains("_bucket{") {
+                print("  " + line)
+            }
+        }
     }
 }
 
