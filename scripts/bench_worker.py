@@ -104,7 +104,8 @@ def main():
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
         started = time.monotonic()
         results = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
-                                  "-c", str(args.jobs), "-e", "-q", "-f", "%s\n"], check=True, capture_output=True)
+                                  "-c", str(args.jobs), "-q", "-f", "%s\n"], check=True, capture_output=True,
+                                 timeout=1800)
         wall = time.monotonic() - started
         worker.send_signal(signal.SIGTERM)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.
@@ -112,23 +113,34 @@ def main():
         status = os.waitstatus_to_exitcode(raw_status)
         worker.returncode = status
 
-        completed, statuses = [], {}
+        completed, statuses, durations = [], {}, []
         for line in results.stdout.decode().splitlines():
             result = json.loads(line)
             statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            durations.append(result.get("durationMs", 0))
             completed.append(datetime.datetime.fromisoformat(result["completedAt"].replace("Z", "+00:00")).timestamp())
         completed.sort()
         window = completed[-1] - completed[0]
         throughput = (len(completed) - 1) / window if window > 0 else float("inf")
+        # Steady state: between the 5th and the 95th percentile of completion times, leaving out the start
+        # (all slots filling at once) and the drain at the end (fewer jobs left than slots).
+        low, high = int(len(completed) * 0.05), int(len(completed) * 0.95)
+        steady = (high - low) / (completed[high] - completed[low]) if completed[high] > completed[low] else float("inf")
         cpu = usage.ru_utime + usage.ru_stime
+        with urllib.request.urlopen(f"{sim_url}/sim/stats", timeout=30) as response:
+            sim_stats = json.loads(response.read())
         bound = args.max_in_flight / (args.latency_ms / 1000) if args.latency_ms else float("inf")
         print(json.dumps({
             "jobs": args.jobs, "users": args.users, "latencyMs": args.latency_ms, "maxInFlight": args.max_in_flight,
             "statuses": statuses, "workerExit": status, "wallSecondsIncludingGroupJoin": round(wall, 2),
             "jobsPerSecond": round(throughput, 1), "littleLawBound": round(bound, 1),
             "shareOfBound": round(throughput / bound, 4) if bound != float("inf") else None,
+            "steadyJobsPerSecond": round(steady, 1),
+            "steadyShareOfBound": round(steady / bound, 4) if bound != float("inf") else None,
+            "meanHandlerMs": round(sum(durations) / len(durations), 1),
             "cpuSeconds": round(cpu, 3), "cpuMicrosecondsPerJob": round(cpu / args.jobs * 1e6, 1),
             "workerPeakRSSMiB": round(usage.ru_maxrss / 1024, 1),
+            "simulatorPeakConcurrency": sim_stats.get("concurrency", {}).get("peak"),
         }, indent=2))
     finally:
         for process in processes:

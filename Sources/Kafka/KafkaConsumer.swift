@@ -279,6 +279,11 @@ public final class KafkaConsumer: Service, Sendable {
         context.hasJoinedGroup
     }
 
+    /// How many assigned partitions are paused (by ``pause(_:)`` or because the buffer is full).
+    public var pausedPartitionCount: Int {
+        context.pausedPartitionCount
+    }
+
     /// How many messages wait in the buffer for the application.
     public var bufferedMessageCount: Int {
         context.buffer.count
@@ -371,6 +376,10 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
 
     var hasJoinedGroup: Bool {
         state.withLock { $0.joined }
+    }
+
+    var pausedPartitionCount: Int {
+        state.withLock { $0.pausedInLibrary.count }
     }
 
     /// Interrupts a blocking `rd_kafka_consumer_poll` so the poll thread re-checks its state.

@@ -380,18 +380,21 @@ public final class ProcessingEngine: Sendable {
         tracer.extract(entry.payload.item.headers, into: &parent, using: MessageHeaderExtractor())
         let logger: Logger
         let delivery: DeliveryOutcome
+        /// Whether the job's slot was released before its delivery (``release(_:)``).
+        var handled = false
         switch entry.payload {
         case .job(let job, let item, let submittedAt):
             logger = self.logger.forJob(job)
-            delivery = await tracer.withSpan(JobSpan.job, context: parent, ofKind: .consumer) { span in
+            (delivery, handled) = await tracer.withSpan(JobSpan.job, context: parent, ofKind: .consumer) { span in
                 Self.describe(source, jobID: job.id, on: span)
                 let result: JobResult
                 do {
                     result = try await handler.handle(job)
                 } catch {
-                    return .cancelled
+                    return (.cancelled, false)
                 }
                 span.attributes["mioctx.job.status"] = result.status.rawValue
+                release(entry)
                 let delivery = await tracer.withSpan(JobSpan.publish, ofKind: .producer) { publishSpan in
                     await deliver(.result, source: source, logger: logger, span: publishSpan) {
                         try await self.sink.publish(result, for: item)
@@ -401,7 +404,7 @@ public final class ProcessingEngine: Sendable {
                     metrics.completed(result.status, after: clock.now() - submittedAt)
                     logger.debug("job done", metadata: ["status": "\(result.status.rawValue)", "attempts": "\(result.attempts)"])
                 }
-                return delivery
+                return (delivery, true)
             }
         case .invalid(let reason, let item, _):
             logger = self.logger.forItem(source)
@@ -428,7 +431,15 @@ public final class ProcessingEngine: Sendable {
             onEvent(.cancelled(source))
         }
         let outcome = state.withLock { state in
-            Self.outcome(of: state.scheduler.complete(entry), in: &state)
+            Self.outcome(of: state.scheduler.complete(entry, handled: handled), in: &state)
+        }
+        perform(outcome)
+    }
+
+    /// The job's work is done: its slot goes to the next job while its result is delivered.
+    private func release(_ entry: Scheduler.Entry) {
+        let outcome = state.withLock { state in
+            Self.outcome(of: state.scheduler.handled(entry), in: &state)
         }
         perform(outcome)
     }

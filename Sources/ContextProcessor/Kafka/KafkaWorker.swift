@@ -68,8 +68,10 @@ public final class KafkaWorker: Service, Sendable {
     static let consumerDefaults: [String: String] = [
         // Incremental rebalances: the partitions that stay put keep working during a rebalance.
         "partition.assignment.strategy": "cooperative-sticky",
-        // Bounds the prefetched bytes per partition (librdkafka's default is 64 MiB).
+        // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
         "queued.max.messages.kbytes": "8192",
+        // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
+        "fetch.wait.max.ms": "100",
     ]
 
     /// The configuration in force.
@@ -106,7 +108,9 @@ public final class KafkaWorker: Service, Sendable {
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
         var consumerOptions = KafkaConsumer.Options()
-        consumerOptions.maxBufferedMessages = max(64, configuration.engine.scheduling.maxInFlight)
+        // Several seconds of work at the in-flight limit, so that refilling after a pause (a fetch round
+        // trip) never starves the engine; job messages are small (a few hundred bytes each).
+        consumerOptions.maxBufferedMessages = max(2048, 8 * configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
         consumerOptions.statisticsHandler = { metrics.update($0) }
         let revocationGracePeriod = configuration.revocationGracePeriod
@@ -401,8 +405,6 @@ final class Pipeline: Service, Sendable {
     private let metrics: WorkerMetrics
     private let logger: Logger
     private let failureBox = LockedBox<KafkaWorker.Failure?>(nil)
-    private let backpressure: AsyncStream<Bool>
-    private let backpressureContinuation: AsyncStream<Bool>.Continuation
     private let stopRequested: AsyncStream<Void>
     private let stopContinuation: AsyncStream<Void>.Continuation
 
@@ -422,10 +424,8 @@ final class Pipeline: Service, Sendable {
         self.metrics = metrics
         self.book = book
         self.logger = logger
-        (backpressure, backpressureContinuation) = AsyncStream.makeStream(of: Bool.self)
         (stopRequested, stopContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let failureBox = self.failureBox
-        let backpressureContinuation = self.backpressureContinuation
         let stopContinuation = self.stopContinuation
         self.engine = ProcessingEngine(
             handler: handler,
@@ -438,10 +438,9 @@ final class Pipeline: Service, Sendable {
             switch event {
             case .done(let source):
                 book.markDone(source)
-            case .pauseInput:
-                backpressureContinuation.yield(true)
-            case .resumeInput:
-                backpressureContinuation.yield(false)
+            case .pauseInput, .resumeInput:
+                // The feed stops reading at the limit; the consumer's bounded buffer then pauses the partitions.
+                break
             case .deliveryFailed(let source, let error):
                 logger.critical(
                     "a result could not be delivered; stopping so that the job is not skipped",
@@ -466,7 +465,7 @@ final class Pipeline: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.engine.run() }
             group.addTask { await self.feed() }
-            group.addTask { await self.followBackpressure() }
+            group.addTask { await self.reportPauses() }
             group.addTask { await self.commitPeriodically() }
             group.addTask { await self.followMembership() }
 
@@ -480,7 +479,6 @@ final class Pipeline: Service, Sendable {
             let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
             await book.commit(with: consumer, attempts: 20, logger: logger)
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
-            backpressureContinuation.finish()
             group.cancelAll()
         }
     }
@@ -502,17 +500,18 @@ final class Pipeline: Service, Sendable {
         }
     }
 
-    /// Pauses every assigned partition at the in-flight limit and resumes below it (the consumer keeps polling).
-    private func followBackpressure() async {
-        for await paused in backpressure {
-            let partitions = consumer.assignment
-            if paused {
-                await consumer.pause(partitions)
-            } else {
-                await consumer.resume(partitions)
+    /// Backpressure: at the in-flight limit the feed stops reading; the consumer's buffer fills up and pauses
+    /// every assigned partition (it keeps polling, so it stays in the group), and resumes them once the engine
+    /// has drained it below half. Pausing only then, not at every touch of the limit, keeps librdkafka's
+    /// prefetched messages: each pause discards them and a resume costs a fetch round trip.
+    private func reportPauses() async {
+        while !Task.isCancelled {
+            metrics.partitionsPaused(consumer.pausedPartitionCount)
+            do {
+                try await Task.sleep(for: .seconds(1))
+            } catch {
+                return
             }
-            metrics.partitionsPaused(paused ? partitions.count : 0)
-            logger.debug("input \(paused ? "paused" : "resumed")", metadata: ["kafka.partitions": "\(partitions.count)"])
         }
     }
 

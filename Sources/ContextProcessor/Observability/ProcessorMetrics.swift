@@ -81,7 +81,7 @@ struct HandlerMetrics: Sendable {
 /// Metrics of the ``KafkaWorker``.
 ///
 /// - `mioctx_offset_commits_total` / `mioctx_offset_commit_failures_total`: commit requests that succeeded / failed.
-/// - `mioctx_partitions_paused`: assigned partitions paused for backpressure (in-flight limit reached).
+/// - `mioctx_partitions_paused`: assigned partitions paused for backpressure (the consumer buffer is full).
 /// - `mioctx_partitions_assigned`: partitions assigned to this member.
 /// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
 /// - `mioctx_consumer_lag{topic, partition}`: messages between the partition's end and the committed offset, from

@@ -68,6 +68,8 @@ public struct JobScheduler<Payload: Sendable>: Sendable {
     public private(set) var admittedCount = 0
     /// Jobs running (started and not finished).
     public private(set) var runningCount = 0
+    /// Jobs whose work is done and whose result is being delivered (see ``handled(_:)``).
+    public private(set) var deliveringCount = 0
     /// Whether the input was last told to pause.
     public private(set) var isInputPaused = false
 
@@ -77,8 +79,8 @@ public struct JobScheduler<Payload: Sendable>: Sendable {
         self.configuration = configuration
     }
 
-    /// Jobs submitted and not finished (admitted plus backlog).
-    public var pendingCount: Int { admittedCount + backlog.count }
+    /// Jobs submitted and not finished (admitted, delivering, and backlog).
+    public var pendingCount: Int { admittedCount + backlog.count + deliveringCount }
 
     /// Jobs of a partition submitted and not finished.
     /// - Parameter partition: The partition.
@@ -114,11 +116,40 @@ public struct JobScheduler<Payload: Sendable>: Sendable {
         return actions
     }
 
-    /// Records that a started job finished (whatever its outcome).
+    /// Records that a started job's work is done and only the delivery of its result remains: its slot (global
+    /// and per user) goes to the next job, so delivery latency does not cut throughput. The job stays pending (for
+    /// ``pendingCount(in:)`` and backpressure) until ``complete(_:handled:)``. Jobs with an ordering key keep
+    /// their slot until delivered, so that their results are delivered in order.
     /// - Parameter entry: The entry that was started.
-    /// - Returns: Jobs that can start now, and whether to resume the input.
-    public mutating func complete(_ entry: Entry) -> Actions {
+    /// - Returns: Jobs that can start now.
+    public mutating func handled(_ entry: Entry) -> Actions {
         var actions = Actions()
+        guard entry.orderingKey == nil else { return actions }
+        runningCount -= 1
+        admittedCount -= 1
+        deliveringCount += 1
+        if let userID = entry.userID {
+            users[userID, default: UserState()].running -= 1
+            startWaiting(ofUser: userID, into: &actions)
+        }
+        admitFromBacklog(into: &actions)
+        updateBackpressure(&actions)
+        return actions
+    }
+
+    /// Records that a started job finished (whatever its outcome).
+    /// - Parameters:
+    ///   - entry: The entry that was started.
+    ///   - handled: Whether ``handled(_:)`` was called for it.
+    /// - Returns: Jobs that can start now, and whether to resume the input.
+    public mutating func complete(_ entry: Entry, handled: Bool = false) -> Actions {
+        var actions = Actions()
+        if handled && entry.orderingKey == nil {
+            deliveringCount -= 1
+            decrementPartition(entry.partition)
+            updateBackpressure(&actions)
+            return actions
+        }
         runningCount -= 1
         admittedCount -= 1
         decrementPartition(entry.partition)
