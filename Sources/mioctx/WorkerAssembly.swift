@@ -45,7 +45,9 @@ struct WorkerAssembly {
                 apiURL: settings.mio.apiURL,
                 dashboardURL: settings.mio.dashboardURL,
                 requestTimeout: settings.mio.requestTimeout,
-                maxConnections: settings.mio.maxConnections
+                // One connection per job in flight at most: fewer would queue requests inside the HTTP client,
+                // where their timeouts run while they wait.
+                maxConnections: max(settings.mio.maxConnections, settings.processing.maxInFlight)
             ),
             logger: logger
         )
