@@ -69,7 +69,7 @@ public final class KafkaWorker: Service, Sendable {
         // Incremental rebalances: the partitions that stay put keep working during a rebalance.
         "partition.assignment.strategy": "cooperative-sticky",
         // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
-        "queued.max.messages.kbytes": "8192",
+        "queued.max.messages.kbytes": "4096",
         // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
         "fetch.wait.max.ms": "100",
     ]
@@ -110,7 +110,7 @@ public final class KafkaWorker: Service, Sendable {
         var consumerOptions = KafkaConsumer.Options()
         // Several seconds of work at the in-flight limit, so that refilling after a pause (a fetch round
         // trip) never starves the engine; job messages are small (a few hundred bytes each).
-        consumerOptions.maxBufferedMessages = max(2048, 8 * configuration.engine.scheduling.maxInFlight)
+        consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
         consumerOptions.statisticsHandler = { metrics.update($0) }
         let revocationGracePeriod = configuration.revocationGracePeriod
