@@ -30,6 +30,10 @@ struct KafkaWorkerTests {
                 #expect(result.message.key == Array(job.userID.utf8))
                 #expect(result.message.header("mioctx-job-id")?.stringValue == job.id)
             }
+            let completions = decoded.compactMap { ($0.json["completedAt"] as? String).flatMap(ResultTimestamp.parse) }.sorted()
+            if let first = completions.first, let last = completions.last, last > first {
+                print("5,000-job test: \(Int(Double(completions.count - 1) / (last - first))) jobs/s between the first and the last result")
+            }
             try await waitUntil("committed offsets to reach the end of every partition") {
                 let committed = worker.worker.committedOffsets
                 return ends.allSatisfy { partition, end in
@@ -145,5 +149,13 @@ struct KafkaWorkerBehaviourTests {
             let ids = try results.map { try ResultMessage($0).id }
             #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
         }
+    }
+}
+
+/// Seconds since 1970 of a result's `completedAt` (RFC 3339 with fractional seconds).
+enum ResultTimestamp {
+    static func parse(_ text: String) -> Double? {
+        (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))?
+            .timeIntervalSince1970
     }
 }
