@@ -108,8 +108,8 @@ public final class KafkaWorker: Service, Sendable {
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
         var consumerOptions = KafkaConsumer.Options()
-        // Several seconds of work at the in-flight limit, so that refilling after a pause (a fetch round
-        // trip) never starves the engine; job messages are small (a few hundred bytes each).
+        // Four times the in-flight limit: refilling the buffer after a pause (a fetch round trip) then never
+        // starves the engine, and job messages are small (a few hundred bytes each).
         consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
         consumerOptions.statisticsHandler = { metrics.update($0) }
