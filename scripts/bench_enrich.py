@@ -20,25 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-CLIENT_ID, CLIENT_SECRET, REDIRECT = "bench-client", "bench-secret", "http://127.0.0.1:9/callback"
-
-
-def post(url, body):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def connect(sim, user):
-    code = post(f"{sim}/sim/authorize", {"userId": user})["code"]
-    tokens = post(f"{sim}/v1/auth/oauth2/token", {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-    })
-    return {"userId": user, "accessToken": tokens["access_token"], "refreshToken": tokens["refresh_token"],
-            "expiresIn": tokens["expires_in"]}
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, connect
 
 
 def main():

@@ -1,4 +1,5 @@
 import ContextProcessor
+import CoreMetrics
 import Foundation
 import Kafka
 import Logging
@@ -9,6 +10,7 @@ import MioctxTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
+import Tracing
 
 /// Everything a worker needs, real and on loopback: librdkafka's mock cluster, the Mio simulator over HTTP,
 /// a token store filled through the real OAuth code exchange.
@@ -34,13 +36,24 @@ struct WorkerHarness: Sendable {
     }
 
     /// Runs `body` with a harness whose simulator uses `simulatorConfiguration`.
+    ///
+    /// - Parameters:
+    ///   - logger: the logger of every part (default: warnings and above).
+    ///   - metricsFactory: where the Mio client and the token provider emit metrics.
+    ///   - tracer: what the Mio client traces with.
     static func with<T: Sendable>(
         partitions: Int = 6,
         simulatorConfiguration: MioSimulator.Configuration = .init(),
+        logger: Logger? = nil,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
+        tracer: any Tracer = NoOpTracer(),
         _ body: (WorkerHarness) async throws -> T
     ) async throws -> T {
-        var logger = Logger(label: "worker-tests")
-        logger.logLevel = .warning
+        let logger = logger ?? {
+            var logger = Logger(label: "worker-tests")
+            logger.logLevel = .warning
+            return logger
+        }()
         let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         try cluster.createTopic(inputTopic, partitions: partitions)
         try cluster.createTopic(outputTopic, partitions: partitions)
@@ -55,10 +68,12 @@ struct WorkerHarness: Sendable {
                     requestTimeout: .seconds(10),
                     maxConnections: 512
                 ),
-                logger: logger
+                logger: logger,
+                metricsFactory: metricsFactory,
+                tracer: tracer
             )
             let store = InMemoryTokenStore()
-            let tokens = TokenProvider(store: store, refresher: mio, logger: logger)
+            let tokens = TokenProvider(store: store, refresher: mio, logger: logger, metricsFactory: metricsFactory)
             let harness = WorkerHarness(cluster: cluster, simulator: simulator, mio: mio, store: store, tokens: tokens, logger: logger)
             do {
                 let result = try await body(harness)

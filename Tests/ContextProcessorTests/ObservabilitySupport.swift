@@ -73,35 +73,14 @@ func withObservedHarness<T: Sendable>(
     tracer: any Tracer = NoOpTracer(),
     _ body: (WorkerHarness) async throws -> T
 ) async throws -> T {
-    let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
-    try cluster.createTopic(WorkerHarness.inputTopic, partitions: partitions)
-    try cluster.createTopic(WorkerHarness.outputTopic, partitions: partitions)
-    try cluster.createTopic(WorkerHarness.deadLetterTopic, partitions: 1)
-    return try await MioSimulator.withSimulator(simulatorConfiguration, logger: logger) { simulator in
-        let mio = MioClient(
-            configuration: MioClient.Configuration(
-                clientID: simulatorConfiguration.clientID,
-                clientSecret: simulatorConfiguration.clientSecret,
-                redirectURL: simulatorConfiguration.redirectURL,
-                apiURL: simulator.baseURL!,
-                requestTimeout: .seconds(10)
-            ),
-            logger: logger,
-            metricsFactory: metricsFactory,
-            tracer: tracer
-        )
-        let store = InMemoryTokenStore()
-        let tokens = TokenProvider(store: store, refresher: mio, logger: logger, metricsFactory: metricsFactory)
-        let harness = WorkerHarness(cluster: cluster, simulator: simulator, mio: mio, store: store, tokens: tokens, logger: logger)
-        do {
-            let result = try await body(harness)
-            try await mio.shutdown()
-            return result
-        } catch {
-            try? await mio.shutdown()
-            throw error
-        }
-    }
+    try await WorkerHarness.with(
+        partitions: partitions,
+        simulatorConfiguration: simulatorConfiguration,
+        logger: logger,
+        metricsFactory: metricsFactory,
+        tracer: tracer,
+        body
+    )
 }
 
 extension WorkerHarness {
