@@ -21,3 +21,28 @@ def connect(sim, user):
     })
     return {"userId": user, "accessToken": tokens["access_token"], "refreshToken": tokens["refresh_token"],
             "expiresIn": tokens["expires_in"]}
+
+
+def provision(binary, sim_url, users, work):
+    """Connects `users` at the simulator, imports their tokens into a SQLite store in `work` with a new key.
+
+    Returns the environment `mioctx` needs (key, Mio credentials, the simulator's URL) and the store location.
+    """
+    import concurrent.futures
+    import os
+    import subprocess
+    import sys
+
+    print(f"connecting {len(users)} users through the simulator's OAuth flow...", file=sys.stderr)
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        lines = list(pool.map(lambda user: connect(sim_url, user), users))
+    tokens_file = os.path.join(work, "tokens.jsonl")
+    with open(tokens_file, "w") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in lines)
+    keys = subprocess.run([binary, "tokens", "keygen"], check=True, capture_output=True).stdout.decode().strip()
+    env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
+               MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
+    store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}"
+    subprocess.run([binary, "tokens", "import", "--store", store, "--file", tokens_file],
+                   check=True, env=env, capture_output=True)
+    return env, store

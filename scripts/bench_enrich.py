@@ -11,7 +11,6 @@ peak RSS, and the statuses of the results. Everything runs on this machine; noth
     scripts/bench_enrich.py --jobs 10000 --users 1000 --latency-ms 20
 """
 import argparse
-import concurrent.futures
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, connect
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision
 
 
 def main():
@@ -41,19 +40,8 @@ def main():
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         sim_url = sim.stdout.readline().decode().strip()
 
-        print(f"connecting {args.users} users through the simulator's OAuth flow...", file=sys.stderr)
         users = [f"user-{i:05d}" for i in range(args.users)]
-        with concurrent.futures.ThreadPoolExecutor(32) as pool:
-            lines = list(pool.map(lambda u: connect(sim_url, u), users))
-        tokens_file = os.path.join(work, "tokens.jsonl")
-        with open(tokens_file, "w") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
-        keys = subprocess.run([args.binary, "tokens", "keygen"], check=True, capture_output=True).stdout.decode().strip()
-        env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
-                   MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
-        store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}"
-        subprocess.run([args.binary, "tokens", "import", "--store", store, "--file", tokens_file],
-                       check=True, env=env, capture_output=True)
+        env, store = provision(args.binary, sim_url, users, work)
 
         jobs_file = os.path.join(work, "jobs.jsonl")
         with open(jobs_file, "w") as handle:

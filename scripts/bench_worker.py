@@ -11,7 +11,6 @@ shutdown) and its peak RSS. Every process runs on this machine; nothing leaves l
     scripts/bench_worker.py --jobs 20000 --users 1000 --latency-ms 1000 --max-in-flight 1024
 """
 import argparse
-import concurrent.futures
 import datetime
 import json
 import os
@@ -22,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, connect
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision
 
 
 def first_line(process):
@@ -56,19 +55,8 @@ def main():
         processes.append(sim)
         sim_url = first_line(sim)
 
-        print(f"connecting {args.users} users through the simulator's OAuth flow...", file=sys.stderr)
         users = [f"user-{i:05d}" for i in range(args.users)]
-        with concurrent.futures.ThreadPoolExecutor(32) as pool:
-            lines = list(pool.map(lambda u: connect(sim_url, u), users))
-        tokens_file = os.path.join(work, "tokens.jsonl")
-        with open(tokens_file, "w") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
-        keys = subprocess.run([args.binary, "tokens", "keygen"], check=True, capture_output=True).stdout.decode().strip()
-        env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
-                   MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
-        store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}"
-        subprocess.run([args.binary, "tokens", "import", "--store", store, "--file", tokens_file],
-                       check=True, env=env, capture_output=True)
+        env, store = provision(args.binary, sim_url, users, work)
 
         print(f"producing {args.jobs} jobs...", file=sys.stderr)
         jobs_file = os.path.join(work, "jobs.txt")
