@@ -121,12 +121,15 @@ struct Harness {
     let client: MioClient
     let control: SimControl
     let clientConfiguration: MioClient.Configuration
+    /// The logger of ``client``, whose lines the harness records.
+    let clientLogger: Logger
 
-    /// A client for the same simulator with a different configuration (shut down by the caller).
+    /// A client for the same simulator with a different configuration, logging like ``client``
+    /// (shut down by the caller).
     func otherClient(_ change: (inout MioClient.Configuration) -> Void) -> MioClient {
         var configuration = self.clientConfiguration
         change(&configuration)
-        return MioClient(configuration: configuration)
+        return MioClient(configuration: configuration, logger: self.clientLogger)
     }
 
     /// Authorizes a user and exchanges the code: the tokens an app would store after consent.
@@ -162,12 +165,14 @@ func withHarness<T: Sendable>(
             maxConnections: maxConnections
         )
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let client = MioClient(configuration: configuration, logger: .recording("mio", into: logs))
+        let clientLogger = Logger.recording("mio", into: logs)
+        let client = MioClient(configuration: configuration, logger: clientLogger)
         let harness = Harness(
             simulator: simulator,
             client: client,
             control: SimControl(baseURL: simulator.baseURL!, http: http),
-            clientConfiguration: configuration
+            clientConfiguration: configuration,
+            clientLogger: clientLogger
         )
         do {
             let result = try await body(harness)
