@@ -39,6 +39,9 @@ def main():
     parser.add_argument("--max-in-flight", type=int, default=256)
     parser.add_argument("--max-in-flight-per-user", type=int, default=64)
     parser.add_argument("--binary", default=".build/release/mioctx")
+    parser.add_argument("--worker-arg", action="append", default=[],
+                        help="an extra argument of `mioctx run` (repeatable), e.g. --worker-arg=--log-level=debug")
+    parser.add_argument("--timeline", help="write the number of results completed in each 100 ms to this file")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="mioctx-bench-")
@@ -72,8 +75,9 @@ def main():
         worker = subprocess.Popen([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                                    "--max-in-flight", str(args.max_in_flight),
                                    "--max-in-flight-per-user", str(args.max_in_flight_per_user),
-                                   "--http-port", "0", "--log-level", "warning"],
+                                   "--http-port", "0", "--log-level", "warning", *args.worker_arg],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
+        print(f"worker log: {os.path.join(work, 'worker.log')}", file=sys.stderr)
         started = time.monotonic()
         results = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                                   "-c", str(args.jobs), "-q", "-f", "%s\n"], check=True, capture_output=True,
@@ -91,7 +95,19 @@ def main():
             statuses[result["status"]] = statuses.get(result["status"], 0) + 1
             durations.append(result.get("durationMs", 0))
             completed.append(datetime.datetime.fromisoformat(result["completedAt"].replace("Z", "+00:00")).timestamp())
+        spans = sorted(zip(completed, durations))
         completed.sort()
+        if args.timeline:
+            buckets = {}
+            for moment, duration in spans:
+                bucket = int((moment - completed[0]) * 10)
+                count, total = buckets.get(bucket, (0, 0))
+                buckets[bucket] = (count + 1, total + duration)
+            with open(args.timeline, "w") as handle:
+                handle.write("seconds\tcompleted\tmeanDurationMs\n")
+                for bucket in range(max(buckets) + 1):
+                    count, total = buckets.get(bucket, (0, 0))
+                    handle.write(f"{bucket / 10:.1f}\t{count}\t{total / count if count else 0:.0f}\n")
         window = completed[-1] - completed[0]
         throughput = (len(completed) - 1) / window if window > 0 else float("inf")
         # Steady state: between the 5th and the 95th percentile of completion times, leaving out the start
@@ -109,6 +125,11 @@ def main():
             "shareOfBound": round(throughput / bound, 4) if bound != float("inf") else None,
             "steadyJobsPerSecond": round(steady, 1),
             "steadyShareOfBound": round(steady / bound, 4) if bound != float("inf") else None,
+            # Where time goes outside the steady state: the first and the last 5% of completions, and what
+            # they would take at the bound.
+            "firstShareSeconds": round(completed[low] - completed[0], 3),
+            "lastShareSeconds": round(completed[-1] - completed[high], 3),
+            "shareSecondsAtBound": round(low / bound, 3) if bound != float("inf") else None,
             "meanHandlerMs": round(sum(durations) / len(durations), 1),
             "cpuSeconds": round(cpu, 3), "cpuMicrosecondsPerJob": round(cpu / args.jobs * 1e6, 1),
             "workerPeakRSSMiB": round(usage.ru_maxrss / 1024, 1),

@@ -142,6 +142,32 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
+    /// Looks `topic` up in the cluster's metadata and keeps it known to the producer.
+    ///
+    /// librdkafka looks a topic up the first time a message is sent to it, on its periodic timer: the first
+    /// messages then wait up to a second. Preparing the topics a producer will write to, before the first
+    /// message, removes that wait, and tells whether the topics exist.
+    ///
+    /// - Parameters:
+    ///   - topic: the topic.
+    ///   - timeout: how long to wait for the cluster's answer.
+    /// - Returns: the topic's partition count, or `nil` when the cluster does not know the topic (a broker
+    ///   with `auto.create.topics.enable` creates it on the first message).
+    /// - Throws: ``KafkaError`` with code `timeout` when the cluster did not answer in time, `admin` when it
+    ///   reported another error for the topic (for example, not authorized).
+    public func prepare(topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int? {
+        let client = self.client
+        let result = await runBlocking { client.topicMetadata(topic, timeout: timeout) }
+        switch result {
+        case .success(.exists(let partitions)):
+            return partitions
+        case .success(.unknown):
+            return nil
+        case .failure(let error):
+            throw error
+        }
+    }
+
     /// Waits until every message sent so far is acknowledged or failed.
     ///
     /// - Throws: ``KafkaError`` with code `timeout` when messages are still in flight after `timeout`.

@@ -31,6 +31,26 @@ struct KafkaProducerTests {
         #expect(message.timestampMilliseconds != nil)
     }
 
+    @Test func prepareReportsPartitionsUnknownTopicsAndRefusals() async throws {
+        let cluster = try makeCluster(topics: ["prepared": 3, "hidden": 1, "forbidden": 1])
+        cluster.setTopicError("hidden", .unknownTopicOrPartition)
+        cluster.setTopicError("forbidden", .topicAuthorizationFailed)
+        try await withProducer(cluster) { producer in
+            #expect(try await producer.prepare(topic: "prepared") == 3)
+            #expect(try await producer.prepare(topic: "hidden") == nil)
+            await #expect {
+                _ = try await producer.prepare(topic: "forbidden")
+            } throws: { error in
+                guard let error = error as? KafkaError else { return false }
+                return error.code == .admin && error.rdKafkaErrorName == "TOPIC_AUTHORIZATION_FAILED"
+                    && error.message.contains("'forbidden'")
+            }
+            // A prepared topic is written to as usual.
+            let report = try await producer.send(topic: "prepared", partition: 1, key: nil, value: Array("x".utf8))
+            #expect(report.partition == 1 && report.offset == 0)
+        }
+    }
+
     @Test func emptyAndNullValuesStayDistinct() async throws {
         let cluster = try makeCluster(topics: ["nulls": 1])
         try await withProducer(cluster) { producer in

@@ -1,4 +1,5 @@
 public import Kafka
+public import Logging
 public import Tracing
 
 /// Delivers results to the output topic and invalid messages to the dead-letter topic.
@@ -48,6 +49,32 @@ public struct KafkaResultSink: ResultSink {
         self.producer = producer
         self.outputTopic = outputTopic
         self.deadLetterTopic = deadLetterTopic
+    }
+
+    /// Looks the output and dead-letter topics up before the first job, so that the first results are not held
+    /// back by the producer's first metadata lookup (up to a second), and says in the log when one of them
+    /// does not exist or cannot be looked up. Never fails: delivery itself reports and retries what goes wrong.
+    /// - Parameters:
+    ///   - timeout: how long to wait for the cluster's answer, per topic.
+    ///   - logger: receives a warning per topic that is unknown or could not be looked up.
+    public func prepare(timeout: Duration = .seconds(10), logger: Logger) async {
+        for (setting, topic) in [("kafka.outputTopic", outputTopic), ("kafka.deadLetterTopic", deadLetterTopic)] {
+            do {
+                if let partitions = try await producer.prepare(topic: topic, timeout: timeout) {
+                    logger.debug("topic ready", metadata: ["kafka.topic": "\(topic)", "kafka.partitions": "\(partitions)"])
+                } else {
+                    logger.warning(
+                        "\(setting) names a topic the cluster does not know; its messages wait until it exists (or the broker creates it)",
+                        metadata: ["kafka.topic": "\(topic)"]
+                    )
+                }
+            } catch {
+                logger.warning(
+                    "\(setting) could not be looked up before the first job",
+                    metadata: ["kafka.topic": "\(topic)", "error": "\(error)"]
+                )
+            }
+        }
     }
 
     public func publish(_ result: JobResult, for item: InputItem) async throws {

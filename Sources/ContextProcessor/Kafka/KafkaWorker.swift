@@ -404,6 +404,7 @@ final class Pipeline: Service, Sendable {
     private let consumer: KafkaConsumer
     private let metrics: WorkerMetrics
     private let logger: Logger
+    private let sink: KafkaResultSink
     private let failureBox = LockedBox<KafkaWorker.Failure?>(nil)
     private let stopRequested: AsyncStream<Void>
     private let stopContinuation: AsyncStream<Void>.Continuation
@@ -423,6 +424,7 @@ final class Pipeline: Service, Sendable {
         self.consumer = consumer
         self.metrics = metrics
         self.book = book
+        self.sink = sink
         self.logger = logger
         (stopRequested, stopContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let failureBox = self.failureBox
@@ -485,6 +487,8 @@ final class Pipeline: Service, Sendable {
 
     /// Reads messages and submits them, waiting while the engine is at its limit.
     private func feed() async {
+        // While the consumer joins its group: the first results then go out at once.
+        await sink.prepare(logger: logger)
         for await message in consumer.messages {
             await engine.waitForCapacity()
             guard !Task.isCancelled else { return }

@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import Synchronization
 
 /// Owns one `rd_kafka_t` handle and the Swift context its callbacks reach through the opaque pointer.
 ///
@@ -23,6 +24,8 @@ final class RDKafkaClient: @unchecked Sendable {
     /// The retained callback context; released once, after the handle is destroyed.
     private let context: Unmanaged<RDKafkaCallbackContext>
     private var destroyed = false
+    /// Topic handles kept until the client is destroyed (see ``keepTopic(_:)``).
+    private let topics = Mutex<[String: OpaquePointer]>([:])
 
     /// Creates a handle from `properties`.
     ///
@@ -57,8 +60,27 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
+        topics.withLock { topics in
+            for handle in topics.values {
+                rd_kafka_topic_destroy(handle)
+            }
+        }
         rd_kafka_destroy(pointer)
         context.release()
+    }
+
+    /// A topic handle for `name`, created once and kept for the client's lifetime: librdkafka then keeps the
+    /// topic's metadata, and messages to the topic never wait for a first lookup. `nil` if librdkafka refused
+    /// the name (see `rd_kafka_last_error`).
+    func keepTopic(_ name: String) -> OpaquePointer? {
+        topics.withLock { topics in
+            if let handle = topics[name] {
+                return handle
+            }
+            guard let handle = rd_kafka_topic_new(pointer, name, nil) else { return nil }
+            topics[name] = handle
+            return handle
+        }
     }
 
     /// The fatal error of an idempotent producer, if one was raised.
