@@ -90,11 +90,11 @@ public final class MioClient: Sendable {
         httpConfiguration.redirectConfiguration = .disallow
         // AsyncHTTPClient opens a client span per request and injects the task's ServiceContext (the job's span)
         // into the headers with this tracer: that is how a job's trace reaches Mio.
-        httpConfiguration.tracing.tracer = tracer
-        httpConfiguration.timeout = .init(
-            connect: min(self.timeout, .seconds(10)),
-            read: self.timeout
-        )
+        // A tracer that records nothing (the default) would still cost a span's attributes per request.
+        httpConfiguration.tracing.tracer = tracer is NoOpTracer ? nil : tracer
+        // The request's deadline (`requestTimeout`) bounds the whole exchange, reading included; a separate read
+        // timeout would add a timer per request to the event loop for nothing.
+        httpConfiguration.timeout = .init(connect: min(self.timeout, .seconds(10)), read: nil)
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
     }
 
