@@ -79,9 +79,25 @@ def main():
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
         print(f"worker log: {os.path.join(work, 'worker.log')}", file=sys.stderr)
         started = time.monotonic()
-        results = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
-                                  "-c", str(args.jobs), "-q", "-f", "%s\n"], check=True, capture_output=True,
-                                 timeout=1800)
+        reader = subprocess.Popen(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
+                                   "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
+        processes.append(reader)
+        collected = []
+        # Read in a thread so that a worker that stops early (bad flags, a crash) ends the run with its log.
+        import threading
+        drainer = threading.Thread(target=lambda: collected.append(reader.stdout.read()))
+        drainer.start()
+        while reader.poll() is None:
+            if worker.poll() is not None:
+                reader.kill()
+                with open(os.path.join(work, "worker.log")) as log:
+                    tail = log.read()[-2000:]
+                raise SystemExit(f"the worker exited with {worker.returncode} before every result was read:\n{tail}")
+            time.sleep(0.2)
+        drainer.join()
+        if reader.returncode != 0:
+            raise SystemExit(f"kcat exited with {reader.returncode}")
+        results = subprocess.CompletedProcess(reader.args, 0, stdout=collected[0] if collected else b"")
         wall = time.monotonic() - started
         worker.send_signal(signal.SIGTERM)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.

@@ -242,12 +242,37 @@ public final class MioClient: Sendable {
     }
 
     /// Sends one request and returns the body of a 2xx answer; maps everything else to a `MioError`.
+    ///
+    /// Only the exchange itself is async; building the request and judging the answer are synchronous helpers
+    /// that are never inlined. A task keeps the memory of its deepest stack of async frames until it ends, and
+    /// with a thousand jobs in flight every byte of this frame counts a thousand times.
     private func perform(
         _ endpoint: Endpoint,
         body: ByteBuffer?,
         accessToken: String?,
         secrets: [String]
     ) async throws(MioError) -> ByteBuffer {
+        let request = self.makeRequest(endpoint, body: body, accessToken: accessToken)
+        let started = ContinuousClock.now
+        let exchange: Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), any Error>
+        do {
+            let response = try await self.httpClient.execute(request, timeout: self.timeout)
+            let collected: ByteBuffer
+            if (200..<300).contains(response.status.code) {
+                collected = try await response.body.collect(upTo: Self.maxBodyBytes)
+            } else {
+                // The status is what matters: an error body that is too long or breaks off is ignored.
+                collected = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
+            }
+            exchange = .success((response.status, response.headers, collected))
+        } catch {
+            exchange = .failure(error)
+        }
+        return try self.judge(exchange, endpoint: endpoint, started: started, secrets: secrets)
+    }
+
+    @inline(never)
+    private func makeRequest(_ endpoint: Endpoint, body: ByteBuffer?, accessToken: String?) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: self.baseURL + endpoint.path)
         request.method = endpoint.method
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -258,22 +283,20 @@ public final class MioClient: Sendable {
         if let body {
             request.body = .bytes(body)
         }
+        return request
+    }
 
-        let started = ContinuousClock.now
-        let status: Int
-        let headers: HTTPHeaders
-        let responseBody: ByteBuffer
-        do {
-            let response = try await self.httpClient.execute(request, timeout: self.timeout)
-            status = Int(response.status.code)
-            headers = response.headers
-            if (200..<300).contains(status) {
-                responseBody = try await response.body.collect(upTo: Self.maxBodyBytes)
-            } else {
-                // The status is what matters: an error body that is too long or breaks off is ignored.
-                responseBody = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
-            }
-        } catch {
+    /// Records and logs the exchange; returns a 2xx answer's body or throws the classified error.
+    @inline(never)
+    private func judge(
+        _ exchange: Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), any Error>,
+        endpoint: Endpoint,
+        started: ContinuousClock.Instant,
+        secrets: [String]
+    ) throws(MioError) -> ByteBuffer {
+        let (responseStatus, headers, responseBody): (HTTPResponseStatus, HTTPHeaders, ByteBuffer)
+        switch exchange {
+        case .failure(let error):
             let failure = Self.transportError(error, endpoint: endpoint)
             self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: ContinuousClock.now - started)
             self.logger.debug(
@@ -285,8 +308,10 @@ public final class MioClient: Sendable {
                 ]
             )
             throw failure
+        case .success(let answer):
+            (responseStatus, headers, responseBody) = answer
         }
-
+        let status = Int(responseStatus.code)
         self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: ContinuousClock.now - started)
         self.logger.debug(
             "mio request finished",

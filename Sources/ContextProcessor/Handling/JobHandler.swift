@@ -37,7 +37,7 @@ public struct JobHandler: Sendable {
     private let random: @Sendable () -> Double
     private let logger: Logger
     private let metrics: HandlerMetrics
-    private let tracer: any Tracer
+    private let tracer: JobTracer
 
     /// Creates a handler.
     /// - Parameters:
@@ -64,7 +64,7 @@ public struct JobHandler: Sendable {
         tracer: any Tracer = InstrumentationSystem.tracer
     ) {
         self.metrics = HandlerMetrics(factory: metricsFactory)
-        self.tracer = tracer
+        self.tracer = JobTracer(tracer)
         self.api = api
         self.tokens = tokens
         self.configuration = configuration
@@ -89,6 +89,7 @@ public struct JobHandler: Sendable {
         var refreshedAfterUnauthorized = false
         var freshToken: String?
 
+        @inline(never)
         func finish(_ status: JobResult.Status, payload: JobResult.Payload? = nil, failure: JobResult.Failure? = nil)
             -> JobResult
         {
@@ -193,6 +194,7 @@ public struct JobHandler: Sendable {
         case retry(JobResult.Status, JobResult.Failure, retryAfter: Duration?, cause: HandlerMetrics.Cause)
     }
 
+    @inline(never)
     private static func classify(_ error: any Error) -> Step {
         switch error {
         case let error as MioError:
@@ -209,6 +211,7 @@ public struct JobHandler: Sendable {
         }
     }
 
+    @inline(never)
     private static func classify(_ error: MioError, context: String?) -> Step {
         let message = context.map { "\($0): \(describe(error))" } ?? describe(error)
         let failure = JobResult.Failure(code: error.code.description, message: message)
@@ -230,6 +233,7 @@ public struct JobHandler: Sendable {
         }
     }
 
+    @inline(never)
     private static func classify(_ error: TokenError) -> Step {
         switch error.code {
         case .noTokens:
@@ -272,6 +276,7 @@ public struct JobHandler: Sendable {
     }
 
     /// `Mio answered 503 to GET /v1/context/summary` or `POST /v1/context: timeout`; never a token.
+    @inline(never)
     private static func describe(_ error: MioError) -> String {
         guard let status = error.status else { return "\(error.endpoint): \(error.code)" }
         var text = "Mio answered \(status) to \(error.endpoint)"
@@ -283,6 +288,7 @@ public struct JobHandler: Sendable {
         return text
     }
 
+    @inline(never)
     private static func gaveUp(_ failure: JobResult.Failure, attempts: Int, reason: String) -> JobResult.Failure {
         let why = reason == "attempts" ? "after \(attempts) attempts" : "after \(attempts) attempts (time per job used up)"
         return JobResult.Failure(code: failure.code, message: "\(failure.message); gave up \(why)")
