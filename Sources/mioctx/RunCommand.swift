@@ -51,7 +51,7 @@ struct RunCommand: AsyncParsableCommand {
                 configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
                 store: store,
                 exchanger: assembly.mio,
-                stateSigner: .ephemeral(),
+                stateSigner: Self.stateSigner(settings.oauth, logger: logger),
                 logger: logger
             ).addRoutes(to: router)
             let http = Application(
@@ -72,5 +72,17 @@ struct RunCommand: AsyncParsableCommand {
             defer { Task { [mio = assembly.mio] in try? await mio.shutdown() } }
             try await group.run()
         }
+    }
+
+    /// The signer of `/oauth/connect`'s state: the shared key when one is set, else a key of this process alone.
+    static func stateSigner(_ settings: MioctxSettings.OAuthSettings, logger: Logger) -> OAuthStateSigner {
+        if let key = settings.stateKey, let data = Data(base64Encoded: key) {
+            return OAuthStateSigner(key: data)
+        }
+        let variable = MioctxSettings.OAuthSettings.stateKeyVariable
+        logger.notice(
+            "OAuth state is signed with a key of this process only: with several replicas behind one address, set \(variable) so that any replica accepts /oauth/callback"
+        )
+        return .ephemeral()
     }
 }

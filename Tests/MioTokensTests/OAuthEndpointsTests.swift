@@ -108,6 +108,20 @@ extension HTTPClient {
         }
     }
 
+    @Test func replicasSharingTheStateKeyAcceptEachOthersStatesOnce() throws {
+        // What `MIOCTX_OAUTH_STATE_KEY` gives replicas: the callback may reach another replica than the link.
+        let key = Data((0..<32).map { UInt8(truncatingIfNeeded: $0 * 31 + 5) })
+        let issuing = OAuthStateSigner(key: key)
+        let answering = OAuthStateSigner(key: key)
+        let state = issuing.makeState(userID: "u-7")
+        #expect(try answering.consume(state) == "u-7")
+        #expect(throws: OAuthStateSigner.Rejection.replayed) { try answering.consume(state) }
+        // A replica with a key of its own (no shared key set) refuses it.
+        #expect(throws: OAuthStateSigner.Rejection.forged) {
+            try OAuthStateSigner.ephemeral().consume(issuing.makeState(userID: "u-7"))
+        }
+    }
+
     @Test func forgedExpiredOrMissingStateAndFailedExchangeAreRefusedAndStoreNothing() async throws {
         try await MioSimulator.withSimulator(Sim.configuration(), logger: Sim.quietLogger) { simulator in
             try await MioClient.withClient(configuration: Sim.mioConfiguration(baseURL: simulator.baseURL!)) { mio in

@@ -5,6 +5,7 @@ import Testing
 @Suite struct ConfigCheckTests {
     static let clientSecret = "cs-Zq8vYt3-client-secret"
     static let tokenKey = Data((0..<32).map { UInt8($0 * 7 % 251) }).base64EncodedString()
+    static let stateKey = Data((0..<32).map { UInt8(200 - $0) }).base64EncodedString()
 
     /// Valid credentials and keys: a run with nothing else is valid.
     static let validEnvironment: [String: String] = [
@@ -148,7 +149,7 @@ import Testing
     @Test func secretsNeverAppearInTheEffectiveConfiguration() throws {
         let secrets = [
             Self.clientSecret, Self.tokenKey, "sasl-pw-from-file-9x", "sasl-pw-from-flag-7y", "jaas-from-env-5z",
-            "pg-password-3w", "ssl-key-pw-1v",
+            "pg-password-3w", "ssl-key-pw-1v", Self.stateKey,
         ]
         let directory = try TemporaryDirectory()
         let file = try directory.write(
@@ -163,6 +164,7 @@ import Testing
         )
         let environment = Self.environment([
             "MIOCTX_KAFKA_PROPERTIES": "sasl.jaas.config=jaas-from-env-5z",
+            "MIOCTX_OAUTH_STATE_KEY": Self.stateKey,
         ])
         let output = try MioctxProcess.run(
             [
@@ -178,6 +180,7 @@ import Testing
         let text = output.standardOutput
         #expect(Self.line(text, "clientSecret") == "clientSecret: <redacted>  # env MIO_CLIENT_SECRET")
         #expect(Self.line(text, "keys") == "keys: <redacted>  # env MIOCTX_TOKEN_KEYS")
+        #expect(Self.line(text, "stateKey") == "stateKey: <redacted>  # env MIOCTX_OAUTH_STATE_KEY")
         #expect(Self.line(text, "sasl.password") == "sasl.password: <redacted>  # flag --kafka-property")
         #expect(Self.line(text, "sasl.jaas.config") == "sasl.jaas.config: <redacted>  # env MIOCTX_KAFKA_PROPERTIES")
         #expect(Self.line(text, "sasl.username") == "sasl.username: alice  # file")
@@ -347,6 +350,17 @@ import Testing
         InvalidCase(
             name: "malformed token keys", environment: ["MIOCTX_TOKEN_KEYS": "nocolon"],
             expected: ["tokens.keys: key entry 1 is not of the form kid:base64key (from MIOCTX_TOKEN_KEYS)"]
+        ),
+        InvalidCase(
+            name: "short OAuth state key", environment: ["MIOCTX_OAUTH_STATE_KEY": "c2hvcnQta2V5"],
+            expected: [
+                "oauth.stateKey: must be base64 of at least 32 random bytes",
+                "(from MIOCTX_OAUTH_STATE_KEY)",
+            ]
+        ),
+        InvalidCase(
+            name: "OAuth state key in the file", yaml: "oauth:\n  stateKey: x\n",
+            expected: ["oauth.stateKey: not read from the file: it comes only from the environment variable MIOCTX_OAUTH_STATE_KEY"]
         ),
         InvalidCase(
             name: "no token keys at all", removing: ["MIOCTX_TOKEN_KEYS"],

@@ -49,6 +49,7 @@ extension EffectiveSettings {
             ("processing.revocationGracePeriod", duration(settings.processing.revocationGracePeriod)),
             ("http.host", settings.http.host),
             ("http.port", String(settings.http.port)),
+            ("oauth.stateKey", settings.oauth.stateKey == nil ? "~" : Self.redacted),
             ("log.level", settings.log.level.rawValue),
             ("log.format", settings.log.format?.rawValue ?? "auto"),
         ]

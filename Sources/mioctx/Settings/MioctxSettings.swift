@@ -62,6 +62,16 @@ struct MioctxSettings: Sendable, Equatable {
         var port = 8080
     }
 
+    struct OAuthSettings: Sendable, Equatable {
+        /// The HMAC key (base64, at least 32 bytes) that signs the OAuth `state` of `/oauth/connect`; from
+        /// `MIOCTX_OAUTH_STATE_KEY` only. Replicas behind one load balancer must share it; `nil` gives each
+        /// process a random key of its own.
+        var stateKey: String? = nil
+
+        /// The environment variable of ``stateKey``.
+        static let stateKeyVariable = "MIOCTX_OAUTH_STATE_KEY"
+    }
+
     struct LogSettings: Sendable, Equatable {
         enum Format: String, Sendable, Equatable, CaseIterable {
             case json
@@ -78,5 +88,6 @@ struct MioctxSettings: Sendable, Equatable {
     var tokens = TokenSettings()
     var processing = ProcessingSettings()
     var http = HTTPSettings()
+    var oauth = OAuthSettings()
     var log = LogSettings()
 }

@@ -70,6 +70,7 @@ struct SettingsLoader: Sendable {
         resolver.resolveTokens(into: &settings.tokens)
         resolver.resolveProcessing(into: &settings.processing)
         resolver.resolveHTTPAndLog(into: &settings)
+        resolver.resolveOAuth(into: &settings.oauth)
         resolver.checkCombinations(&settings)
         problems += resolver.problems
         guard problems.isEmpty else {
@@ -88,6 +89,7 @@ struct SettingsLoader: Sendable {
         let environment = self.environment.filter { !$0.value.isEmpty }
         let secretVariables: Set<String> = [
             "MIO_CLIENT_SECRET", TokenKeyring.keysEnvironmentVariable, "MIOCTX_KAFKA_PROPERTIES",
+            MioctxSettings.OAuthSettings.stateKeyVariable,
         ]
         let environmentProvider = KeyMappingProvider(
             upstream: EnvironmentVariablesProvider(
@@ -460,6 +462,22 @@ private struct Resolver {
                 $0, [("json", .json), ("text", .text), ("auto", nil)] as [(String, MioctxSettings.LogSettings.Format?)]
             )
         } ?? nil
+    }
+
+    /// The OAuth state key: from the environment only, base64 of at least 32 bytes; never quoted.
+    mutating func resolveOAuth(into oauth: inout MioctxSettings.OAuthSettings) {
+        let variable = MioctxSettings.OAuthSettings.stateKeyVariable
+        guard let text = layers.rawEnvironment[variable] else { return }
+        sources["oauth.stateKey"] = .environment(variable: variable)
+        guard let key = Data(base64Encoded: text.trimmingCharacters(in: .whitespaces)), key.count >= 32 else {
+            report(
+                "oauth.stateKey",
+                "must be base64 of at least 32 random bytes (create one with `openssl rand -base64 32`)",
+                .environment(variable: variable)
+            )
+            return
+        }
+        oauth.stateKey = key.base64EncodedString()
     }
 
     /// Checks between settings, skipping any whose own value was refused.

@@ -54,15 +54,17 @@ struct SettingsSchema: Sendable {
         "mio.clientSecret": "MIO_CLIENT_SECRET",
         "mio.redirectURL": "MIO_REDIRECT_URL",
         "tokens.keys": "MIOCTX_TOKEN_KEYS",
+        "oauth.stateKey": "MIOCTX_OAUTH_STATE_KEY",
     ]
 
     /// The environment variable that names the configuration file when `--config` is absent.
     static let configFileVariable = "MIOCTX_CONFIG"
 
-    /// `kafka`, `mio`, `processing`, `processing.retry`, ...: every key's enclosing mappings.
+    /// `kafka`, `mio`, `processing`, `processing.retry`, ...: every key's enclosing mappings (those of
+    /// environment-only keys too, so that such a key in the file is named with the variable to use instead).
     var sections: Set<String> {
         var sections: Set<String> = []
-        for key in fileKeys + [Self.kafkaPropertiesKey] {
+        for key in fileKeys + [Self.kafkaPropertiesKey] + Self.environmentOnly.keys {
             let components = key.split(separator: ".")
             for length in 1..<components.count {
                 sections.insert(components.prefix(length).joined(separator: "."))
