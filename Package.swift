@@ -215,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: [],
+            dependencies: ["MioctxTestSupport"],
             swiftSettings: upcomingFeatures
         ),
     ]

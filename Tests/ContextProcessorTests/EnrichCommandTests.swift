@@ -2,30 +2,8 @@ import Foundation
 import Logging
 import Mio
 import MioSimulator
+import MioctxTestSupport
 import Testing
-
-/// A finished run of the `mioctx` executable.
-struct EnrichProcessOutput {
-    var status: Int32
-    var standardOutput: String
-    var standardError: String
-}
-
-/// The `mioctx` executable built next to the test bundle.
-func enrichExecutable() throws -> URL {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<5 {
-        let candidate = directory.appendingPathComponent("mioctx")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    throw TestFailure("no mioctx executable next to the tests (build it with `swift build --build-tests`)")
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// Runs `mioctx arguments...` with exactly `environment`, without blocking a thread of the cooperative pool (the
 /// simulator this process hosts must keep answering the child). With `interruptOn`, sends SIGINT once the child's
@@ -36,26 +14,11 @@ func runMioctx(
     standardInput: String? = nil,
     interruptOn: String? = nil,
     in directory: URL
-) async throws -> EnrichProcessOutput {
-    let name = UUID().uuidString
-    let outputURL = directory.appendingPathComponent("\(name).stdout")
-    let errorURL = directory.appendingPathComponent("\(name).stderr")
-    try Data().write(to: outputURL)
-    try Data().write(to: errorURL)
-    let outputHandle = try FileHandle(forWritingTo: outputURL)
-    let errorHandle = try FileHandle(forWritingTo: errorURL)
-    let process = Process()
-    process.executableURL = try enrichExecutable()
-    process.arguments = arguments
-    process.environment = environment
-    process.currentDirectoryURL = directory
-    process.standardOutput = outputHandle
-    process.standardError = errorHandle
-    if let standardInput {
-        process.standardInput = FileHandle(forReadingAtPath: standardInput)
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
+) async throws -> ProcessOutput {
+    let child = try CapturedProcess(
+        try mioctxExecutable(), arguments, environment: environment, in: directory, standardInput: standardInput
+    )
+    let process = child.process
     let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
         process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
         do {
@@ -68,8 +31,7 @@ func runMioctx(
         if let interruptOn {
             Task {
                 while process.isRunning {
-                    let text = (try? String(contentsOf: errorURL, encoding: .utf8)) ?? ""
-                    if text.contains(interruptOn) {
+                    if child.standardErrorSoFar.contains(interruptOn) {
                         process.interrupt()
                         return
                     }
@@ -78,13 +40,7 @@ func runMioctx(
             }
         }
     }
-    try outputHandle.close()
-    try errorHandle.close()
-    return EnrichProcessOutput(
-        status: status,
-        standardOutput: try String(contentsOf: outputURL, encoding: .utf8),
-        standardError: try String(contentsOf: errorURL, encoding: .utf8)
-    )
+    return try child.output(status: status)
 }
 
 @Suite("mioctx enrich as a process")

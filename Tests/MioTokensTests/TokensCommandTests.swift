@@ -1,4 +1,5 @@
 import Foundation
+import MioctxTestSupport
 import MioSimulator
 import MioTokens
 import Testing

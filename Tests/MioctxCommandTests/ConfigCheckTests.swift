@@ -1,4 +1,5 @@
 import Foundation
+import MioctxTestSupport
 import Testing
 
 /// `mioctx config check` run as a subprocess: precedence, validation messages, secrets, property merging.

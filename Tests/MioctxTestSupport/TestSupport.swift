@@ -198,3 +198,74 @@ public func kcatExecutable() throws -> URL {
     }
     return URL(fileURLWithPath: path)
 }
+
+/// What a finished child process printed, and how it ended.
+public struct ProcessOutput: Sendable {
+    /// The exit status (the signal number when a signal ended it).
+    public var status: Int32
+    public var standardOutput: String
+    public var standardError: String
+
+    /// Both streams, for checks that something appears nowhere.
+    public var all: String { standardOutput + "\n" + standardError }
+}
+
+/// A child process whose standard output and error go to files in `directory` (a pipe could fill up and
+/// block the child), started in that directory with exactly `environment`.
+public final class CapturedProcess: @unchecked Sendable {
+    // @unchecked: the Process and the handles belong to the one test that runs the child.
+    /// The child.
+    public let process = Process()
+    private let outputURL: URL
+    private let errorURL: URL
+    private let outputHandle: FileHandle
+    private let errorHandle: FileHandle
+
+    /// Prepares the child; ``process``'s `run()` (or ``runToEnd()``) starts it.
+    /// - Parameter standardInput: a file to read standard input from (nil: `/dev/null`).
+    public init(
+        _ executable: URL,
+        _ arguments: [String],
+        environment: [String: String],
+        in directory: URL,
+        standardInput: String? = nil
+    ) throws {
+        let name = UUID().uuidString
+        outputURL = directory.appendingPathComponent("\(name).stdout")
+        errorURL = directory.appendingPathComponent("\(name).stderr")
+        try Data().write(to: outputURL)
+        try Data().write(to: errorURL)
+        outputHandle = try FileHandle(forWritingTo: outputURL)
+        errorHandle = try FileHandle(forWritingTo: errorURL)
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = environment
+        process.currentDirectoryURL = directory
+        process.standardOutput = outputHandle
+        process.standardError = errorHandle
+        process.standardInput = standardInput.flatMap { FileHandle(forReadingAtPath: $0) } ?? FileHandle.nullDevice
+    }
+
+    /// What the child wrote to standard error so far.
+    public var standardErrorSoFar: String {
+        (try? String(contentsOf: errorURL, encoding: .utf8)) ?? ""
+    }
+
+    /// Closes the files and reads them, once the child exited with `status`.
+    public func output(status: Int32) throws -> ProcessOutput {
+        try outputHandle.close()
+        try errorHandle.close()
+        return ProcessOutput(
+            status: status,
+            standardOutput: try String(contentsOf: outputURL, encoding: .utf8),
+            standardError: try String(contentsOf: errorURL, encoding: .utf8)
+        )
+    }
+
+    /// Runs the child to its end, blocking this thread (for synchronous tests that host no server).
+    public func runToEnd() throws -> ProcessOutput {
+        try process.run()
+        process.waitUntilExit()
+        return try output(status: process.terminationStatus)
+    }
+}
