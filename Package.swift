@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "MioTokensTests",
             dependencies: [
-                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints",
+                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints", "MioctxTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

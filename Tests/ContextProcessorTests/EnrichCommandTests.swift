@@ -18,29 +18,16 @@ func runMioctx(
     let child = try CapturedProcess(
         try mioctxExecutable(), arguments, environment: environment, in: directory, standardInput: standardInput
     )
-    let process = child.process
-    let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-            return
-        }
-        if let interruptOn {
-            Task {
-                while process.isRunning {
-                    if child.standardErrorSoFar.contains(interruptOn) {
-                        process.interrupt()
-                        return
-                    }
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
+    guard let interruptOn else { return try await child.run() }
+    return try await child.run { child in
+        while child.process.isRunning {
+            if child.standardErrorSoFar.contains(interruptOn) {
+                child.process.interrupt()
+                return
             }
+            try? await Task.sleep(for: .milliseconds(20))
         }
     }
-    return try child.output(status: status)
 }
 
 @Suite("mioctx enrich as a process")

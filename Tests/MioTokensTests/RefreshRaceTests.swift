@@ -1,23 +1,9 @@
 import Foundation
 import Mio
 import MioSimulator
+import MioctxTestSupport
 import MioTokens
 import Testing
-
-/// The `mioctx` executable built next to the test bundle.
-enum MioctxExecutable {
-    static func url() throws -> URL {
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("mioctx")
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        for candidate in [besideTests, packageRoot.appendingPathComponent(".build/debug/mioctx")]
-        where FileManager.default.isExecutableFile(atPath: candidate.path) {
-            return candidate
-        }
-        throw TestFailure("mioctx executable not found beside \(besideTests.path): run `swift build --build-tests`")
-    }
-}
 
 /// One `mioctx tokens refresh` child process.
 final class RefreshProcess: @unchecked Sendable {
@@ -29,7 +15,7 @@ final class RefreshProcess: @unchecked Sendable {
 
     init(arguments: [String], environment: [String: String], errorLog: URL) throws {
         self.errorLog = errorLog
-        process.executableURL = try MioctxExecutable.url()
+        process.executableURL = try mioctxExecutable()
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardInput = input

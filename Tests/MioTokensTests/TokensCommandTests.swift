@@ -4,40 +4,18 @@ import MioSimulator
 import MioTokens
 import Testing
 
-/// Runs `mioctx` to completion; returns exit status, stdout and stderr.
+/// Runs `mioctx` to completion with this process's environment minus its token keys, plus `environment`;
+/// returns exit status, stdout and stderr.
 func runMioctx(_ arguments: [String], environment: [String: String] = [:], directory: URL) async throws
     -> (status: Int32, output: String, error: String)
 {
-    let process = Process()
-    process.executableURL = try MioctxExecutable.url()
-    process.arguments = arguments
     var base = ProcessInfo.processInfo.environment
     base["MIOCTX_TOKEN_KEYS"] = nil
     base["MIOCTX_TOKEN_KEY_FILE"] = nil
-    process.environment = base.merging(environment) { $1 }
-    process.currentDirectoryURL = directory
-    let outputFile = directory.appendingPathComponent(".out-\(UUID())")
-    let errorFile = directory.appendingPathComponent(".err-\(UUID())")
-    _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: outputFile)
-    process.standardError = try FileHandle(forWritingTo: errorFile)
-    try process.run()
-    await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
-            process.waitUntilExit()
-            continuation.resume()
-        }
-    }
-    defer {
-        try? FileManager.default.removeItem(at: outputFile)
-        try? FileManager.default.removeItem(at: errorFile)
-    }
-    return (
-        process.terminationStatus,
-        try String(contentsOf: outputFile, encoding: .utf8),
-        try String(contentsOf: errorFile, encoding: .utf8)
-    )
+    let result = try await CapturedProcess(
+        try mioctxExecutable(), arguments, environment: base.merging(environment) { $1 }, in: directory
+    ).run()
+    return (result.status, result.standardOutput, result.standardError)
 }
 
 @Suite struct TokensCommandTests {

@@ -262,6 +262,27 @@ public final class CapturedProcess: @unchecked Sendable {
         )
     }
 
+    /// Starts the child and waits for its end without blocking a thread (a server this test process hosts
+    /// keeps answering the child).
+    /// - Parameter whileRunning: started in a task of its own once the child runs (to watch or signal it).
+    public func run(whileRunning: (@Sendable (CapturedProcess) async -> Void)? = nil) async throws -> ProcessOutput {
+        let process = self.process
+        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+                return
+            }
+            if let whileRunning {
+                Task { await whileRunning(self) }
+            }
+        }
+        return try output(status: status)
+    }
+
     /// Runs the child to its end, blocking this thread (for synchronous tests that host no server).
     public func runToEnd() throws -> ProcessOutput {
         try process.run()
