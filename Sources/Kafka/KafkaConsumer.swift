@@ -82,7 +82,6 @@ public final class KafkaConsumer: Service, Sendable {
     private let client: RDKafkaClient
     private let context: ConsumerContext
     private let options: Options
-    private let logger: Logger
     private let pollThread = RDKafkaPollThread(name: "mioctx.kafka.consumer")
 
     /// Creates a consumer; it joins the group when ``run()`` starts.
@@ -152,7 +151,6 @@ public final class KafkaConsumer: Service, Sendable {
         self.groupID = groupID
         self.topics = topics
         self.options = options
-        self.logger = logger
         self.events = events
         self.messages = KafkaConsumerMessages(buffer: context.buffer)
     }
@@ -166,8 +164,7 @@ public final class KafkaConsumer: Service, Sendable {
         let error = rd_kafka_subscribe(client.pointer, list)
         rd_kafka_topic_partition_list_destroy(list)
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            context.buffer.finish()
-            context.finishEvents()
+            context.finishStreams()
             throw KafkaError.rdKafka(error, code: .subscription, context: "could not subscribe to \(topics)")
         }
         let client = self.client
@@ -248,7 +245,7 @@ public final class KafkaConsumer: Service, Sendable {
             }
             var offsets: [KafkaTopicPartition: Int64] = [:]
             for entry in RDKafkaTopicPartitionList.entries(list) where entry.offset >= 0 {
-                offsets[KafkaTopicPartition(topic: String(cString: entry.topic), partition: entry.partition)] = entry.offset
+                offsets[entry.topicPartition] = entry.offset
             }
             return .success(offsets)
         }
@@ -337,6 +334,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     private let eventContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
     /// Set once after the handle exists; read only afterwards. The handle outlives the context's use.
     private nonisolated(unsafe) var handle: OpaquePointer?
+    /// Owned by the client, which destroys it before its handle.
     private nonisolated(unsafe) var consumerQueue: OpaquePointer?
 
     init(
@@ -359,15 +357,9 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         wake.context = self
     }
 
-    deinit {
-        if let consumerQueue {
-            rd_kafka_queue_destroy(consumerQueue)
-        }
-    }
-
     func attach(_ client: RDKafkaClient) {
         handle = client.pointer
-        consumerQueue = rd_kafka_queue_get_consumer(client.pointer)
+        consumerQueue = client.consumerQueue
     }
 
     var currentAssignment: Set<KafkaTopicPartition> {
@@ -389,7 +381,9 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         }
     }
 
-    func finishEvents() {
+    /// Ends ``KafkaConsumer/messages`` and ``KafkaConsumer/events``.
+    func finishStreams() {
+        buffer.finish()
         eventContinuation.finish()
     }
 
@@ -407,10 +401,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     func reconcilePauses() {
         guard let handle else { return }
         applyLock.withLock { _ in
-            let fullBuffer = buffer.isFetchingPaused && buffer.count >= buffer.capacity / 2
-            if buffer.isFetchingPaused && !fullBuffer {
-                buffer.fetchingResumed()
-            }
+            let fullBuffer = buffer.keepsFetchingPaused()
             let (toPause, toResume) = state.withLock { state -> ([KafkaTopicPartition], [KafkaTopicPartition]) in
                 let wanted = fullBuffer ? state.assignment : state.pausedByApplication.intersection(state.assignment)
                 let toPause = wanted.subtracting(state.pausedInLibrary)
@@ -446,11 +437,8 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             return
         }
         let message = Self.convert(pointer)
-        let action = buffer.push(message)
-        action.waiter?.resume(returning: message)
-        if action.pauseFetching {
-            reconcilePauses()
-        }
+        // A full buffer pauses fetching at the poll loop's next `reconcilePauses()`, before the next poll.
+        buffer.push(message)?.resume(returning: message)
     }
 
     private static func convert(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaMessage {
@@ -592,8 +580,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             }
         }
         state.withLock { $0.joined = false }
-        buffer.finish()
-        eventContinuation.finish()
+        finishStreams()
     }
 }
 

@@ -6,11 +6,6 @@ import Synchronization
 /// (the poll thread keeps polling, so group membership stays alive); once the reader has drained it below
 /// half, fetching resumes. So a reader that stops reading never makes memory grow beyond the bound.
 final class KafkaMessageBuffer: Sendable {
-    struct PushAction {
-        var waiter: CheckedContinuation<KafkaMessage?, Never>?
-        var pauseFetching: Bool
-    }
-
     private struct State {
         var queue = MessageQueue()
         var waiters: [(id: UInt64, continuation: CheckedContinuation<KafkaMessage?, Never>)] = []
@@ -33,27 +28,30 @@ final class KafkaMessageBuffer: Sendable {
     /// The number of messages waiting to be read.
     var count: Int { state.withLock { $0.queue.count } }
 
-    /// Whether fetching is paused because the buffer is full.
-    var isFetchingPaused: Bool { state.withLock { $0.fetchingPaused } }
-
-    /// Adds a message from the poll thread. The caller resumes `waiter` and pauses fetching if asked.
-    func push(_ message: KafkaMessage) -> PushAction {
+    /// Whether fetching stays paused because the buffer is full: once the reader drained a paused buffer below
+    /// half, the pause is lifted here and the answer is `false`.
+    func keepsFetchingPaused() -> Bool {
         state.withLock { state in
-            if !state.waiters.isEmpty {
-                return PushAction(waiter: state.waiters.removeFirst().continuation, pauseFetching: false)
+            if state.fetchingPaused, state.queue.count < capacity / 2 {
+                state.fetchingPaused = false
             }
-            state.queue.append(message)
-            if state.queue.count >= capacity, !state.fetchingPaused {
-                state.fetchingPaused = true
-                return PushAction(waiter: nil, pauseFetching: true)
-            }
-            return PushAction(waiter: nil, pauseFetching: false)
+            return state.fetchingPaused
         }
     }
 
-    /// Marks the paused state as lifted (the consumer resumed fetching).
-    func fetchingResumed() {
-        state.withLock { $0.fetchingPaused = false }
+    /// Adds a message from the poll thread; returns a waiting reader for the caller to resume with it. A full
+    /// buffer marks fetching paused (see ``keepsFetchingPaused()``).
+    func push(_ message: KafkaMessage) -> CheckedContinuation<KafkaMessage?, Never>? {
+        state.withLock { state in
+            if !state.waiters.isEmpty {
+                return state.waiters.removeFirst().continuation
+            }
+            state.queue.append(message)
+            if state.queue.count >= capacity {
+                state.fetchingPaused = true
+            }
+            return nil
+        }
     }
 
     /// Drops buffered messages of `partitions` (revoked: another member will read them from the commit).

@@ -126,7 +126,7 @@ public final class KafkaProducer: Service, Sendable {
             switch result {
             case .success(let report):
                 return report
-            case .failure(let error) where error.rdKafkaErrorName == "_QUEUE_FULL":
+            case .failure(let error) where error.rdKafkaErrorCode == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue:
                 // The local queue is full: wait for delivery reports to make room, as librdkafka advises.
                 do {
                     try await Task.sleep(for: .milliseconds(5))

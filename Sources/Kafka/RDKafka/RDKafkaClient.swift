@@ -23,9 +23,10 @@ final class RDKafkaClient: @unchecked Sendable {
     let pointer: OpaquePointer
     /// The retained callback context; released once, after the handle is destroyed.
     private let context: Unmanaged<RDKafkaCallbackContext>
-    private var destroyed = false
     /// Topic handles kept until the client is destroyed (see ``keepTopic(_:)``).
     private let topics = Mutex<[String: OpaquePointer]>([:])
+    /// The consumer queue of a consumer handle (see ``consumerQueue``).
+    private let consumerQueueHandle = Mutex<OpaquePointer?>(nil)
 
     /// Creates a handle from `properties`.
     ///
@@ -60,6 +61,10 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
+        // Everything tied to the handle goes before the handle.
+        consumerQueueHandle.withLock { queue in
+            if let queue { rd_kafka_queue_destroy(queue) }
+        }
         topics.withLock { topics in
             for handle in topics.values {
                 rd_kafka_topic_destroy(handle)
@@ -67,6 +72,16 @@ final class RDKafkaClient: @unchecked Sendable {
         }
         rd_kafka_destroy(pointer)
         context.release()
+    }
+
+    /// The consumer's queue (nil for a producer), owned by this client and destroyed before its handle.
+    var consumerQueue: OpaquePointer? {
+        consumerQueueHandle.withLock { queue in
+            if queue == nil {
+                queue = rd_kafka_queue_get_consumer(pointer)
+            }
+            return queue
+        }
     }
 
     /// A topic handle for `name`, created once and kept for the client's lifetime: librdkafka then keeps the

@@ -22,7 +22,7 @@ enum RDKafkaTopicPartitionList {
     }
 
     static func partitions(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> [KafkaTopicPartition] {
-        entries(list).map { KafkaTopicPartition(topic: String(cString: $0.topic), partition: $0.partition) }
+        entries(list).map(\.topicPartition)
     }
 
     static func entries(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> UnsafeBufferPointer<rd_kafka_topic_partition_t> {
@@ -32,8 +32,15 @@ enum RDKafkaTopicPartitionList {
     /// The first per-partition error in `list`, if any.
     static func firstError(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> (KafkaTopicPartition, rd_kafka_resp_err_t)? {
         for entry in entries(list) where entry.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            return (KafkaTopicPartition(topic: String(cString: entry.topic), partition: entry.partition), entry.err)
+            return (entry.topicPartition, entry.err)
         }
         return nil
+    }
+}
+
+extension rd_kafka_topic_partition_t {
+    /// The topic and partition of this entry.
+    var topicPartition: KafkaTopicPartition {
+        KafkaTopicPartition(topic: String(cString: topic), partition: partition)
     }
 }
