@@ -90,11 +90,11 @@ public final class ProcessingEngine: Sendable {
     /// A submitted item, with the clock's reading at submission (for `mioctx_job_duration_seconds`).
     enum Work: Sendable {
         case job(Job, InputItem, submittedAt: Duration)
-        case invalid(InvalidJob, InputItem, submittedAt: Duration)
+        case invalid(InvalidJob, InputItem)
 
         var item: InputItem {
             switch self {
-            case .job(_, let item, _), .invalid(_, let item, _): item
+            case .job(_, let item, _), .invalid(_, let item): item
             }
         }
     }
@@ -265,7 +265,7 @@ public final class ProcessingEngine: Sendable {
             }
         } catch {
             logger.forItem(item.source).debug("invalid job", metadata: ["reason": "\(error.code)"])
-            work = .invalid(error, item, submittedAt: clock.now())
+            work = .invalid(error, item)
             userID = nil
         }
         let outcome = state.withLock { state -> Outcome? in
@@ -341,11 +341,7 @@ public final class ProcessingEngine: Sendable {
     /// - Returns: Whether every pending item finished in time.
     @discardableResult
     public func drain(timeout: Duration) async -> Bool {
-        let resume = state.withLock { state in
-            state.accepting = false
-            return state.takeMetWaiters()
-        }
-        for continuation in resume { continuation.resume() }
+        stopAccepting()
         let idle = await waitUntilIdle(timeout: timeout)
         if !idle {
             logger.warning("drain timed out; cancelling jobs in flight", metadata: ["pending": "\(pendingCount)"])
@@ -357,13 +353,18 @@ public final class ProcessingEngine: Sendable {
     /// Stops accepting items and ends ``run()`` once the jobs in flight end (at once if `cancelInFlight`).
     /// - Parameter cancelInFlight: Whether to cancel the jobs in flight.
     public func stop(cancelInFlight: Bool = true) {
+        stopAccepting()
+        if cancelInFlight { commandContinuation.yield(.cancelInFlight) }
+        commandContinuation.finish()
+    }
+
+    /// Refuses new items and wakes the waiters whose condition that meets.
+    private func stopAccepting() {
         let resume = state.withLock { state in
             state.accepting = false
             return state.takeMetWaiters()
         }
         for continuation in resume { continuation.resume() }
-        if cancelInFlight { commandContinuation.yield(.cancelInFlight) }
-        commandContinuation.finish()
     }
 
     // MARK: - One item
@@ -405,7 +406,7 @@ public final class ProcessingEngine: Sendable {
                 }
                 return (delivery, true)
             }
-        case .invalid(let reason, let item, _):
+        case .invalid(let reason, let item):
             logger = self.logger.forItem(source)
             delivery = await tracer.withSpan(JobSpan.deadLetter, context: parent, ofKind: .producer) { span in
                 Self.describe(source, jobID: nil, on: span)

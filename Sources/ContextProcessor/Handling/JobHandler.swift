@@ -162,11 +162,11 @@ public struct JobHandler: Sendable {
                 return finish(status, failure: failure)
             case .retry(let status, let failure, let retryAfter, let cause):
                 if attempts >= policy.maxAttempts {
-                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, reason: "attempts"))
+                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, timeUsedUp: false))
                 }
                 let delay = policy.delay(afterAttempt: attempts, retryAfter: retryAfter, random: random())
                 if clock.now() - start + delay > policy.maxTimePerJob {
-                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, reason: "time"))
+                    return finish(status, failure: Self.gaveUp(failure, attempts: attempts, timeUsedUp: true))
                 }
                 logger.debug(
                     "retrying job",
@@ -252,12 +252,7 @@ public struct JobHandler: Sendable {
         default:
             let what = "getting the user's access token failed (\(error.code))"
             if let mioError = error.underlying as? MioError {
-                switch classify(mioError, context: what) {
-                case .retry(let status, let failure, let retryAfter, let cause):
-                    return .retry(status, failure, retryAfter: retryAfter, cause: cause)
-                case .finish(let status, let failure):
-                    return .finish(status, failure)
-                }
+                return classify(mioError, context: what)
             }
             let failure = JobResult.Failure(code: error.code.description, message: what)
             return error.isRetriable
@@ -289,8 +284,8 @@ public struct JobHandler: Sendable {
     }
 
     @inline(never)
-    private static func gaveUp(_ failure: JobResult.Failure, attempts: Int, reason: String) -> JobResult.Failure {
-        let why = reason == "attempts" ? "after \(attempts) attempts" : "after \(attempts) attempts (time per job used up)"
+    private static func gaveUp(_ failure: JobResult.Failure, attempts: Int, timeUsedUp: Bool) -> JobResult.Failure {
+        let why = timeUsedUp ? "after \(attempts) attempts (time per job used up)" : "after \(attempts) attempts"
         return JobResult.Failure(code: failure.code, message: "\(failure.message); gave up \(why)")
     }
 }
@@ -298,13 +293,8 @@ public struct JobHandler: Sendable {
 extension Logger {
     /// This logger with the job's id and source (`job.topic`, `job.partition`, `job.offset`) as metadata.
     func forJob(_ job: Job) -> Logger {
-        var logger = self
+        var logger = job.source.map(forItem) ?? self
         logger[metadataKey: "job.id"] = "\(job.id)"
-        if let source = job.source {
-            logger[metadataKey: "job.topic"] = "\(source.partition.topic)"
-            logger[metadataKey: "job.partition"] = "\(source.partition.partition)"
-            logger[metadataKey: "job.offset"] = "\(source.offset)"
-        }
         return logger
     }
 

@@ -458,7 +458,7 @@ final class Pipeline: Service, Sendable {
 
     var failure: KafkaWorker.Failure? { failureBox.withLock { $0 } }
 
-    private let stopping = LockedBox(false)
+    private let stopping = Mutex(false)
 
     /// Whether the pipeline stopped taking jobs (shutdown or failure).
     var isStopping: Bool { stopping.withLock { $0 } }
