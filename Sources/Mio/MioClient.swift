@@ -294,17 +294,18 @@ public final class MioClient: Sendable {
         started: ContinuousClock.Instant,
         secrets: [String]
     ) throws(MioError) -> ByteBuffer {
+        let elapsed = ContinuousClock.now - started
         let (responseStatus, headers, responseBody): (HTTPResponseStatus, HTTPHeaders, ByteBuffer)
         switch exchange {
         case .failure(let error):
             let failure = Self.transportError(error, endpoint: endpoint)
-            self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: ContinuousClock.now - started)
+            self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: elapsed)
             self.logger.debug(
                 "mio request failed",
                 metadata: [
                     "mio.endpoint": "\(endpoint.label)",
                     "mio.error": "\(failure.code)",
-                    "mio.duration_ms": "\(Self.milliseconds(since: started))",
+                    "mio.duration_ms": "\(Self.milliseconds(elapsed))",
                 ]
             )
             throw failure
@@ -312,13 +313,13 @@ public final class MioClient: Sendable {
             (responseStatus, headers, responseBody) = answer
         }
         let status = Int(responseStatus.code)
-        self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: ContinuousClock.now - started)
+        self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: elapsed)
         self.logger.debug(
             "mio request finished",
             metadata: [
                 "mio.endpoint": "\(endpoint.label)",
                 "mio.status": "\(status)",
-                "mio.duration_ms": "\(Self.milliseconds(since: started))",
+                "mio.duration_ms": "\(Self.milliseconds(elapsed))",
             ]
         )
         guard (200..<300).contains(status) else {
@@ -333,9 +334,8 @@ public final class MioClient: Sendable {
         return responseBody
     }
 
-    private static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
-        let elapsed = ContinuousClock.now - start
-        return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    private static func milliseconds(_ elapsed: Duration) -> Int64 {
+        elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
     }
 
     // MARK: - Error mapping

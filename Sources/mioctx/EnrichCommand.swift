@@ -117,7 +117,8 @@ struct EnrichCommand: AsyncParsableCommand {
             if existing.unreadableLines > 0 { note += "; \(existing.unreadableLines) line(s) there are not results" }
             display.message(note)
         }
-        let totalLines = try? await reader.countLines()
+        // Read the input once more for the progress total only when progress is shown.
+        let totalLines = resolvedProgressMode == .none ? nil : try? await reader.countLines()
 
         let keyring: TokenKeyring
         let location: TokenStoreLocation

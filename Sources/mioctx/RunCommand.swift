@@ -76,8 +76,8 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The signer of `/oauth/connect`'s state: the shared key when one is set, else a key of this process alone.
     static func stateSigner(_ settings: MioctxSettings.OAuthSettings, logger: Logger) -> OAuthStateSigner {
-        if let key = settings.stateKey, let data = Data(base64Encoded: key) {
-            return OAuthStateSigner(key: data)
+        if let key = settings.stateKey {
+            return OAuthStateSigner(key: key)
         }
         let variable = MioctxSettings.OAuthSettings.stateKeyVariable
         logger.notice(

@@ -66,7 +66,7 @@ struct MioctxSettings: Sendable, Equatable {
         /// The HMAC key (base64, at least 32 bytes) that signs the OAuth `state` of `/oauth/connect`; from
         /// `MIOCTX_OAUTH_STATE_KEY` only. Replicas behind one load balancer must share it; `nil` gives each
         /// process a random key of its own.
-        var stateKey: String? = nil
+        var stateKey: Data? = nil
 
         /// The environment variable of ``stateKey``.
         static let stateKeyVariable = "MIOCTX_OAUTH_STATE_KEY"

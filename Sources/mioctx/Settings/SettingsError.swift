@@ -9,16 +9,6 @@ enum SettingSource: Sendable, Equatable, CustomStringConvertible {
     /// A command-line flag, with its leading dashes (`--max-in-flight`).
     case flag(name: String)
 
-    /// `default`, `file`, `env` or `flag`: the short kind `config check` prints.
-    var kind: String {
-        switch self {
-        case .default: "default"
-        case .file: "file"
-        case .environment: "env"
-        case .flag: "flag"
-        }
-    }
-
     /// `default`, `file /etc/mioctx.yaml`, `MIOCTX_HTTP_PORT` or `--http-port`: the text after "from" in a message.
     var description: String {
         switch self {

@@ -11,8 +11,6 @@ import Yams
 struct SettingsFile: Sendable {
     /// The file's path, as given.
     let path: String
-    /// Where the path came from (`--config` or `MIOCTX_CONFIG`).
-    let pathSource: SettingSource
     /// The file's scalar settings; `nil` when the file holds no mapping at all (empty, or only comments).
     let provider: FileProvider<YAMLSnapshot>?
     /// `kafka.properties`, by librdkafka name (nested mappings joined with dots).
@@ -52,9 +50,9 @@ struct SettingsFile: Sendable {
         var walk = Walk(schema: schema, source: .file(path: path))
         switch root {
         case .none:
-            return (SettingsFile(path: path, pathSource: pathSource, provider: nil, properties: [:], keysWithoutValue: []), [])
+            return (SettingsFile(path: path, provider: nil, properties: [:], keysWithoutValue: []), [])
         case .some(let node) where node.tag == Tag(.null):
-            return (SettingsFile(path: path, pathSource: pathSource, provider: nil, properties: [:], keysWithoutValue: []), [])
+            return (SettingsFile(path: path, provider: nil, properties: [:], keysWithoutValue: []), [])
         case .some(.mapping(let mapping)):
             walk.visit(mapping, path: [])
         case .some:
@@ -70,7 +68,6 @@ struct SettingsFile: Sendable {
         }
         let file = SettingsFile(
             path: path,
-            pathSource: pathSource,
             provider: provider,
             properties: walk.properties,
             keysWithoutValue: walk.keysWithoutValue

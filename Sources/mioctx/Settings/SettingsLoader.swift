@@ -477,7 +477,7 @@ private struct Resolver {
             )
             return
         }
-        oauth.stateKey = key.base64EncodedString()
+        oauth.stateKey = key
     }
 
     /// Checks between settings, skipping any whose own value was refused.

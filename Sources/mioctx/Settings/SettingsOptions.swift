@@ -125,17 +125,9 @@ struct SettingsOptions: ParsableArguments {
         )
     }
 
-    /// Loads and validates the settings: defaults < the YAML file < environment variables < these flags.
-    ///
-    /// - Parameter environment: The environment to read (`MIOCTX_...`, `MIO_CLIENT_ID`, ...), by default the
-    ///   process's.
-    /// - Returns: The effective settings.
+    /// Loads and validates the settings (defaults < the YAML file < environment variables < these flags), with
+    /// the source of each value (what `mioctx config check` prints).
     /// - Throws: ``SettingsError`` listing every problem, each naming the setting and where its value came from.
-    func load(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> MioctxSettings {
-        try await loader(environment: environment).load().settings
-    }
-
-    /// Like ``load(environment:)``, with the source of each value (what `mioctx config check` prints).
     func loadEffective(
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> EffectiveSettings {
