@@ -99,6 +99,7 @@ def main():
             raise SystemExit(f"kcat exited with {reader.returncode}")
         results = subprocess.CompletedProcess(reader.args, 0, stdout=collected[0] if collected else b"")
         wall = time.monotonic() - started
+        threads = cpu_by_thread(worker.pid)
         worker.send_signal(signal.SIGTERM)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.
         _, raw_status, usage = os.wait4(worker.pid, 0)
@@ -149,12 +150,31 @@ def main():
             "meanHandlerMs": round(sum(durations) / len(durations), 1),
             "cpuSeconds": round(cpu, 3), "cpuMicrosecondsPerJob": round(cpu / args.jobs * 1e6, 1),
             "workerPeakRSSMiB": round(usage.ru_maxrss / 1024, 1),
+            # CPU seconds by thread name (digits folded) once every result was read, before the shutdown.
+            "cpuSecondsByThread": threads,
             "simulatorPeakConcurrency": sim_stats.get("concurrency", {}).get("peak"),
         }, indent=2))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+def cpu_by_thread(pid):
+    """CPU seconds (user + system) of each of a process's threads, summed by name with digits folded."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as handle:
+                stat = handle.read()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        key = "".join("#" if ch.isdigit() else ch for ch in name)
+        totals[key] = totals.get(key, 0) + (int(fields[11]) + int(fields[12])) / ticks
+    return {name: round(seconds, 2) for name, seconds in sorted(totals.items(), key=lambda item: -item[1])}
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ public final class MioClient: Sendable {
     private let timeout: TimeAmount
     private let now: @Sendable () -> Date
     private let metrics: MioClientMetrics
+    /// Records a client span per request and injects its context into the headers; nil when nothing records.
+    private let tracer: (any Tracer)?
+    /// Each endpoint's request, its URL parsed once: a call copies it and adds its token and body.
+    private let templates: [String: Result<HTTPClient.Request, any Error>]
 
     static let tokenEndpoint = Endpoint(method: .POST, path: "/v1/auth/oauth2/token")
     static let contextEndpoint = Endpoint(method: .POST, path: "/v1/context")
@@ -88,14 +92,26 @@ public final class MioClient: Sendable {
         )
         // A redirect would resend the bearer token or the client secret somewhere else: never follow one.
         httpConfiguration.redirectConfiguration = .disallow
-        // AsyncHTTPClient opens a client span per request and injects the task's ServiceContext (the job's span)
-        // into the headers with this tracer: that is how a job's trace reaches Mio.
-        // A tracer that records nothing (the default) would still cost a span's attributes per request.
-        httpConfiguration.tracing.tracer = tracer is NoOpTracer ? nil : tracer
+        // The client opens a span per request, a child of the calling task's span (the job's Mio call), and
+        // injects its context into the headers: that is how a job's trace reaches Mio. A tracer that records
+        // nothing (the default) would still cost a span's attributes per request, so it is left out.
+        self.tracer = tracer is NoOpTracer ? nil : tracer
+        httpConfiguration.tracing.tracer = nil
         // The request's deadline (`requestTimeout`) bounds the whole exchange, reading included; a separate read
         // timeout would add a timer per request to the event loop for nothing.
         httpConfiguration.timeout = .init(connect: min(self.timeout, .seconds(10)), read: nil)
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        var templates: [String: Result<HTTPClient.Request, any Error>] = [:]
+        for endpoint in [Self.tokenEndpoint, Self.contextEndpoint, Self.summaryEndpoint] {
+            templates[endpoint.path] = Result {
+                try HTTPClient.Request(
+                    url: base + endpoint.path,
+                    method: endpoint.method,
+                    headers: ["Content-Type": "application/json", "Accept": "application/json"]
+                )
+            }
+        }
+        self.templates = templates
     }
 
     /// Runs `body` with a new client and shuts the client down afterwards, whether `body` throws or not.
@@ -252,53 +268,106 @@ public final class MioClient: Sendable {
         accessToken: String?,
         secrets: [String]
     ) async throws(MioError) -> ByteBuffer {
-        let request = self.makeRequest(endpoint, body: body, accessToken: accessToken)
         let started = ContinuousClock.now
-        let exchange: Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), any Error>
-        do {
-            let response = try await self.httpClient.execute(request, timeout: self.timeout)
-            let collected: ByteBuffer
-            if (200..<300).contains(response.status.code) {
-                collected = try await response.body.collect(upTo: Self.maxBodyBytes)
-            } else {
-                // The status is what matters: an error body that is too long or breaks off is ignored.
-                collected = (try? await response.body.collect(upTo: 64 * 1024)) ?? ByteBuffer()
-            }
-            exchange = .success((response.status, response.headers, collected))
-        } catch {
+        let span = self.startSpan(endpoint)
+        let exchange: Result<HTTPAnswer, any Error>
+        switch self.makeRequest(endpoint, body: body, accessToken: accessToken, span: span) {
+        case .success(let request):
+            exchange = await self.exchange(request)
+        case .failure(let error):
             exchange = .failure(error)
         }
-        return try self.judge(exchange, endpoint: endpoint, started: started, secrets: secrets)
+        return try self.judge(exchange, endpoint: endpoint, started: started, secrets: secrets, span: span)
     }
 
+    /// Runs one request on an event loop and waits for its answer.
+    ///
+    /// The request starts from its event loop, so that the connection pool's bookkeeping, the deadline's timer
+    /// and the connection's write all happen there, without waking the loop from another thread for each of
+    /// them; the deadline's timer is set and cancelled on that loop too. Cancelling the calling task cancels
+    /// the request.
+    private func exchange(_ request: HTTPClient.Request) async -> Result<HTTPAnswer, any Error> {
+        let eventLoop = self.httpClient.eventLoopGroup.next()
+        let collector = ResponseCollector(successLimit: Self.maxBodyBytes, errorLimit: 64 * 1024)
+        let client = self.httpClient
+        let timeout = self.timeout
+        do {
+            return .success(
+                try await withTaskCancellationHandler {
+                    try await eventLoop.flatSubmit {
+                        let task = client.execute(
+                            request: request,
+                            delegate: collector,
+                            eventLoop: .delegate(on: eventLoop),
+                            deadline: .now() + timeout
+                        )
+                        collector.attach(task)
+                        return task.futureResult
+                    }.get()
+                } onCancel: {
+                    collector.cancel()
+                }
+            )
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// A copy of the endpoint's prepared request (its URL parsed once, at start) with this call's token and body.
     @inline(never)
-    private func makeRequest(_ endpoint: Endpoint, body: ByteBuffer?, accessToken: String?) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: self.baseURL + endpoint.path)
-        request.method = endpoint.method
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json")
+    private func makeRequest(
+        _ endpoint: Endpoint,
+        body: ByteBuffer?,
+        accessToken: String?,
+        span: (any Span)?
+    ) -> Result<HTTPClient.Request, any Error> {
+        let template = self.templates[endpoint.path]
+            ?? .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
+        guard case .success(var request) = template else { return template }
         if let accessToken {
             request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
         }
         if let body {
-            request.body = .bytes(body)
+            request.body = .byteBuffer(body)
         }
-        return request
+        if let span, let tracer = self.tracer {
+            tracer.inject(span.context, into: &request.headers, using: HeadersInjector())
+        }
+        return .success(request)
+    }
+
+    /// A client span for one request, a child of the calling task's span, when a tracer records spans.
+    @inline(never)
+    private func startSpan(_ endpoint: Endpoint) -> (any Span)? {
+        guard let tracer = self.tracer else { return nil }
+        let span = tracer.startSpan(
+            endpoint.method.rawValue,
+            context: ServiceContext.current ?? .topLevel,
+            ofKind: .client
+        )
+        span.attributes["http.request.method"] = endpoint.method.rawValue
+        span.attributes["url.full"] = self.baseURL + endpoint.path
+        return span
     }
 
     /// Records and logs the exchange; returns a 2xx answer's body or throws the classified error.
     @inline(never)
     private func judge(
-        _ exchange: Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), any Error>,
+        _ exchange: Result<HTTPAnswer, any Error>,
         endpoint: Endpoint,
         started: ContinuousClock.Instant,
-        secrets: [String]
+        secrets: [String],
+        span: (any Span)?
     ) throws(MioError) -> ByteBuffer {
         let elapsed = ContinuousClock.now - started
-        let (responseStatus, headers, responseBody): (HTTPResponseStatus, HTTPHeaders, ByteBuffer)
+        let answer: HTTPAnswer
         switch exchange {
         case .failure(let error):
             let failure = Self.transportError(error, endpoint: endpoint)
+            if let span {
+                span.recordError(failure)
+                span.end()
+            }
             self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: elapsed)
             self.logger.debug(
                 "mio request failed",
@@ -309,10 +378,15 @@ public final class MioClient: Sendable {
                 ]
             )
             throw failure
-        case .success(let answer):
-            (responseStatus, headers, responseBody) = answer
+        case .success(let received):
+            answer = received
         }
-        let status = Int(responseStatus.code)
+        let status = Int(answer.status.code)
+        if let span {
+            span.attributes["http.response.status_code"] = status
+            if status >= 400 { span.setStatus(SpanStatus(code: .error)) }
+            span.end()
+        }
         self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: elapsed)
         self.logger.debug(
             "mio request finished",
@@ -325,13 +399,13 @@ public final class MioClient: Sendable {
         guard (200..<300).contains(status) else {
             throw self.httpError(
                 status: status,
-                headers: headers,
-                body: responseBody,
+                headers: answer.headers,
+                body: answer.body,
                 endpoint: endpoint,
                 secrets: secrets
             )
         }
-        return responseBody
+        return answer.body
     }
 
     private static func milliseconds(_ elapsed: Duration) -> Int64 {
@@ -398,7 +472,7 @@ public final class MioClient: Sendable {
                 return MioError(code: .cancelled, endpoint: endpoint.label, detail: "request cancelled")
             }
         }
-        if let error = error as? NIOTooManyBytesError {
+        if let error = error as? ResponseCollector.BodyTooLarge {
             return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
         }
         if case ChannelError.connectTimeout = error {
@@ -485,6 +559,13 @@ public final class MioClient: Sendable {
             }
         }
         return nil
+    }
+}
+
+/// Writes a tracer's context (e.g. W3C `traceparent`) into a request's headers.
+private struct HeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into headers: inout HTTPHeaders) {
+        headers.replaceOrAdd(name: key, value: value)
     }
 }
 

@@ -195,6 +195,29 @@ struct MioErrorTests {
         }
     }
 
+    @Test func cancellingTheCallerCancelsAHangingRequest() async throws {
+        try await withHarness { harness in
+            let tokens = try await harness.connect("u")
+            try await harness.control.setFaults(#"{"hangRate": 1}"#)
+            // The harness's timeout is long: only cancellation can end this call early.
+            let call = Task { () async -> MioError? in
+                await mioError { () async throws(MioError) in
+                    try await harness.client.getContext(query: "q", accessToken: tokens.accessToken)
+                }
+            }
+            // Cancel once the simulator holds the request (and, the first time round, also before it got there).
+            try await Task.sleep(for: .milliseconds(200))
+            call.cancel()
+            let error = await call.value
+            #expect(error?.code == .cancelled, "\(String(describing: error))")
+            #expect(error?.status == nil)
+            try await harness.control.setFaults(#"{"hangRate": 0}"#)
+            // The pool is still usable after a cancelled request.
+            let content = try await harness.client.getContext(query: "again", accessToken: tokens.accessToken)
+            #expect(!content.isEmpty)
+        }
+    }
+
     @Test func unreachableServerIsATransportFailure() async throws {
         // Bind nothing: a port taken and released by a simulator that has stopped.
         let url = try await MioSimulator.withRunning(.init(), logger: quietLogger) { $0 }
