@@ -393,7 +393,7 @@ public final class ProcessingEngine: Sendable {
                 guard let result = await handle(job) else {
                     return (.cancelled, false)
                 }
-                span.attributes["mioctx.job.status"] = result.status.rawValue
+                if span.isRecording { span.attributes["mioctx.job.status"] = result.status.rawValue }
                 release(entry)
                 let delivery = await tracer.withSpan(JobSpan.publish, ofKind: .producer) { publishSpan in
                     await deliver(.result, source: source, logger: logger, span: publishSpan) {
@@ -410,7 +410,7 @@ public final class ProcessingEngine: Sendable {
             logger = self.logger.forItem(source)
             delivery = await tracer.withSpan(JobSpan.deadLetter, context: parent, ofKind: .producer) { span in
                 Self.describe(source, jobID: nil, on: span)
-                span.attributes["mioctx.dead_letter.reason"] = reason.code.description
+                if span.isRecording { span.attributes["mioctx.dead_letter.reason"] = reason.code.description }
                 let delivery = await deliver(.deadLetter, source: source, logger: logger, span: span) {
                     try await self.sink.deadLetter(item, reason: reason)
                 }
@@ -454,7 +454,9 @@ public final class ProcessingEngine: Sendable {
         perform(outcome)
     }
 
+    /// Names the job's message on its span; nothing when the span records nothing (building attributes costs).
     private static func describe(_ source: JobSource, jobID: String?, on span: any Span) {
+        guard span.isRecording else { return }
         if let jobID { span.attributes["mioctx.job.id"] = jobID }
         span.attributes["messaging.destination.name"] = source.partition.topic
         span.attributes["messaging.destination.partition.id"] = "\(source.partition.partition)"

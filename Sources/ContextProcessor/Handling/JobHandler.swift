@@ -124,8 +124,10 @@ public struct JobHandler: Sendable {
                 do {
                     if let rateLimiter { try await rateLimiter.acquire() }
                     let payload = try await tracer.withSpan(JobSpan.mioCall) { span in
-                        span.attributes["mioctx.mio.operation"] = job.operation.rawValue
-                        span.attributes["mioctx.attempt"] = attempts
+                        if span.isRecording {
+                            span.attributes["mioctx.mio.operation"] = job.operation.rawValue
+                            span.attributes["mioctx.attempt"] = attempts
+                        }
                         return try await call(job, accessToken: accessToken)
                     }
                     return finish(.ok, payload: payload)

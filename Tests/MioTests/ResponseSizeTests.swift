@@ -1,0 +1,115 @@
+import Hummingbird
+import Logging
+@testable import Mio
+import NIOCore
+import ServiceLifecycle
+import Testing
+
+/// Answers that the simulator never gives: a success body larger than the client reads, and a large error body.
+/// A small HTTP server stands in for a misbehaving Mio.
+@Suite("Mio answers of unusual size")
+struct ResponseSizeTests {
+    @Test func aSuccessBodyOverTheLimitIsAMalformedResponse() async throws {
+        try await withOddServer { baseURL in
+            let error = try await MioClient.withClient(configuration: configuration(baseURL + "/huge")) { client in
+                await mioError { () async throws(MioError) in
+                    try await client.getContext(query: "q", accessToken: "atk_secret")
+                }
+            }
+            #expect(error?.code == .malformedResponse, "\(String(describing: error))")
+            #expect(error?.description.contains("larger than") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test func aLargeErrorBodyStillGivesItsStatusAndRetryAfter() async throws {
+        try await withOddServer { baseURL in
+            let error = try await MioClient.withClient(configuration: configuration(baseURL + "/busy")) { client in
+                await mioError { () async throws(MioError) in
+                    try await client.getContext(query: "q", accessToken: "atk_secret")
+                }
+            }
+            #expect(error?.code == .serverError, "\(String(describing: error))")
+            #expect(error?.status == 503)
+            #expect(error?.retryAfter == .seconds(3))
+        }
+    }
+
+    @Test func aSuccessBodyInManyPartsIsReadWhole() async throws {
+        try await withOddServer { baseURL in
+            let content = try await MioClient.withClient(configuration: configuration(baseURL + "/long")) { client in
+                try await client.getContext(query: "q", accessToken: "atk_secret")
+            }
+            #expect(content.count == 1_000_000)
+            #expect(content.allSatisfy { $0 == "x" })
+        }
+    }
+
+    private func configuration(_ apiURL: String) -> MioClient.Configuration {
+        MioClient.Configuration(
+            clientID: "c",
+            clientSecret: "s",
+            redirectURL: "http://localhost/callback",
+            apiURL: apiURL,
+            requestTimeout: .seconds(30)
+        )
+    }
+
+    /// Runs a server whose `POST {prefix}/v1/context` answers: `/huge` 200 with 9 MiB, `/busy` 503 with 1 MiB
+    /// and `Retry-After: 3`, `/long` 200 with a valid 1 MB content sent in 64 KiB parts.
+    private func withOddServer(_ body: (String) async throws -> Void) async throws {
+        let router = Router()
+        router.post("/huge/v1/context") { _, _ in
+            Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: " "), count: 9 << 20)))
+        }
+        router.post("/busy/v1/context") { _, _ in
+            Response(
+                status: .serviceUnavailable,
+                headers: [.retryAfter: "3"],
+                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "e"), count: 1 << 20))
+            )
+        }
+        router.post("/long/v1/context") { _, _ in
+            var whole = ByteBuffer(string: #"{"content":""#)
+            whole.writeRepeatingByte(UInt8(ascii: "x"), count: 1_000_000)
+            whole.writeString(#""}"#)
+            let parts = stride(from: 0, to: whole.readableBytes, by: 65_536).map {
+                whole.getSlice(at: $0, length: min(65_536, whole.readableBytes - $0))!
+            }
+            return Response(status: .ok, body: .init(asyncSequence: parts.async))
+        }
+        let (bound, announce) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                announce.yield(channel.localAddress?.port ?? 0)
+                announce.finish()
+            },
+            logger: quietLogger
+        )
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quietLogger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var ports = bound.makeAsyncIterator()
+            let port = try #require(await ports.next())
+            do {
+                try await body("http://127.0.0.1:\(port)")
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+}
+
+extension Array where Element: Sendable {
+    /// The elements as an async sequence.
+    fileprivate var async: AsyncStream<Element> {
+        AsyncStream { continuation in
+            for element in self { continuation.yield(element) }
+            continuation.finish()
+        }
+    }
+}
