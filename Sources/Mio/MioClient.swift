@@ -187,7 +187,7 @@ public final class MioClient: Sendable {
     /// - Throws: ``MioError``; `unauthorized` (with `wwwAuthenticateError`) when the token is expired or bad.
     public func getContext(query: String, accessToken: String) async throws(MioError) -> String {
         let endpoint = Self.contextEndpoint
-        let body = try self.encode(ContextRequest(query: query, k: 3), endpoint: endpoint)
+        let body = Self.contextRequestBody(query: query)
         let response = try await self.perform(
             endpoint,
             body: body,
@@ -245,6 +245,18 @@ public final class MioClient: Sendable {
                 detail: "token response rejected: \(Self.describeDecodingFailure(error))"
             )
         }
+    }
+
+    /// `{"query":"...","k":3}`, byte for byte what the SDK sends (keys in this order, slashes not escaped).
+    static func contextRequestBody(query: String) -> ByteBuffer {
+        var writer = JSONWriter(capacity: query.utf8.count + 24)
+        writer.beginObject()
+        writer.key("query")
+        writer.string(query)
+        writer.key("k")
+        writer.integer(3)
+        writer.endObject()
+        return ByteBuffer(bytes: writer.bytes)
     }
 
     private func encode(_ value: some Encodable, endpoint: Endpoint) throws(MioError) -> ByteBuffer {

@@ -27,12 +27,6 @@ struct TokenRequest: Encodable {
     }
 }
 
-/// `POST /v1/context` body: `{"query": "...", "k": 3}`.
-struct ContextRequest: Encodable {
-    var query: String
-    var k: Int
-}
-
 /// `POST /v1/context` answer: `{"content": "..."}`.
 struct ContextResponse: Decodable {
     var content: String

@@ -1,4 +1,5 @@
 import Foundation
+import Mio
 import Synchronization
 
 /// Writes results to a JSON Lines file (appending, never truncating) and invalid input lines to a rejects file.
