@@ -380,7 +380,7 @@ public final class MioClient: Sendable {
                 span.recordError(failure)
                 span.end()
             }
-            self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(failure), duration: elapsed)
+            self.metrics.record(endpoint, outcome: MioClientMetrics.Outcome(failure), duration: elapsed)
             self.logger.debug(
                 "mio request failed",
                 metadata: [
@@ -399,7 +399,7 @@ public final class MioClient: Sendable {
             if status >= 400 { span.setStatus(SpanStatus(code: .error)) }
             span.end()
         }
-        self.metrics.record(endpoint, statusClass: MioClientMetrics.statusClass(status), duration: elapsed)
+        self.metrics.record(endpoint, outcome: MioClientMetrics.Outcome(status: status), duration: elapsed)
         self.logger.debug(
             "mio request finished",
             metadata: [

@@ -8,9 +8,49 @@ import Synchronization
 ///   (any HTTP status class), or `timeout`, `transport`, `cancelled` when no answer arrived.
 /// - `mioctx_mio_request_duration_seconds{endpoint}`: time to the answer's end (a timer: a histogram in Prometheus).
 struct MioClientMetrics: Sendable {
-    private struct Handles {
-        var counters: [String: Counter] = [:]
-        var timers: [String: Timer] = [:]
+    /// What a request ended with: its status class, or why no answer came.
+    enum Outcome: Int, CaseIterable {
+        case informational, success, redirection, clientError, serverError, timeout, cancelled, transport
+
+        /// The outcome of an answer with this HTTP status.
+        init(status: Int) {
+            switch status {
+            case ..<200: self = .informational
+            case 200..<300: self = .success
+            case 300..<400: self = .redirection
+            case 400..<500: self = .clientError
+            default: self = .serverError
+            }
+        }
+
+        /// The outcome of a request that got no answer.
+        init(_ error: MioError) {
+            switch error.code {
+            case .timeout: self = .timeout
+            case .cancelled: self = .cancelled
+            default: self = .transport
+            }
+        }
+
+        /// The `status_class` label.
+        var label: String {
+            switch self {
+            case .informational: "1xx"
+            case .success: "2xx"
+            case .redirection: "3xx"
+            case .clientError: "4xx"
+            case .serverError: "5xx"
+            case .timeout: "timeout"
+            case .cancelled: "cancelled"
+            case .transport: "transport"
+            }
+        }
+    }
+
+    /// One endpoint's metrics, each counter made on its first use.
+    private struct EndpointHandles {
+        var timer: Timer
+        var counters: [Counter?] = Array(repeating: nil, count: Outcome.allCases.count)
     }
 
     private let factory: any MetricsFactory
@@ -22,42 +62,32 @@ struct MioClientMetrics: Sendable {
         self.factory = factory
     }
 
-    func record(_ endpoint: Endpoint, statusClass: String, duration: Duration) {
+    func record(_ endpoint: Endpoint, outcome: Outcome, duration: Duration) {
         let (counter, timer) = handles.mutex.withLock { handles -> (Counter, Timer) in
-            let counterKey = endpoint.path + " " + statusClass
-            let counter = handles.counters[counterKey] ?? Counter(
+            if let known = handles[endpoint.path], let counter = known.counters[outcome.rawValue] {
+                return (counter, known.timer)
+            }
+            var entry = handles[endpoint.path] ?? EndpointHandles(
+                timer: Timer(
+                    label: "mioctx_mio_request_duration_seconds",
+                    dimensions: [("endpoint", endpoint.path)],
+                    factory: factory
+                )
+            )
+            let counter = Counter(
                 label: "mioctx_mio_requests_total",
-                dimensions: [("endpoint", endpoint.path), ("status_class", statusClass)],
+                dimensions: [("endpoint", endpoint.path), ("status_class", outcome.label)],
                 factory: factory
             )
-            handles.counters[counterKey] = counter
-            let timer = handles.timers[endpoint.path] ?? Timer(
-                label: "mioctx_mio_request_duration_seconds",
-                dimensions: [("endpoint", endpoint.path)],
-                factory: factory
-            )
-            handles.timers[endpoint.path] = timer
-            return (counter, timer)
+            entry.counters[outcome.rawValue] = counter
+            handles[endpoint.path] = entry
+            return (counter, entry.timer)
         }
         counter.increment()
         timer.record(duration: duration)
     }
 
     private final class LockedHandles: Sendable {
-        let mutex = Mutex(Handles())
-    }
-
-    /// `2xx` .. `5xx` for an HTTP status.
-    static func statusClass(_ status: Int) -> String {
-        "\(status / 100)xx"
-    }
-
-    /// The outcome label of a request that got no answer.
-    static func statusClass(_ error: MioError) -> String {
-        switch error.code {
-        case .timeout: "timeout"
-        case .cancelled: "cancelled"
-        default: "transport"
-        }
+        let mutex = Mutex([String: EndpointHandles]())
     }
 }
