@@ -249,11 +249,16 @@ public final class ProcessingEngine: Sendable {
     /// - Returns: `false` if the engine no longer accepts items (draining or stopped); the item was not taken.
     @discardableResult
     public func submit(_ item: InputItem) -> Bool {
+        self.submit(item, parsed: Result { () throws(InvalidJob) in try Job(decoding: item.value, source: item.source) })
+    }
+
+    /// ``submit(_:)`` for an item whose value was already parsed (with its source) by the caller.
+    func submit(_ item: InputItem, parsed: Result<Job, InvalidJob>) -> Bool {
         let work: Work
         let userID: String?
         var orderingKey: String?
         do {
-            let job = try Job(decoding: item.value, source: item.source)
+            let job = try parsed.get()
             work = .job(job, item, submittedAt: clock.now())
             userID = job.userID
             if configuration.scheduling.ordering == .key {

@@ -176,7 +176,10 @@ public final class FileEnrichment: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await engine.run() }
             let reading = Task {
-                try await engine.submitAll(Admission(lines: input, enrichment: self))
+                for try await (item, parsed) in Admission(lines: input, enrichment: self) {
+                    await engine.waitForCapacity()
+                    guard engine.submit(item, parsed: parsed) else { return }
+                }
             }
             group.addTask { [stops] in
                 // An interruption or a write failure: stop reading, give the jobs in flight their grace period.
@@ -220,7 +223,7 @@ public final class FileEnrichment: Sendable {
     private func record(_ event: ProcessingEngine.Event) {
         switch event {
         case .pauseInput, .resumeInput:
-            // submitAll waits for capacity itself.
+            // The reading loop waits for capacity itself.
             break
         case .done:
             state.withLock { $0.progress.finished += 1 }
@@ -244,16 +247,22 @@ public final class FileEnrichment: Sendable {
     }
 
     /// Decides what to do with a line read: skip it, reject it here (too long), or hand it to the engine.
-    fileprivate func admit(_ line: JSONLJobReader.Line, file: String) async throws -> InputItem? {
+    /// A line to submit comes with its parse, so that the engine does not parse it again.
+    fileprivate func admit(
+        _ line: JSONLJobReader.Line,
+        file: String
+    ) async throws -> (InputItem, Result<Job, InvalidJob>)? {
         enum Decision {
             case skip
             case oversized
             case submit
         }
-        var jobID: String?
-        if !line.isCut && !line.isBlank, let job = try? Job(decoding: line.bytes) {
-            jobID = job.id
+        let item = line.item(file: file)
+        var parsed: Result<Job, InvalidJob>?
+        if !line.isCut && !line.isBlank {
+            parsed = Result { () throws(InvalidJob) in try Job(decoding: item.value, source: item.source) }
         }
+        let jobID = try? parsed?.get().id
         let decision = state.withLock { state -> Decision in
             state.progress.linesRead += 1
             if line.isBlank {
@@ -279,14 +288,14 @@ public final class FileEnrichment: Sendable {
         case .skip:
             return nil
         case .submit:
-            return line.item(file: file)
+            guard let parsed else { preconditionFailure("only a whole, non-blank line is submitted") }
+            return (item, parsed)
         case .oversized:
             // The engine would only see the line's start; the reason must name the real length.
             let reason = InvalidJob(
                 code: .fieldTooLarge,
                 message: "the line is \(line.length) bytes, over the limit of \(line.bytes.count)"
             )
-            let item = line.item(file: file)
             do {
                 try await sink.deadLetter(item, reason: reason)
             } catch {
@@ -303,7 +312,7 @@ public final class FileEnrichment: Sendable {
 
 /// The lines of a file as engine items, minus the ones ``FileEnrichment`` skips or rejects itself.
 private struct Admission: AsyncSequence {
-    typealias Element = InputItem
+    typealias Element = (InputItem, Result<Job, InvalidJob>)
 
     let lines: JSONLJobReader
     let enrichment: FileEnrichment
@@ -317,7 +326,7 @@ private struct Admission: AsyncSequence {
         let file: String
         let enrichment: FileEnrichment
 
-        mutating func next() async throws -> InputItem? {
+        mutating func next() async throws -> (InputItem, Result<Job, InvalidJob>)? {
             // Checked before every read: after a stop no further line is taken, even before the reading task
             // sees its cancellation.
             while !enrichment.isStopping {
@@ -325,7 +334,7 @@ private struct Admission: AsyncSequence {
                     enrichment.markInputFinished()
                     return nil
                 }
-                if let item = try await enrichment.admit(line, file: file) { return item }
+                if let admitted = try await enrichment.admit(line, file: file) { return admitted }
             }
             return nil
         }
