@@ -217,7 +217,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: ["MioctxTestSupport"],
+            dependencies: ["MioctxTestSupport", .product(name: "Yams", package: "Yams")],
             swiftSettings: upcomingFeatures
         ),
     ]

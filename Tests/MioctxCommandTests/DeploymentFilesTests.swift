@@ -1,0 +1,145 @@
+import Foundation
+import MioctxTestSupport
+import Testing
+import Yams
+
+/// The shipped deployment files (config/mioctx.yaml, the container image, compose and Kubernetes) checked
+/// against the program: every configuration they give passes `mioctx config check` with the variables they
+/// name, and the ports, paths and grace periods they state agree with each other and with the configuration.
+/// (No container engine runs here: what is checked is what the files tell the program and each other.)
+@Suite struct DeploymentFilesTests {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func text(_ path: String) throws -> String {
+        try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8)
+    }
+
+    /// Values for the secrets the deployment files leave to the operator.
+    static let secrets: [String: String] = [
+        "MIO_CLIENT_ID": "deploy-client",
+        "MIO_CLIENT_SECRET": "deploy-secret-8c1f",
+        "MIO_REDIRECT_URL": "https://app.example.com/oauth/callback",
+        "MIOCTX_TOKEN_KEYS": "k1:" + Data((0..<32).map { UInt8($0 * 5 % 251) }).base64EncodedString(),
+        "MIOCTX_OAUTH_STATE_KEY": Data((0..<32).map { UInt8(255 - $0) }).base64EncodedString(),
+        "MIOCTX_TOKENS_STORE": "postgres://mioctx:PASSWORD@postgres:5432/mioctx",
+    ]
+
+    /// The value `config check` shows for `name`, without its source comment.
+    static func value(_ output: String, _ name: String) -> String? {
+        ConfigCheckTests.line(output, name).map { line in
+            let value = line.dropFirst(name.count + 2)
+            return String(value.components(separatedBy: "  #").first ?? String(value))
+        }
+    }
+
+    @Test func theImagesConfigurationIsValidAndServesOnTheExposedPort() throws {
+        let dockerfile = try Self.text("deploy/Dockerfile")
+        #expect(dockerfile.contains("COPY config/mioctx.yaml /etc/mioctx/mioctx.yaml"))
+        #expect(dockerfile.contains(#"CMD ["run", "--config", "/etc/mioctx/mioctx.yaml"]"#))
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("mioctx.yaml", try Self.text("config/mioctx.yaml"))
+        let output = try MioctxProcess.run(["config", "check", "--config", file], environment: Self.secrets)
+        #expect(output.status == 0, "\(output.standardError)")
+        let port = try #require(Self.value(output.standardOutput, "port"))
+        #expect(dockerfile.contains("EXPOSE \(port)"))
+    }
+
+    @Test func theKubernetesConfigMapIsValidWithTheSecretItNamesAndMatchesThePodSpec() throws {
+        let manifest = try Self.text("deploy/kubernetes/mioctx.yaml")
+        let documents = try Yams.load_all(yaml: manifest).compactMap { $0 as? [String: Any] }
+        let configMap = try #require(documents.first { $0["kind"] as? String == "ConfigMap" })
+        let deployment = try #require(documents.first { $0["kind"] as? String == "Deployment" })
+        let data = try #require(configMap["data"] as? [String: String])
+        let (key, configuration) = try #require(data.first)
+
+        // The Secret's keys, from the `kubectl create secret` lines of the manifest's header.
+        let secretNames = manifest.components(separatedBy: "--from-literal=").dropFirst().compactMap {
+            $0.split(separator: "=").first.map(String.init)
+        }
+        #expect(Set(secretNames) == Set(Self.secrets.keys), "the manifest's Secret and this test's differ")
+
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("mioctx.yaml", configuration)
+        let output = try MioctxProcess.run(["config", "check", "--config", file], environment: Self.secrets)
+        #expect(output.status == 0, "\(output.standardError)")
+        #expect(Self.value(output.standardOutput, "store")?.contains("postgres://") == true)
+        #expect(!output.standardOutput.contains("PASSWORD"), "the store's password is redacted")
+
+        let pod = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any]))
+        let podSpec = try #require(pod["spec"] as? [String: Any])
+        let container = try #require((podSpec["containers"] as? [[String: Any]])?.first)
+        // The container reads the mounted ConfigMap.
+        let mount = try #require((container["volumeMounts"] as? [[String: Any]])?.first?["mountPath"] as? String)
+        #expect(container["args"] as? [String] == ["run", "--config", "\(mount)/\(key)"])
+        // Probes, scraping and the container port are the configured HTTP port.
+        let port = try #require(Self.value(output.standardOutput, "port").flatMap { Int($0) })
+        let ports = try #require(container["ports"] as? [[String: Any]])
+        #expect(ports.first?["containerPort"] as? Int == port)
+        let annotations = (pod["metadata"] as? [String: Any])?["annotations"] as? [String: String]
+        #expect(annotations?["prometheus.io/port"] == "\(port)")
+        #expect(annotations?["prometheus.io/path"] == "/metrics")
+        let liveness = (container["livenessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
+        let readiness = (container["readinessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
+        #expect(liveness?["path"] as? String == "/healthz")
+        #expect(readiness?["path"] as? String == "/readyz")
+        // Kubernetes waits longer than the worker's own drain before it kills the pod.
+        let grace = try #require(Self.value(output.standardOutput, "shutdownGracePeriod"))
+        let graceSeconds = try #require(Self.seconds(grace), "unreadable grace period \(grace)")
+        let termination = try #require(podSpec["terminationGracePeriodSeconds"] as? Int)
+        #expect(termination > graceSeconds, "terminationGracePeriodSeconds \(termination) ≤ grace \(graceSeconds)")
+    }
+
+    @Test func theComposeWorkersEnvironmentConfiguresTheImagesConfiguration() throws {
+        let compose = try #require(try Yams.load(yaml: try Self.text("deploy/compose.yaml")) as? [String: Any])
+        let services = try #require(compose["services"] as? [String: Any])
+        let worker = try #require(services["worker"] as? [String: Any])
+        var environment = try #require(worker["environment"] as? [String: Any]).mapValues { "\($0)" }
+        // `${MIOCTX_TOKEN_KEYS:?...}` is the operator's own key.
+        #expect(environment["MIOCTX_TOKEN_KEYS"]?.hasPrefix("${MIOCTX_TOKEN_KEYS:?") == true)
+        environment["MIOCTX_TOKEN_KEYS"] = Self.secrets["MIOCTX_TOKEN_KEYS"]
+
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("mioctx.yaml", try Self.text("config/mioctx.yaml"))
+        let output = try MioctxProcess.run(["config", "check", "--config", file], environment: environment)
+        #expect(output.status == 0, "\(output.standardError)")
+        #expect(Self.value(output.standardOutput, "bootstrapServers") == "kafka:9092")
+        #expect(Self.value(output.standardOutput, "apiURL") == "http://mio-simulator:8090")
+        #expect(Self.value(output.standardOutput, "clientID") == "compose-client")
+
+        // The simulator listens where the workers look for it, with the workers' client.
+        let simulator = try #require(services["mio-simulator"] as? [String: Any])
+        let command = try #require(simulator["command"] as? [String])
+        #expect(command.first == "sim")
+        #expect(command.firstIndex(of: "--port").map { command[$0 + 1] } == "8090")
+        let simulatorEnvironment = (simulator["environment"] as? [String: Any])?.mapValues { "\($0)" }
+        #expect(simulatorEnvironment?["MIO_CLIENT_ID"] == environment["MIO_CLIENT_ID"])
+        #expect(simulatorEnvironment?["MIO_CLIENT_SECRET"] == environment["MIO_CLIENT_SECRET"])
+        // The health check asks the configured HTTP port.
+        let port = try #require(Self.value(output.standardOutput, "port"))
+        let check = (worker["healthcheck"] as? [String: Any])?["test"] as? [String]
+        #expect(check?.joined(separator: " ").contains("/dev/tcp/127.0.0.1/\(port)") == true)
+        #expect(check?.joined(separator: " ").contains("GET /readyz") == true)
+    }
+
+    /// Seconds of a duration as `config check` prints it (`30s`, `1m`, `1m30s`).
+    static func seconds(_ text: String) -> Int? {
+        var total = 0
+        var number = ""
+        for character in text {
+            if character.isNumber {
+                number.append(character)
+            } else {
+                guard let value = Int(number) else { return nil }
+                switch character {
+                case "h": total += value * 3600
+                case "m": total += value * 60
+                case "s": total += value
+                default: return nil
+                }
+                number = ""
+            }
+        }
+        return number.isEmpty ? total : nil
+    }
+}
