@@ -395,7 +395,7 @@ public final class ProcessingEngine: Sendable {
             logger = self.logger.forJob(job)
             (delivery, handled) = await tracer.withSpan(JobSpan.job, context: parent, ofKind: .consumer) { span in
                 Self.describe(source, jobID: job.id, on: span)
-                guard let result = await handle(job) else {
+                guard let result = await handle(job, logger: logger) else {
                     return (.cancelled, false)
                 }
                 if span.isRecording { span.attributes["mioctx.job.status"] = result.status.rawValue }
@@ -447,8 +447,8 @@ public final class ProcessingEngine: Sendable {
     /// async frames until it ends, so handling and delivery, which run one after the other, must not share one
     /// frame (with 1,024 jobs in flight, that saves megabytes).
     @inline(never)
-    private func handle(_ job: Job) async -> JobResult? {
-        try? await handler.handle(job)
+    private func handle(_ job: Job, logger: Logger) async -> JobResult? {
+        try? await handler.handle(job, logger: logger)
     }
 
     /// The job's work is done: its slot goes to the next job while its result is delivered.

@@ -78,11 +78,15 @@ public struct JobHandler: Sendable {
     public var processorClock: ProcessorClock { clock }
 
     /// Processes a job to its result.
-    /// - Parameter job: A validated job.
+    /// - Parameters:
+    ///   - job: A validated job.
+    ///   - jobLogger: The logger for this job's lines, already carrying the job's metadata (a caller that made
+    ///     one passes it, so that it is not made twice per job); by default this handler's logger with the
+    ///     job's id and source.
     /// - Returns: The classified result; failures are results, not errors.
     /// - Throws: `CancellationError` only, when the task is cancelled (no result: the job must be redone).
-    public func handle(_ job: Job) async throws -> JobResult {
-        let logger = self.logger.forJob(job)
+    public func handle(_ job: Job, logger jobLogger: Logger? = nil) async throws -> JobResult {
+        let logger = jobLogger ?? self.logger.forJob(job)
         let start = clock.now()
         let policy = configuration.retry
         var attempts = 0
