@@ -145,6 +145,11 @@ let package = Package(
         ),
         .target(
             name: "MioctxTestSupport",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/MioctxTestSupport",
             swiftSettings: upcomingFeatures
         ),
@@ -158,6 +163,7 @@ let package = Package(
             dependencies: [
                 "Mio",
                 "MioSimulator",
+                "MioctxTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

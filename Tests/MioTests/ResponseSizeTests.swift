@@ -1,8 +1,8 @@
 import Hummingbird
 import Logging
 @testable import Mio
+import MioctxTestSupport
 import NIOCore
-import ServiceLifecycle
 import Testing
 
 /// Answers that the simulator never gives: a success body larger than the client reads, and a large error body.
@@ -77,30 +77,7 @@ struct ResponseSizeTests {
             }
             return Response(status: .ok, body: .init(asyncSequence: parts.async))
         }
-        let (bound, announce) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                announce.yield(channel.localAddress?.port ?? 0)
-                announce.finish()
-            },
-            logger: quietLogger
-        )
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quietLogger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var ports = bound.makeAsyncIterator()
-            let port = try #require(await ports.next())
-            do {
-                try await body("http://127.0.0.1:\(port)")
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-        }
+        try await withRouterServer(router, logger: quietLogger, body)
     }
 }
 

@@ -6,9 +6,9 @@ import Logging
 import Mio
 import MioSimulator
 import MioTokens
+import MioctxTestSupport
 import NIOCore
 import NIOHTTP1
-import ServiceLifecycle
 import Testing
 
 /// Runs the OAuth routes on 127.0.0.1 (ephemeral port) for the duration of `body`.
@@ -17,35 +17,17 @@ func withOAuthServer<T: Sendable>(
 ) async throws -> T {
     let router = Router()
     endpoints.addRoutes(to: router)
-    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-    let app = Application(
-        router: router,
-        configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-        onServerRunning: { channel in
-            continuation.yield(channel.localAddress?.port ?? 0)
-            continuation.finish()
-        },
-        logger: Sim.quietLogger
-    )
-    let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: Sim.quietLogger))
     var httpConfiguration = HTTPClient.Configuration()
     httpConfiguration.redirectConfiguration = .disallow
     let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-    return try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body("http://127.0.0.1:\(port)", http))
-        } catch {
-            result = .failure(error)
-        }
-        try? await http.shutdown()
-        await group.triggerGracefulShutdown()
-        try await tasks.waitForAll()
-        return try result.get()
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await withRouterServer(router, logger: Sim.quietLogger) { try await body($0, http) })
+    } catch {
+        result = .failure(error)
     }
+    try? await http.shutdown()
+    return try result.get()
 }
 
 extension HTTPClient {
