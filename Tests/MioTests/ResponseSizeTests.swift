@@ -10,53 +10,47 @@ import Testing
 @Suite("Mio answers of unusual size")
 struct ResponseSizeTests {
     @Test func aSuccessBodyOverTheLimitIsAMalformedResponse() async throws {
-        try await withOddServer { baseURL in
-            let error = try await MioClient.withClient(configuration: configuration(baseURL + "/huge")) { client in
-                await mioError { () async throws(MioError) in
-                    try await client.getContext(query: "q", accessToken: "atk_secret")
-                }
-            }
-            #expect(error?.code == .malformedResponse, "\(String(describing: error))")
-            #expect(error?.description.contains("larger than") == true, "\(String(describing: error))")
-        }
+        let error = try await getContext(at: "/huge").failure
+        #expect(error?.code == .malformedResponse, "\(String(describing: error))")
+        #expect(error?.description.contains("larger than") == true, "\(String(describing: error))")
     }
 
     @Test func aLargeErrorBodyStillGivesItsStatusAndRetryAfter() async throws {
-        try await withOddServer { baseURL in
-            let error = try await MioClient.withClient(configuration: configuration(baseURL + "/busy")) { client in
-                await mioError { () async throws(MioError) in
-                    try await client.getContext(query: "q", accessToken: "atk_secret")
-                }
-            }
-            #expect(error?.code == .serverError, "\(String(describing: error))")
-            #expect(error?.status == 503)
-            #expect(error?.retryAfter == .seconds(3))
-        }
+        let error = try await getContext(at: "/busy").failure
+        #expect(error?.code == .serverError, "\(String(describing: error))")
+        #expect(error?.status == 503)
+        #expect(error?.retryAfter == .seconds(3))
     }
 
     @Test func aSuccessBodyInManyPartsIsReadWhole() async throws {
-        try await withOddServer { baseURL in
-            let content = try await MioClient.withClient(configuration: configuration(baseURL + "/long")) { client in
-                try await client.getContext(query: "q", accessToken: "atk_secret")
-            }
-            #expect(content.count == 1_000_000)
-            #expect(content.allSatisfy { $0 == "x" })
-        }
+        let content = try await getContext(at: "/long").get()
+        #expect(content.count == 1_000_000)
+        #expect(content.allSatisfy { $0 == "x" })
     }
 
-    private func configuration(_ apiURL: String) -> MioClient.Configuration {
-        MioClient.Configuration(
-            clientID: "c",
-            clientSecret: "s",
-            redirectURL: "http://localhost/callback",
-            apiURL: apiURL,
-            requestTimeout: .seconds(30)
-        )
+    /// Calls `getContext` against the odd server's `prefix` with a fresh client.
+    private func getContext(at prefix: String) async throws -> Result<String, MioError> {
+        try await withOddServer { baseURL in
+            let configuration = MioClient.Configuration(
+                clientID: "c",
+                clientSecret: "s",
+                redirectURL: "http://localhost/callback",
+                apiURL: baseURL + prefix,
+                requestTimeout: .seconds(30)
+            )
+            return try await MioClient.withClient(configuration: configuration) { client in
+                do throws(MioError) {
+                    return .success(try await client.getContext(query: "q", accessToken: "atk_secret"))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
     }
 
     /// Runs a server whose `POST {prefix}/v1/context` answers: `/huge` 200 with 9 MiB, `/busy` 503 with 1 MiB
     /// and `Retry-After: 3`, `/long` 200 with a valid 1 MB content sent in 64 KiB parts.
-    private func withOddServer(_ body: (String) async throws -> Void) async throws {
+    private func withOddServer<T: Sendable>(_ body: (String) async throws -> T) async throws -> T {
         let router = Router()
         router.post("/huge/v1/context") { _, _ in
             Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: " "), count: 9 << 20)))
@@ -77,7 +71,7 @@ struct ResponseSizeTests {
             }
             return Response(status: .ok, body: .init(asyncSequence: parts.async))
         }
-        try await withRouterServer(router, logger: quietLogger, body)
+        return try await withRouterServer(router, logger: quietLogger, body)
     }
 }
 
@@ -88,5 +82,13 @@ extension Array where Element: Sendable {
             for element in self { continuation.yield(element) }
             continuation.finish()
         }
+    }
+}
+
+extension Result {
+    /// The error, if this is a failure.
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

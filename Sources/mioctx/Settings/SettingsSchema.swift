@@ -1,3 +1,5 @@
+import MioTokens
+
 /// The settings' names: the keys a file may set, the sections that group them, and the flags.
 ///
 /// Environment variable names are derived by swift-configuration's environment key encoding behind a `mioctx`
@@ -53,8 +55,8 @@ struct SettingsSchema: Sendable {
         "mio.clientID": "MIO_CLIENT_ID",
         "mio.clientSecret": "MIO_CLIENT_SECRET",
         "mio.redirectURL": "MIO_REDIRECT_URL",
-        "tokens.keys": "MIOCTX_TOKEN_KEYS",
-        "oauth.stateKey": "MIOCTX_OAUTH_STATE_KEY",
+        "tokens.keys": TokenKeyring.keysEnvironmentVariable,
+        "oauth.stateKey": MioctxSettings.OAuthSettings.stateKeyVariable,
     ]
 
     /// The environment variable that names the configuration file when `--config` is absent.
