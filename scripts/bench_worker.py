@@ -41,6 +41,8 @@ def main():
     parser.add_argument("--binary", default=".build/release/mioctx")
     parser.add_argument("--worker-arg", action="append", default=[],
                         help="an extra argument of `mioctx run` (repeatable), e.g. --worker-arg=--log-level=debug")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve the worker's HTTP endpoints on this port and save /metrics to metrics.txt at the end")
     parser.add_argument("--timeline", help="write the number of results completed in each 100 ms to this file")
     args = parser.parse_args()
 
@@ -75,7 +77,7 @@ def main():
         worker = subprocess.Popen([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                                    "--max-in-flight", str(args.max_in_flight),
                                    "--max-in-flight-per-user", str(args.max_in_flight_per_user),
-                                   "--http-port", "0", "--log-level", "warning", *args.worker_arg],
+                                   "--http-port", str(args.metrics_port), "--log-level", "warning", *args.worker_arg],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
         print(f"worker log: {os.path.join(work, 'worker.log')}", file=sys.stderr)
         started = time.monotonic()
@@ -100,6 +102,12 @@ def main():
         results = subprocess.CompletedProcess(reader.args, 0, stdout=collected[0] if collected else b"")
         wall = time.monotonic() - started
         threads = cpu_by_thread(worker.pid)
+        switches = context_switches(worker.pid)
+        if args.metrics_port:
+            with urllib.request.urlopen(f"http://127.0.0.1:{args.metrics_port}/metrics", timeout=30) as response:
+                with open("metrics.txt", "wb") as handle:
+                    handle.write(response.read())
+        others = {"simulator": process_cpu(sim.pid), "mockKafka": process_cpu(kafka.pid)}
         worker.send_signal(signal.SIGTERM)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.
         _, raw_status, usage = os.wait4(worker.pid, 0)
@@ -152,12 +160,39 @@ def main():
             "workerPeakRSSMiB": round(usage.ru_maxrss / 1024, 1),
             # CPU seconds by thread name (digits folded) once every result was read, before the shutdown.
             "cpuSecondsByThread": threads,
+            # Context switches of all the worker's threads per job (voluntary: a thread went to sleep).
+            "contextSwitchesPerJob": {kind: round(count / args.jobs, 2) for kind, count in switches.items()},
+            # The other processes on the same cores: what the worker competes with.
+            "otherProcessesCpuSeconds": others,
             "simulatorPeakConcurrency": sim_stats.get("concurrency", {}).get("peak"),
         }, indent=2))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system) a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def context_switches(pid):
+    """Voluntary and involuntary context switches summed over a process's threads."""
+    totals = {"voluntary": 0, "involuntary": 0}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as handle:
+                for line in handle:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        totals["voluntary"] += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        totals["involuntary"] += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return totals
 
 
 def cpu_by_thread(pid):
