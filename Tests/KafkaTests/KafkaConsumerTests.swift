@@ -118,6 +118,48 @@ struct KafkaConsumerTests {
         try await consumer.stop()
     }
 
+    /// A backlog read slowly through a small buffer pauses and resumes fetching about forty times; each resume
+    /// seeks the partitions to their positions so that librdkafka fetches again at once. Every offset must still
+    /// arrive exactly once and in order: the seek neither skips nor repeats a message. How soon the fetching
+    /// restarts is a speed matter, measured by `scripts/bench_worker.py` (docs/benchmarks.md); this test prints
+    /// the longest wait for a message (about 60 ms with the seek, about a second without).
+    @Test func fetchingResumesAtTheNextOffsetAfterEachPause() async throws {
+        let cluster = try makeCluster(topics: ["refill": 2])
+        try await withProducer(cluster) { producer in
+            try await produce(producer, topic: "refill", partition: 0, count: 2000, prefix: "r0")
+            try await produce(producer, topic: "refill", partition: 1, count: 2000, prefix: "r1")
+        }
+        var options = KafkaConsumer.Options()
+        options.maxBufferedMessages = 100
+        let consumer = try RunningConsumer(
+            cluster, group: "refill-group", topics: ["refill"], properties: ["fetch.wait.max.ms": "100"], options: options
+        )
+        try await waitUntil("the buffer to fill") { consumer.consumer.bufferedMessageCount >= 100 }
+        // A reader slower than fetching, as a worker at its in-flight limit is: it stops between batches, so the
+        // buffer fills and fetching pauses while it waits, then resumes once it has drained half the buffer.
+        let messages = consumer.consumer.messages
+        let (all, longestWait) = try await withPatience("4,000 messages") {
+            let clock = ContinuousClock()
+            var received: [KafkaMessage] = []
+            var longestWait = Duration.zero
+            var last = clock.now
+            for await message in messages {
+                received.append(message)
+                longestWait = max(longestWait, last.duration(to: clock.now))
+                if received.count == 4000 { break }
+                if received.count.isMultiple(of: 50) { try await Task.sleep(for: .milliseconds(20)) }
+                last = clock.now
+            }
+            return (received, longestWait)
+        }
+        try await consumer.stop()
+        print("resume test: longest wait for a message after a pause: \(longestWait)")
+        for partition in Int32(0)...1 {
+            let offsets = all.filter { $0.partition == partition }.map(\.offset)
+            #expect(offsets == Array(0..<2000), "partition \(partition): every offset once, in order")
+        }
+    }
+
     @Test func revocationWaitsForTheApplicationToCommitBeforeAnotherMemberTakesOver() async throws {
         let cluster = try makeCluster(topics: ["handover": 2])
         try await withProducer(cluster) { producer in
