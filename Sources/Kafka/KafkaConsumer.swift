@@ -511,24 +511,13 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             onAssign?(changed)
-            // Under `applyLock`, so that a pause or resume applied from another thread never acts on a
-            // partition between librdkafka's assignment changing and this member's record of it.
-            applyLock.withLock { _ in
-                if cooperative {
-                    if let failure = rd_kafka_incremental_assign(handle, partitions) {
-                        report(KafkaError.rdKafka(consuming: failure, code: .subscription, context: "incremental assign failed"))
-                    }
-                } else {
-                    rd_kafka_assign(handle, partitions)
+            changeAssignment(handle, partitions, assign: true, cooperative: cooperative) { state in
+                if !cooperative {
+                    state.assignment = []
+                    state.pausedInLibrary = []
                 }
-                state.withLock { state in
-                    if !cooperative {
-                        state.assignment = []
-                        state.pausedInLibrary = []
-                    }
-                    state.assignment.formUnion(changed)
-                    state.joined = true
-                }
+                state.assignment.formUnion(changed)
+                state.joined = true
             }
             logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(changed.sorted())"])
             eventContinuation.yield(.assigned(changed))
@@ -541,29 +530,42 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             )
             eventContinuation.yield(.revoked(changed, lost: lost))
             waitForRevocationHandler(changed, lost: lost)
-            applyLock.withLock { _ in
-                if cooperative {
-                    if let failure = rd_kafka_incremental_unassign(handle, partitions) {
-                        report(KafkaError.rdKafka(consuming: failure, code: .subscription, context: "incremental unassign failed"))
-                    }
-                } else {
-                    rd_kafka_assign(handle, nil)
-                }
-                state.withLock { state in
-                    state.assignment.subtract(changed)
-                    state.pausedInLibrary.subtract(changed)
-                    state.pausedByApplication.subtract(changed)
-                }
+            changeAssignment(handle, partitions, assign: false, cooperative: cooperative) { state in
+                state.assignment.subtract(changed)
+                state.pausedInLibrary.subtract(changed)
+                state.pausedByApplication.subtract(changed)
             }
         default:
             report(KafkaError.rdKafka(error, code: .subscription, context: "rebalance failed"))
-            applyLock.withLock { _ in
-                rd_kafka_assign(handle, nil)
-                state.withLock { state in
-                    state.assignment = []
-                    state.pausedInLibrary = []
-                }
+            changeAssignment(handle, nil, assign: false, cooperative: false) { state in
+                state.assignment = []
+                state.pausedInLibrary = []
             }
+        }
+    }
+
+    /// Assigns or unassigns `partitions` in librdkafka (incrementally when `cooperative`; an eager unassign
+    /// drops the whole assignment) and records the change with `record`. Under `applyLock`, so that a pause or
+    /// resume applied from another thread never acts on a partition between librdkafka's assignment changing
+    /// and this member's record of it.
+    private func changeAssignment(
+        _ handle: OpaquePointer,
+        _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+        assign: Bool,
+        cooperative: Bool,
+        record: (inout State) -> Void
+    ) {
+        applyLock.withLock { _ in
+            if cooperative {
+                let failure = assign ? rd_kafka_incremental_assign(handle, partitions) : rd_kafka_incremental_unassign(handle, partitions)
+                if let failure {
+                    let context = assign ? "incremental assign failed" : "incremental unassign failed"
+                    report(KafkaError.rdKafka(consuming: failure, code: .subscription, context: context))
+                }
+            } else {
+                rd_kafka_assign(handle, assign ? partitions : nil)
+            }
+            state.withLock { record(&$0) }
         }
     }
 
