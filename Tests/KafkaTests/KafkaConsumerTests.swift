@@ -160,6 +160,58 @@ struct KafkaConsumerTests {
         }
     }
 
+    /// A member joins while the first one is pausing and resuming (and seeking) all the time: a slow reader
+    /// (a few hundred messages a second) behind a 50-message buffer. Partitions move with cooperative-sticky, the first member commits what it
+    /// read when they go. Together the two read every message, and neither ever skips one: within a member and
+    /// partition, each message follows the previous one or starts again at or before it (a restart from a
+    /// commit), never after a gap.
+    @Test func aMemberJoiningWhileFetchingPausesAndResumesMissesNothing() async throws {
+        let cluster = try makeCluster(topics: ["join": 4])
+        try await withProducer(cluster) { producer in
+            for partition in Int32(0)..<4 {
+                try await produce(producer, topic: "join", partition: partition, count: 2000, prefix: "j\(partition)")
+            }
+        }
+        let everything = Set((0..<4).flatMap { partition in (0..<2000).map { "\(partition)/\($0)" } })
+        let properties = ["partition.assignment.strategy": "cooperative-sticky", "fetch.wait.max.ms": "100"]
+        let log = DeliveryLog()
+        let firstHolder = Mutex<KafkaConsumer?>(nil)
+        var options = KafkaConsumer.Options()
+        options.maxBufferedMessages = 50
+        let first = try RunningConsumer(
+            cluster, group: "join-group", topics: ["join"], properties: properties, options: options
+        ) { partitions, lost in
+            guard !lost, let consumer = firstHolder.withLock({ $0 }) else { return }
+            let next = log.nextOffsets(of: "first", in: partitions)
+            // The mock coordinator may answer REBALANCE_IN_PROGRESS for a moment: retry, as the worker does.
+            for _ in 0..<20 {
+                if (try? await consumer.commit(next)) != nil { break }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        firstHolder.withLock { $0 = first.consumer }
+        let firstReader = Task { await log.read(first.consumer.messages, as: "first", pauseEvery: 5) }
+        try await waitUntil("the first member to read 300 messages") { log.count(of: "first") >= 300 }
+
+        let second = try RunningConsumer(cluster, group: "join-group", topics: ["join"], properties: properties)
+        let secondReader = Task { await log.read(second.consumer.messages, as: "second", pauseEvery: nil) }
+        try await waitUntil("the second member to take partitions") { !second.consumer.assignment.isEmpty }
+        // The partitions moved while the first member was still reading (and pausing) its backlog.
+        #expect(log.count(of: "first") < 8000)
+        try await waitUntil("every message to be read by one member or the other") {
+            log.delivered.isSuperset(of: everything)
+        }
+        try await second.stop()
+        try await first.stop()
+        _ = await (firstReader.value, secondReader.value)
+        for member in ["first", "second"] {
+            for (partition, offsets) in log.offsets(of: member) {
+                let skips = zip(offsets, offsets.dropFirst()).filter { $1 > $0 + 1 }
+                #expect(skips.isEmpty, "\(member) skipped in partition \(partition): \(skips.prefix(5))")
+            }
+        }
+    }
+
     @Test func revocationWaitsForTheApplicationToCommitBeforeAnotherMemberTakesOver() async throws {
         let cluster = try makeCluster(topics: ["handover": 2])
         try await withProducer(cluster) { producer in
@@ -227,5 +279,44 @@ struct KafkaConsumerTests {
         #expect(revoked.withLock { $0 })
         var iterator = consumer.consumer.messages.makeAsyncIterator()
         #expect(await iterator.next() == nil)
+    }
+}
+
+/// What each member of a test group read, in order.
+private final class DeliveryLog: Sendable {
+    private let entries = Mutex<[(member: String, partition: Int32, offset: Int64)]>([])
+
+    /// Reads `messages` until they end, recording each; with `pauseEvery`, sleeps 10 ms after that many.
+    func read(_ messages: KafkaConsumerMessages, as member: String, pauseEvery: Int?) async {
+        var count = 0
+        for await message in messages {
+            entries.withLock { $0.append((member, message.partition, message.offset)) }
+            count += 1
+            if let pauseEvery, count.isMultiple(of: pauseEvery) { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+    }
+
+    func count(of member: String) -> Int {
+        entries.withLock { $0.filter { $0.member == member }.count }
+    }
+
+    /// Every partition/offset read by any member.
+    var delivered: Set<String> {
+        entries.withLock { Set($0.map { "\($0.partition)/\($0.offset)" }) }
+    }
+
+    /// The offsets `member` read, by partition, in the order read.
+    func offsets(of member: String) -> [Int32: [Int64]] {
+        entries.withLock { entries in
+            Dictionary(grouping: entries.filter { $0.member == member }, by: \.partition).mapValues { $0.map(\.offset) }
+        }
+    }
+
+    /// For each of `partitions`, the offset after the last one `member` read (nothing for a partition it never read).
+    func nextOffsets(of member: String, in partitions: [KafkaTopicPartition]) -> [KafkaTopicPartitionOffset] {
+        let read = offsets(of: member)
+        return partitions.compactMap { partition in
+            read[partition.partition]?.max().map { KafkaTopicPartitionOffset(partition, offset: $0 + 1) }
+        }
     }
 }
