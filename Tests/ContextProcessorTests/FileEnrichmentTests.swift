@@ -9,13 +9,15 @@ import Testing
 /// The Mio simulator over HTTP, a `MioClient` for it, users connected through the real code exchange into an
 /// in-memory token store, and a temporary directory for the files.
 struct FileHarness: Sendable {
-    let simulator: MioSimulator
-    let mio: MioClient
-    let store: InMemoryTokenStore
-    let tokens: TokenProvider
+    let stack: MioStack
     let directory: URL
     let logger: Logger
     let simulatorConfiguration: MioSimulator.Configuration
+
+    var simulator: MioSimulator { stack.simulator }
+    var mio: MioClient { stack.mio }
+    var store: InMemoryTokenStore { stack.store }
+    var tokens: TokenProvider { stack.tokens }
 
     static func with<T: Sendable>(
         users: [String],
@@ -31,40 +33,11 @@ struct FileHarness: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("enrich-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        return try await MioSimulator.withSimulator(configuration, logger: logger) { simulator in
-            let mio = MioClient(
-                configuration: MioClient.Configuration(
-                    clientID: configuration.clientID,
-                    clientSecret: configuration.clientSecret,
-                    redirectURL: configuration.redirectURL,
-                    apiURL: simulator.baseURL!,
-                    requestTimeout: .seconds(10),
-                    maxConnections: 256
-                ),
-                logger: logger
+        return try await MioStack.with(configuration, logger: logger, maxConnections: 256) { stack in
+            try await stack.connect(users)
+            return try await body(
+                FileHarness(stack: stack, directory: directory, logger: logger, simulatorConfiguration: configuration)
             )
-            let store = InMemoryTokenStore()
-            let harness = FileHarness(
-                simulator: simulator,
-                mio: mio,
-                store: store,
-                tokens: TokenProvider(store: store, refresher: mio, logger: logger),
-                directory: directory,
-                logger: logger,
-                simulatorConfiguration: configuration
-            )
-            do {
-                for user in users {
-                    let response = try await mio.exchangeCodeForTokens(code: simulator.authorize(userID: user))
-                    _ = await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
-                }
-                let result = try await body(harness)
-                try await mio.shutdown()
-                return result
-            } catch {
-                try? await mio.shutdown()
-                throw error
-            }
         }
     }
 

@@ -25,11 +25,13 @@ struct WorkerHarness: Sendable {
     ]
 
     let cluster: KafkaMockCluster
-    let simulator: MioSimulator
-    let mio: MioClient
-    let store: InMemoryTokenStore
-    let tokens: TokenProvider
+    let stack: MioStack
     let logger: Logger
+
+    var simulator: MioSimulator { stack.simulator }
+    var mio: MioClient { stack.mio }
+    var store: InMemoryTokenStore { stack.store }
+    var tokens: TokenProvider { stack.tokens }
 
     var kafka: KafkaConfiguration {
         KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, properties: Self.groupProperties)
@@ -58,41 +60,20 @@ struct WorkerHarness: Sendable {
         try cluster.createTopic(inputTopic, partitions: partitions)
         try cluster.createTopic(outputTopic, partitions: partitions)
         try cluster.createTopic(deadLetterTopic, partitions: 1)
-        return try await MioSimulator.withSimulator(simulatorConfiguration, logger: logger) { simulator in
-            let mio = MioClient(
-                configuration: MioClient.Configuration(
-                    clientID: simulatorConfiguration.clientID,
-                    clientSecret: simulatorConfiguration.clientSecret,
-                    redirectURL: simulatorConfiguration.redirectURL,
-                    apiURL: simulator.baseURL!,
-                    requestTimeout: .seconds(10),
-                    maxConnections: 512
-                ),
-                logger: logger,
-                metricsFactory: metricsFactory,
-                tracer: tracer
-            )
-            let store = InMemoryTokenStore()
-            let tokens = TokenProvider(store: store, refresher: mio, logger: logger, metricsFactory: metricsFactory)
-            let harness = WorkerHarness(cluster: cluster, simulator: simulator, mio: mio, store: store, tokens: tokens, logger: logger)
-            do {
-                let result = try await body(harness)
-                try await mio.shutdown()
-                return result
-            } catch {
-                try? await mio.shutdown()
-                throw error
-            }
+        return try await MioStack.with(
+            simulatorConfiguration,
+            logger: logger,
+            maxConnections: 512,
+            metricsFactory: metricsFactory,
+            tracer: tracer
+        ) { stack in
+            try await body(WorkerHarness(cluster: cluster, stack: stack, logger: logger))
         }
     }
 
     /// Connects users through the real flow: simulator consent -> code exchange -> store.
     func connect(_ users: [String]) async throws {
-        for user in users {
-            let code = simulator.authorize(userID: user)
-            let response = try await mio.exchangeCodeForTokens(code: code)
-            _ = await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
-        }
+        try await stack.connect(users)
     }
 
     func workerConfiguration(
