@@ -240,17 +240,7 @@ struct MioErrorTests {
         try await withHarness { harness in
             let tokens = try await harness.connect("u")
             try await harness.control.setFaults(#"{"requestsPerSecondPerClient": 1}"#)
-            let client = harness.client
-            let codes = await withTaskGroup(of: MioError.Code?.self) { group in
-                for _ in 0..<10 {
-                    group.addTask {
-                        await mioError { () async throws(MioError) in
-                            try await client.getContext(query: "q", accessToken: tokens.accessToken)
-                        }?.code
-                    }
-                }
-                return await group.reduce(into: [MioError.Code?]()) { $0.append($1) }
-            }
+            let codes = await tenConcurrentCalls(harness.client, accessToken: tokens.accessToken)
             #expect(codes.contains(.rateLimited))
             #expect(codes.allSatisfy { $0 == nil || $0 == .rateLimited })
             #expect(try await harness.control.stats().faultsInjected["rps_limit", default: 0] >= 1)
@@ -261,17 +251,7 @@ struct MioErrorTests {
         let faults = MioSimulator.Faults(latencyMs: 500, maxConcurrentRequests: 2)
         try await withHarness(simulator: .init(faults: faults)) { harness in
             let tokens = try await harness.connect("u")
-            let client = harness.client
-            let codes = await withTaskGroup(of: MioError.Code?.self) { group in
-                for _ in 0..<10 {
-                    group.addTask {
-                        await mioError { () async throws(MioError) in
-                            try await client.getContext(query: "q", accessToken: tokens.accessToken)
-                        }?.code
-                    }
-                }
-                return await group.reduce(into: [MioError.Code?]()) { $0.append($1) }
-            }
+            let codes = await tenConcurrentCalls(harness.client, accessToken: tokens.accessToken)
             #expect(codes.contains(.rateLimited))
             #expect(codes.contains(nil))
         }
@@ -311,5 +291,19 @@ struct MioErrorTests {
             #expect(harness.simulator.faults().maxConcurrentRequests == nil)
             #expect(harness.simulator.faults().latencyMs == 5)
         }
+    }
+}
+
+/// Ten `getContext` calls at once; the error code of each (`nil` for a success).
+private func tenConcurrentCalls(_ client: MioClient, accessToken: String) async -> [MioError.Code?] {
+    await withTaskGroup(of: MioError.Code?.self) { group in
+        for _ in 0..<10 {
+            group.addTask {
+                await mioError { () async throws(MioError) in
+                    try await client.getContext(query: "q", accessToken: accessToken)
+                }?.code
+            }
+        }
+        return await group.reduce(into: [MioError.Code?]()) { $0.append($1) }
     }
 }
