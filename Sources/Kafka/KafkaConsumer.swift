@@ -173,7 +173,7 @@ public final class KafkaConsumer: Service, Sendable {
         await withTaskCancellationOrGracefulShutdownHandler {
             await pollThread.run { thread in
                 while !thread.isStopRequested {
-                    context.reconcilePauses()
+                    context.reconcilePauses(seekingResumed: true)
                     guard let message = rd_kafka_consumer_poll(client.pointer, pollMilliseconds) else { continue }
                     context.deliver(message)
                     rd_kafka_message_destroy(message)
@@ -261,6 +261,10 @@ public final class KafkaConsumer: Service, Sendable {
     }
 
     /// Restarts fetching from `partitions`.
+    ///
+    /// librdkafka (2.0) may take up to a second to fetch again after this: unlike the resumes the consumer makes
+    /// itself when its buffer drains (on its poll thread, with a seek that restarts fetching at once), this one
+    /// does not seek, since the poll thread may be polling the partition at the same moment.
     public func resume(_ partitions: [KafkaTopicPartition]) async {
         context.setPaused(partitions, paused: false)
         await applyPauses()
@@ -288,7 +292,9 @@ public final class KafkaConsumer: Service, Sendable {
 
     private func applyPauses() async {
         let context = self.context
-        await runBlocking { context.reconcilePauses() }
+        // Not on the poll thread, which may be polling a resumed partition meanwhile: no seek (see
+        // `reconcilePauses(seekingResumed:)`); librdkafka restarts fetching by itself, within a second.
+        await runBlocking { context.reconcilePauses(seekingResumed: false) }
     }
 }
 
@@ -399,7 +405,11 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     }
 
     /// Brings librdkafka's paused partitions in line with what the application and the buffer want.
-    func reconcilePauses() {
+    ///
+    /// - Parameter seekingResumed: also seek resumed partitions to their positions, so that fetching restarts at
+    ///   once (see `restartFetching`). Only the poll thread passes `true`: there nothing is being polled between
+    ///   reading a partition's position and seeking to it, so the seek can neither skip nor repeat a message.
+    func reconcilePauses(seekingResumed: Bool) {
         guard let handle else { return }
         applyLock.withLock { _ in
             let fullBuffer = buffer.keepsFetchingPaused()
@@ -410,12 +420,12 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                 state.pausedInLibrary = wanted
                 return (Array(toPause), Array(toResume))
             }
-            apply(handle, toPause, pause: true)
-            apply(handle, toResume, pause: false)
+            apply(handle, toPause, pause: true, seekingResumed: false)
+            apply(handle, toResume, pause: false, seekingResumed: seekingResumed)
         }
     }
 
-    private func apply(_ handle: OpaquePointer, _ partitions: [KafkaTopicPartition], pause: Bool) {
+    private func apply(_ handle: OpaquePointer, _ partitions: [KafkaTopicPartition], pause: Bool, seekingResumed: Bool) {
         guard !partitions.isEmpty else { return }
         let list = RDKafkaTopicPartitionList.make(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -426,7 +436,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             eventContinuation.yield(.error(failure))
             return
         }
-        if !pause { restartFetching(handle, list) }
+        if !pause && seekingResumed { restartFetching(handle, list) }
         logger.debug(
             pause ? "Kafka partitions paused" : "Kafka partitions resumed",
             metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.buffered": "\(buffer.count)"]
@@ -469,7 +479,8 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             return
         }
         let message = Self.convert(pointer)
-        // A full buffer pauses fetching at the poll loop's next `reconcilePauses()`, before the next poll.
+        // A full buffer pauses fetching at the poll loop's next `reconcilePauses(seekingResumed:)`, before the next
+        // poll.
         buffer.push(message)?.resume(returning: message)
     }
 
