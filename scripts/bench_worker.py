@@ -42,7 +42,7 @@ def main():
     parser.add_argument("--worker-arg", action="append", default=[],
                         help="an extra argument of `mioctx run` (repeatable), e.g. --worker-arg=--log-level=debug")
     parser.add_argument("--metrics-port", type=int, default=0,
-                        help="serve the worker's HTTP endpoints on this port and save /metrics to metrics.txt at the end")
+                        help="serve the worker's HTTP endpoints on this port and save /metrics at the end (its path is printed)")
     parser.add_argument("--timeline", help="write the number of results completed in each 100 ms to this file")
     args = parser.parse_args()
 
@@ -104,9 +104,11 @@ def main():
         threads = cpu_by_thread(worker.pid)
         switches = context_switches(worker.pid)
         if args.metrics_port:
+            metrics_file = os.path.join(work, "metrics.txt")
             with urllib.request.urlopen(f"http://127.0.0.1:{args.metrics_port}/metrics", timeout=30) as response:
-                with open("metrics.txt", "wb") as handle:
+                with open(metrics_file, "wb") as handle:
                     handle.write(response.read())
+            print(f"worker metrics: {metrics_file}", file=sys.stderr)
         others = {"simulator": process_cpu(sim.pid), "mockKafka": process_cpu(kafka.pid)}
         worker.send_signal(signal.SIGTERM)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS, nothing of kcat's.
