@@ -454,12 +454,12 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     /// (nothing polled since its assignment) is left to librdkafka, which starts it from the committed offset.
     private func restartFetching(_ handle: OpaquePointer, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         guard rd_kafka_position(handle, list) == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
-        let positioned = rd_kafka_topic_partition_list_new(list.pointee.cnt)!
+        let positions = RDKafkaTopicPartitionList.entries(list)
+            .filter { $0.err == RD_KAFKA_RESP_ERR_NO_ERROR && $0.offset >= 0 }
+            .map { KafkaTopicPartitionOffset($0.topicPartition, offset: $0.offset) }
+        guard !positions.isEmpty else { return }
+        let positioned = RDKafkaTopicPartitionList.make(positions)
         defer { rd_kafka_topic_partition_list_destroy(positioned) }
-        for entry in RDKafkaTopicPartitionList.entries(list) where entry.err == RD_KAFKA_RESP_ERR_NO_ERROR && entry.offset >= 0 {
-            rd_kafka_topic_partition_list_add(positioned, entry.topic, entry.partition)!.pointee.offset = entry.offset
-        }
-        guard positioned.pointee.cnt > 0 else { return }
         // Asynchronous (timeout 0): librdkafka reports no error here; a failed seek leaves the partition resumed,
         // fetching at its next tick as before.
         if let error = rd_kafka_seek_partitions(handle, positioned, 0) {
