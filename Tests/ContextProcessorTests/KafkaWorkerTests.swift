@@ -143,11 +143,51 @@ struct KafkaWorkerBehaviourTests {
             try await second.stop()
             try await waitUntil("the survivor to own every partition") { first.worker.assignment.count == 6 }
             let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
-                Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
+                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
             }
             try await first.stop()
             let ids = try results.map { try ResultMessage($0).id }
             #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+        }
+    }
+
+    /// The cluster's only broker goes away in mid-run (a restart, a network cut) and comes back: the worker
+    /// rides it out without stopping, every job gets its result and the commits catch up to the end.
+    @Test func aBrokerOutageInMidRunLosesNothingAndTheWorkerCarriesOn() async throws {
+        let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
+        try await WorkerHarness.with(partitions: 3, simulatorConfiguration: simulator) { harness in
+            let users = (0..<20).map { "outage-\($0)" }
+            try await harness.connect(users)
+            let jobs = (0..<3000).map { (id: "outage-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+            let ends = try await harness.produceJobs(jobs)
+            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
+
+            try harness.cluster.setBrokerDown(1)
+            try await Task.sleep(for: .seconds(3))
+            let committedBeforeTheReturn = worker.worker.committedOffsets.values.reduce(0, +)
+            try harness.cluster.setBrokerUp(1)
+            let back = ContinuousClock.now
+
+            try await waitUntil("committed offsets to reach the end of every partition") {
+                let committed = worker.worker.committedOffsets
+                return ends.allSatisfy { partition, end in
+                    committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
+                }
+            }
+            let caughtUp = ContinuousClock.now - back
+            #expect(committedBeforeTheReturn < jobs.count, "the outage came before the end of the run")
+            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
+                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
+            }
+            let ids = try results.map { try ResultMessage($0).id }
+            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+            print(
+                "broker outage test: every offset committed \(caughtUp) after the broker came back; "
+                    + "\(ids.count - jobs.count) repeated results"
+            )
+            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
+            try await worker.stop()
         }
     }
 }
