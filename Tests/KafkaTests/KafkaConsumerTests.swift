@@ -134,6 +134,16 @@ struct KafkaConsumerTests {
         let consumer = try RunningConsumer(
             cluster, group: "refill-group", topics: ["refill"], properties: ["fetch.wait.max.ms": "100"], options: options
         )
+        // A rebalance during the test (a revocation) restarts partitions from their committed offsets, here their
+        // beginnings: a repeat that is not the seek's doing. The events tell whether one happened.
+        let events = consumer.consumer.events
+        let revocations = Mutex<[KafkaConsumerEvent]>([])
+        let eventsTask = Task {
+            for await event in events {
+                if case .revoked = event { revocations.withLock { $0.append(event) } }
+            }
+        }
+        defer { eventsTask.cancel() }
         try await waitUntil("the buffer to fill") { consumer.consumer.bufferedMessageCount >= 100 }
         // A reader slower than fetching, as a worker at its in-flight limit is: it stops between batches, so the
         // buffer fills and fetching pauses while it waits, then resumes once it has drained half the buffer.
@@ -152,11 +162,21 @@ struct KafkaConsumerTests {
             }
             return (received, longestWait)
         }
+        let rebalances = revocations.withLock { $0 }  // before `stop`, which revokes everything
         try await consumer.stop()
         print("resume test: longest wait for a message after a pause: \(longestWait)")
         for partition in Int32(0)...1 {
             let offsets = all.filter { $0.partition == partition }.map(\.offset)
-            #expect(offsets == Array(0..<2000), "partition \(partition): every offset once, in order")
+            if rebalances.isEmpty {
+                #expect(offsets == Array(0..<2000), "partition \(partition): every offset once, in order")
+            } else {
+                // Restarts from the beginning are the rebalance's; a gap, or a restart anywhere else, is still a bug.
+                print("resume test: the group rebalanced during the test (\(rebalances)); checking for gaps only")
+                for (previous, next) in zip(offsets, offsets.dropFirst()) {
+                    #expect(next == previous + 1 || next == 0, "partition \(partition): \(next) after \(previous)")
+                }
+                #expect(Set(offsets).count == min(offsets.count, 2000))
+            }
         }
     }
 
