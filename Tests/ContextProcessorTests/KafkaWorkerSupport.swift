@@ -40,10 +40,12 @@ struct WorkerHarness: Sendable {
     /// Runs `body` with a harness whose simulator uses `simulatorConfiguration`.
     ///
     /// - Parameters:
+    ///   - brokers: the mock cluster's brokers; every topic is replicated on all of them.
     ///   - logger: the logger of every part (default: warnings and above).
     ///   - metricsFactory: where the Mio client and the token provider emit metrics.
     ///   - tracer: what the Mio client traces with.
     static func with<T: Sendable>(
+        brokers: Int = 1,
         partitions: Int = 6,
         simulatorConfiguration: MioSimulator.Configuration = .init(),
         logger: Logger? = nil,
@@ -56,10 +58,10 @@ struct WorkerHarness: Sendable {
             logger.logLevel = .warning
             return logger
         }()
-        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
-        try cluster.createTopic(inputTopic, partitions: partitions)
-        try cluster.createTopic(outputTopic, partitions: partitions)
-        try cluster.createTopic(deadLetterTopic, partitions: 1)
+        let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
+        try cluster.createTopic(inputTopic, partitions: partitions, replicationFactor: brokers)
+        try cluster.createTopic(outputTopic, partitions: partitions, replicationFactor: brokers)
+        try cluster.createTopic(deadLetterTopic, partitions: 1, replicationFactor: brokers)
         return try await MioStack.with(
             simulatorConfiguration,
             logger: logger,

@@ -190,6 +190,45 @@ struct KafkaWorkerBehaviourTests {
             try await worker.stop()
         }
     }
+
+    /// On a three-broker cluster, the leaders of the input and output partitions move twice in mid-run (a rolling
+    /// restart, a reassignment): the producer and the consumer follow the leaders, nothing is lost, the commits
+    /// reach the end.
+    @Test func partitionLeadersMovingInMidRunLoseNothing() async throws {
+        let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
+        try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
+            let users = (0..<20).map { "leader-\($0)" }
+            try await harness.connect(users)
+            let jobs = (0..<3000).map { (id: "leader-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+            let ends = try await harness.produceJobs(jobs)
+            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            let committed: @Sendable () -> Int64 = { worker.worker.committedOffsets.values.reduce(0, +) }
+            for move in Int32(1)...2 {
+                try await waitUntil("more commits before move \(move)") { committed() >= Int64(move) * 500 }
+                for partition in Int32(0)..<3 {
+                    let leader = (partition + move) % 3 + 1
+                    for topic in [WorkerHarness.inputTopic, WorkerHarness.outputTopic] {
+                        try harness.cluster.setPartitionLeader(topic: topic, partition: partition, brokerID: leader)
+                    }
+                }
+            }
+            #expect(committed() < Int64(jobs.count), "the leaders moved before the end of the run")
+            try await waitUntil("committed offsets to reach the end of every partition") {
+                let offsets = worker.worker.committedOffsets
+                return ends.allSatisfy { partition, end in
+                    offsets[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
+                }
+            }
+            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
+                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
+            }
+            let ids = try results.map { try ResultMessage($0).id }
+            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+            print("leader move test: \(ids.count - jobs.count) repeated results")
+            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
+            try await worker.stop()
+        }
+    }
 }
 
 /// Seconds since 1970 of a result's `completedAt` (RFC 3339 with fractional seconds).
