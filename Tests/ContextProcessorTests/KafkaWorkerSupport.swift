@@ -147,6 +147,15 @@ struct WorkerHarness: Sendable {
         )
     }
 
+    /// Reads the output topic until it holds a result for each of `count` distinct job ids; returns every
+    /// result message read (repeats included).
+    func readResults(forJobs count: Int) async throws -> [KafkaMessage] {
+        try await read(topic: Self.outputTopic) { read in
+            // Decoding every message again for each new one would be quadratic: count first.
+            read.count >= count && Set(read.compactMap { try? ResultMessage($0).id }).count >= count
+        }
+    }
+
     /// Reads a topic from the beginning until `isComplete` holds for what was read.
     func read(
         topic: String,
@@ -186,6 +195,16 @@ final class RunningWorker: Sendable {
     func stop() async throws {
         await group.triggerGracefulShutdown()
         try await task.value
+    }
+
+    /// Waits until the worker's committed offsets of the input topic equal `ends` (partition -> end offset).
+    func waitUntilCommitted(_ ends: [Int32: Int64]) async throws {
+        try await waitUntil("committed offsets to reach the end of every partition") {
+            let committed = self.worker.committedOffsets
+            return ends.allSatisfy { partition, end in
+                committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
+            }
+        }
     }
 }
 

@@ -34,12 +34,7 @@ struct KafkaWorkerTests {
             if let first = completions.first, let last = completions.last, last > first {
                 print("5,000-job test: \(Int(Double(completions.count - 1) / (last - first))) jobs/s between the first and the last result")
             }
-            try await waitUntil("committed offsets to reach the end of every partition") {
-                let committed = worker.worker.committedOffsets
-                return ends.allSatisfy { partition, end in
-                    committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
-                }
-            }
+            try await worker.waitUntilCommitted(ends)
             try await worker.stop()
         }
     }
@@ -142,9 +137,7 @@ struct KafkaWorkerBehaviourTests {
             try await waitUntil("some results") { first.worker.committedOffsets.count + second.worker.committedOffsets.count > 0 }
             try await second.stop()
             try await waitUntil("the survivor to own every partition") { first.worker.assignment.count == 6 }
-            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
-                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
-            }
+            let results = try await harness.readResults(forJobs: jobs.count)
             try await first.stop()
             let ids = try results.map { try ResultMessage($0).id }
             #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
@@ -169,17 +162,10 @@ struct KafkaWorkerBehaviourTests {
             try harness.cluster.setBrokerUp(1)
             let back = ContinuousClock.now
 
-            try await waitUntil("committed offsets to reach the end of every partition") {
-                let committed = worker.worker.committedOffsets
-                return ends.allSatisfy { partition, end in
-                    committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
-                }
-            }
+            try await worker.waitUntilCommitted(ends)
             let caughtUp = ContinuousClock.now - back
             #expect(committedBeforeTheReturn < jobs.count, "the outage came before the end of the run")
-            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
-                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
-            }
+            let results = try await harness.readResults(forJobs: jobs.count)
             let ids = try results.map { try ResultMessage($0).id }
             #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
             print(
@@ -213,15 +199,8 @@ struct KafkaWorkerBehaviourTests {
                 }
             }
             #expect(committed() < Int64(jobs.count), "the leaders moved before the end of the run")
-            try await waitUntil("committed offsets to reach the end of every partition") {
-                let offsets = worker.worker.committedOffsets
-                return ends.allSatisfy { partition, end in
-                    offsets[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
-                }
-            }
-            let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in
-                read.count >= jobs.count && Set(read.compactMap { try? ResultMessage($0).id }).count >= jobs.count
-            }
+            try await worker.waitUntilCommitted(ends)
+            let results = try await harness.readResults(forJobs: jobs.count)
             let ids = try results.map { try ResultMessage($0).id }
             #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
             print("leader move test: \(ids.count - jobs.count) repeated results")
