@@ -1,8 +1,23 @@
 """What the benchmark scripts share: the simulator's OAuth client and connecting users through it."""
+import ctypes
 import json
+import signal
+import subprocess
 import urllib.request
 
 CLIENT_ID, CLIENT_SECRET, REDIRECT = "bench-client", "bench-secret", "http://127.0.0.1:9/callback"
+
+
+def die_with_parent():
+    """`preexec_fn` of every long-lived child: the kernel kills it when the script dies, even by SIGKILL or a
+    `timeout`, so that no worker, simulator or mock cluster outlives an interrupted run and skews the next one."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(*args, **kwargs):
+    """`subprocess.Popen` of a child that dies with this script (see `die_with_parent`)."""
+    return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
 
 
 def post(url, body):
@@ -30,7 +45,6 @@ def provision(binary, sim_url, users, work):
     """
     import concurrent.futures
     import os
-    import subprocess
     import sys
 
     print(f"connecting {len(users)} users through the simulator's OAuth flow...", file=sys.stderr)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision, spawn
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     work = tempfile.mkdtemp(prefix="mioctx-enrich-bench-")
     sim = None
     try:
-        sim = subprocess.Popen([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
+        sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
                                 "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         sim_url = sim.stdout.readline().decode().strip()
@@ -57,7 +57,7 @@ def main():
             command += ["--max-in-flight", str(args.max_in_flight)]
         print("running: " + " ".join(command), file=sys.stderr)
         started = time.monotonic()
-        enrich = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        enrich = spawn(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # wait4 gives this child's own resource usage: its CPU time and peak RSS.
         _, raw_status, usage = os.wait4(enrich.pid, 0)
         wall = time.monotonic() - started

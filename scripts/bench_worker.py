@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, die_with_parent, provision, spawn
 
 
 def first_line(process):
@@ -49,12 +49,12 @@ def main():
     work = tempfile.mkdtemp(prefix="mioctx-bench-")
     processes = []
     try:
-        kafka = subprocess.Popen([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
+        kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
                                   "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         processes.append(kafka)
         bootstrap = first_line(kafka)
-        sim = subprocess.Popen([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
+        sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
                                 "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         processes.append(sim)
@@ -71,17 +71,17 @@ def main():
                 job = {"id": f"job-{index}", "userId": user, "query": f"what does {user} care about? {index}"}
                 handle.write(f"{user}\t{json.dumps(job)}\n")
         subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
-                       check=True)
+                       check=True, preexec_fn=die_with_parent)
 
         print("running the worker...", file=sys.stderr)
-        worker = subprocess.Popen([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
+        worker = spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                                    "--max-in-flight", str(args.max_in_flight),
                                    "--max-in-flight-per-user", str(args.max_in_flight_per_user),
                                    "--http-port", str(args.metrics_port), "--log-level", "warning", *args.worker_arg],
                                   env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
         print(f"worker log: {os.path.join(work, 'worker.log')}", file=sys.stderr)
         started = time.monotonic()
-        reader = subprocess.Popen(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
+        reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                                    "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
         collected = []
