@@ -36,8 +36,8 @@ def main():
     sim = None
     try:
         sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
-                                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         sim_url = sim.stdout.readline().decode().strip()
 
         users = [f"user-{i:05d}" for i in range(args.users)]

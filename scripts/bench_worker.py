@@ -50,13 +50,13 @@ def main():
     processes = []
     try:
         kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
-                                  "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                       "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         processes.append(kafka)
         bootstrap = first_line(kafka)
         sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
-                                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                     "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         processes.append(sim)
         sim_url = first_line(sim)
 
@@ -75,14 +75,14 @@ def main():
 
         print("running the worker...", file=sys.stderr)
         worker = spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
-                                   "--max-in-flight", str(args.max_in_flight),
-                                   "--max-in-flight-per-user", str(args.max_in_flight_per_user),
-                                   "--http-port", str(args.metrics_port), "--log-level", "warning", *args.worker_arg],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
+                        "--max-in-flight", str(args.max_in_flight),
+                        "--max-in-flight-per-user", str(args.max_in_flight_per_user),
+                        "--http-port", str(args.metrics_port), "--log-level", "warning", *args.worker_arg],
+                       env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "worker.log"), "w"))
         print(f"worker log: {os.path.join(work, 'worker.log')}", file=sys.stderr)
         started = time.monotonic()
         reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
-                                   "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
+                        "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
         collected = []
         # Read in a thread so that a worker that stops early (bad flags, a crash) ends the run with its log.
