@@ -197,6 +197,12 @@ final class RunningWorker: Sendable {
         try await task.value
     }
 
+    /// Waits for the worker to stop by itself (it gave up), and returns how its run ended.
+    func stopped() async throws -> Result<Void, any Error> {
+        let task = self.task
+        return try await withPatience("the worker to stop by itself") { await task.result }
+    }
+
     /// Waits until the worker's committed offsets of the input topic equal `ends` (partition -> end offset).
     func waitUntilCommitted(_ ends: [Int32: Int64]) async throws {
         try await waitUntil("committed offsets to reach the end of every partition") {

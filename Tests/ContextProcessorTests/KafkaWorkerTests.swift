@@ -177,6 +177,44 @@ struct KafkaWorkerBehaviourTests {
         }
     }
 
+    /// Kafka refuses the results (an authorization error on every produce request for a while): the worker
+    /// retries each delivery, then stops with an error rather than skip the job, and commits nothing past it.
+    /// A worker started once Kafka accepts results again gives every job its result.
+    @Test func aResultKafkaRefusesStopsTheWorkerAndARestartLosesNothing() async throws {
+        try await WorkerHarness.with(partitions: 1) { harness in
+            let users = (0..<5).map { "refused-\($0)" }
+            try await harness.connect(users)
+            let jobs = (0..<50).map { (id: "refused-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+            let ends = try await harness.produceJobs(jobs)
+            var configuration = harness.workerConfiguration(maxInFlight: 8)
+            configuration.engine.delivery = RetryPolicy(
+                maxAttempts: 3,
+                maxTimePerJob: .seconds(10),
+                initialBackoff: .milliseconds(10),
+                maxBackoff: .milliseconds(50)
+            )
+            harness.cluster.pushRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 200))
+            let refused = RunningWorker(try harness.makeWorker(configuration), logger: harness.logger)
+            let outcome = try await refused.stopped()
+            let failure = try #require(throws: KafkaWorker.Failure.self) { try outcome.get() }
+            #expect(failure.message.contains("TOPIC_AUTHORIZATION_FAILED"), "\(failure)")
+            // The failure names the job's source, `context-requests[0]@OFFSET`: no commit may pass that offset.
+            let failedOffset = try #require(
+                failure.message.split(separator: "@").dropFirst().first.flatMap { Int64($0.prefix(while: \.isNumber)) }
+            )
+            let committed = refused.worker.committedOffsets[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: 0)] ?? 0
+            #expect(committed <= failedOffset, "nothing is committed past the job whose result was refused")
+
+            harness.cluster.clearRequestErrors(.produce)
+            let restarted = RunningWorker(try harness.makeWorker(configuration), logger: harness.logger)
+            try await restarted.waitUntilCommitted(ends)
+            let results = try await harness.readResults(forJobs: jobs.count)
+            #expect(Set(try results.map { try ResultMessage($0).id }) == Set(jobs.map(\.id)), "no job is lost")
+            print("refused results test: the first worker gave up on offset \(failedOffset) and had committed up to \(committed)")
+            try await restarted.stop()
+        }
+    }
+
     /// On a three-broker cluster, the leaders of the input and output partitions move twice in mid-run (a rolling
     /// restart, a reassignment): the producer and the consumer follow the leaders, nothing is lost, the commits
     /// reach the end.
