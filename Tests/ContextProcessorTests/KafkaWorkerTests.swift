@@ -177,6 +177,44 @@ struct KafkaWorkerBehaviourTests {
         }
     }
 
+    /// A rolling restart of a three-broker cluster in mid-run: each broker in turn hands its partitions' leadership
+    /// to the next, goes down for a second and comes back. Whichever broker is the group's coordinator goes down
+    /// too. Nothing is lost and the commits reach the end.
+    @Test func aRollingRestartOfTheBrokersLosesNothing() async throws {
+        let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 20))
+        try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
+            let users = (0..<20).map { "rolling-\($0)" }
+            try await harness.connect(users)
+            let jobs = (0..<6000).map { (id: "rolling-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+            let ends = try await harness.produceJobs(jobs)
+            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
+            for broker in Int32(1)...3 {
+                let next = broker % 3 + 1
+                for partition in Int32(0)..<3 {
+                    for topic in [WorkerHarness.inputTopic, WorkerHarness.outputTopic] {
+                        try harness.cluster.setPartitionLeader(topic: topic, partition: partition, brokerID: next)
+                    }
+                }
+                try harness.cluster.setBrokerDown(broker)
+                try await Task.sleep(for: .seconds(1))
+                try harness.cluster.setBrokerUp(broker)
+            }
+            let committedDuringTheRestart = worker.worker.committedOffsets.values.reduce(0, +)
+            #expect(committedDuringTheRestart < Int64(jobs.count), "the restart came before the end of the run")
+            try await worker.waitUntilCommitted(ends)
+            let results = try await harness.readResults(forJobs: jobs.count)
+            let ids = try results.map { try ResultMessage($0).id }
+            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+            print(
+                "rolling restart test: \(committedDuringTheRestart) of \(jobs.count) jobs committed when the last broker "
+                    + "came back; \(ids.count - jobs.count) repeated results"
+            )
+            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
+            try await worker.stop()
+        }
+    }
+
     /// Kafka refuses the results (an authorization error on every produce request for a while): the worker
     /// retries each delivery, then stops with an error rather than skip the job, and commits nothing past it.
     /// A worker started once Kafka accepts results again gives every job its result.
