@@ -147,6 +147,43 @@ struct WorkerHarness: Sendable {
         )
     }
 
+    /// Connects `users` users named `prefix-N` and produces `count` jobs for them, round robin, with ids
+    /// `prefix-N`; returns the jobs and the end offset of each partition.
+    func connectAndProduce(
+        prefix: String,
+        users: Int,
+        jobs count: Int
+    ) async throws -> (jobs: [(id: String, userID: String, query: String)], ends: [Int32: Int64]) {
+        let users = (0..<users).map { "\(prefix)-\($0)" }
+        try await connect(users)
+        let jobs = (0..<count).map { (id: "\(prefix)-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
+        return (jobs, try await produceJobs(jobs))
+    }
+
+    /// Waits until `worker` has committed every offset up to `ends`, then checks that every job has a result;
+    /// returns how many results were repeats.
+    func expectEveryJobDone(
+        _ jobs: [(id: String, userID: String, query: String)],
+        ends: [Int32: Int64],
+        by worker: RunningWorker
+    ) async throws -> Int {
+        try await worker.waitUntilCommitted(ends)
+        let results = try await readResults(forJobs: jobs.count)
+        let ids = try results.map { try ResultMessage($0).id }
+        #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+        return ids.count - jobs.count
+    }
+
+    /// Moves the leader of each of the first `partitions` partitions of the input and output topics to the broker
+    /// `leader` names for it.
+    func moveLeaders(partitions: Int32, to leader: (Int32) -> Int32) throws {
+        for partition in 0..<partitions {
+            for topic in [Self.inputTopic, Self.outputTopic] {
+                try cluster.setPartitionLeader(topic: topic, partition: partition, brokerID: leader(partition))
+            }
+        }
+    }
+
     /// Reads the output topic until it holds a result for each of `count` distinct job ids; returns every
     /// result message read (repeats included).
     func readResults(forJobs count: Int) async throws -> [KafkaMessage] {

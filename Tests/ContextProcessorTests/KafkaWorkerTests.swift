@@ -149,10 +149,7 @@ struct KafkaWorkerBehaviourTests {
     @Test func aBrokerOutageInMidRunLosesNothingAndTheWorkerCarriesOn() async throws {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
         try await WorkerHarness.with(partitions: 3, simulatorConfiguration: simulator) { harness in
-            let users = (0..<20).map { "outage-\($0)" }
-            try await harness.connect(users)
-            let jobs = (0..<3000).map { (id: "outage-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
-            let ends = try await harness.produceJobs(jobs)
+            let (jobs, ends) = try await harness.connectAndProduce(prefix: "outage", users: 20, jobs: 3000)
             let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
             try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
 
@@ -165,12 +162,10 @@ struct KafkaWorkerBehaviourTests {
             try await worker.waitUntilCommitted(ends)
             let caughtUp = ContinuousClock.now - back
             #expect(committedBeforeTheReturn < jobs.count, "the outage came before the end of the run")
-            let results = try await harness.readResults(forJobs: jobs.count)
-            let ids = try results.map { try ResultMessage($0).id }
-            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+            let repeats = try await harness.expectEveryJobDone(jobs, ends: ends, by: worker)
             print(
                 "broker outage test: every offset committed \(caughtUp) after the broker came back; "
-                    + "\(ids.count - jobs.count) repeated results"
+                    + "\(repeats) repeated results"
             )
             // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
@@ -183,32 +178,21 @@ struct KafkaWorkerBehaviourTests {
     @Test func aRollingRestartOfTheBrokersLosesNothing() async throws {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 20))
         try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
-            let users = (0..<20).map { "rolling-\($0)" }
-            try await harness.connect(users)
-            let jobs = (0..<6000).map { (id: "rolling-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
-            let ends = try await harness.produceJobs(jobs)
+            let (jobs, ends) = try await harness.connectAndProduce(prefix: "rolling", users: 20, jobs: 6000)
             let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
             try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
             for broker in Int32(1)...3 {
-                let next = broker % 3 + 1
-                for partition in Int32(0)..<3 {
-                    for topic in [WorkerHarness.inputTopic, WorkerHarness.outputTopic] {
-                        try harness.cluster.setPartitionLeader(topic: topic, partition: partition, brokerID: next)
-                    }
-                }
+                try harness.moveLeaders(partitions: 3) { _ in broker % 3 + 1 }
                 try harness.cluster.setBrokerDown(broker)
                 try await Task.sleep(for: .seconds(1))
                 try harness.cluster.setBrokerUp(broker)
             }
             let committedDuringTheRestart = worker.worker.committedOffsets.values.reduce(0, +)
             #expect(committedDuringTheRestart < Int64(jobs.count), "the restart came before the end of the run")
-            try await worker.waitUntilCommitted(ends)
-            let results = try await harness.readResults(forJobs: jobs.count)
-            let ids = try results.map { try ResultMessage($0).id }
-            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
+            let repeats = try await harness.expectEveryJobDone(jobs, ends: ends, by: worker)
             print(
                 "rolling restart test: \(committedDuringTheRestart) of \(jobs.count) jobs committed when the last broker "
-                    + "came back; \(ids.count - jobs.count) repeated results"
+                    + "came back; \(repeats) repeated results"
             )
             // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
@@ -220,10 +204,7 @@ struct KafkaWorkerBehaviourTests {
     /// A worker started once Kafka accepts results again gives every job its result.
     @Test func aResultKafkaRefusesStopsTheWorkerAndARestartLosesNothing() async throws {
         try await WorkerHarness.with(partitions: 1) { harness in
-            let users = (0..<5).map { "refused-\($0)" }
-            try await harness.connect(users)
-            let jobs = (0..<50).map { (id: "refused-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
-            let ends = try await harness.produceJobs(jobs)
+            let (jobs, ends) = try await harness.connectAndProduce(prefix: "refused", users: 5, jobs: 50)
             var configuration = harness.workerConfiguration(maxInFlight: 8)
             configuration.engine.delivery = RetryPolicy(
                 maxAttempts: 3,
@@ -245,9 +226,7 @@ struct KafkaWorkerBehaviourTests {
 
             harness.cluster.clearRequestErrors(.produce)
             let restarted = RunningWorker(try harness.makeWorker(configuration), logger: harness.logger)
-            try await restarted.waitUntilCommitted(ends)
-            let results = try await harness.readResults(forJobs: jobs.count)
-            #expect(Set(try results.map { try ResultMessage($0).id }) == Set(jobs.map(\.id)), "no job is lost")
+            _ = try await harness.expectEveryJobDone(jobs, ends: ends, by: restarted)
             print("refused results test: the first worker gave up on offset \(failedOffset) and had committed up to \(committed)")
             try await restarted.stop()
         }
@@ -259,27 +238,16 @@ struct KafkaWorkerBehaviourTests {
     @Test func partitionLeadersMovingInMidRunLoseNothing() async throws {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
         try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
-            let users = (0..<20).map { "leader-\($0)" }
-            try await harness.connect(users)
-            let jobs = (0..<3000).map { (id: "leader-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
-            let ends = try await harness.produceJobs(jobs)
+            let (jobs, ends) = try await harness.connectAndProduce(prefix: "leader", users: 20, jobs: 3000)
             let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
             let committed: @Sendable () -> Int64 = { worker.worker.committedOffsets.values.reduce(0, +) }
             for move in Int32(1)...2 {
                 try await waitUntil("more commits before move \(move)") { committed() >= Int64(move) * 500 }
-                for partition in Int32(0)..<3 {
-                    let leader = (partition + move) % 3 + 1
-                    for topic in [WorkerHarness.inputTopic, WorkerHarness.outputTopic] {
-                        try harness.cluster.setPartitionLeader(topic: topic, partition: partition, brokerID: leader)
-                    }
-                }
+                try harness.moveLeaders(partitions: 3) { partition in (partition + move) % 3 + 1 }
             }
             #expect(committed() < Int64(jobs.count), "the leaders moved before the end of the run")
-            try await worker.waitUntilCommitted(ends)
-            let results = try await harness.readResults(forJobs: jobs.count)
-            let ids = try results.map { try ResultMessage($0).id }
-            #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
-            print("leader move test: \(ids.count - jobs.count) repeated results")
+            let repeats = try await harness.expectEveryJobDone(jobs, ends: ends, by: worker)
+            print("leader move test: \(repeats) repeated results")
             // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
         }
