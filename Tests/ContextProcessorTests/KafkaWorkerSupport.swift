@@ -240,6 +240,9 @@ final class RunningWorker: Sendable {
         return try await withPatience("the worker to stop by itself") { await task.result }
     }
 
+    /// The sum of the worker's committed offsets: how many messages of the input topic it has committed.
+    var committedTotal: Int64 { worker.committedOffsets.values.reduce(0, +) }
+
     /// Waits until the worker's committed offsets of the input topic equal `ends` (partition -> end offset).
     func waitUntilCommitted(_ ends: [Int32: Int64]) async throws {
         try await waitUntil("committed offsets to reach the end of every partition") {
