@@ -81,7 +81,7 @@ func jobLine(id: String, userID: String, query: String) -> String {
 }
 
 /// `count` jobs over `users`, as lines; the query names the job so every content differs.
-func jobLines(_ count: Int, users: [String], prefix: String = "job") -> [(id: String, userID: String, query: String)] {
+func jobLines(_ count: Int, users: [String], prefix: String = "job") -> [TestJob] {
     (0..<count).map { index in
         (id: "\(prefix)-\(index)", userID: users[index % users.count], query: "what is \(prefix) \(index) about?")
     }

@@ -12,6 +12,9 @@ import Synchronization
 import Testing
 import Tracing
 
+/// A job as the tests write it: its id, its user and its query.
+typealias TestJob = (id: String, userID: String, query: String)
+
 /// Everything a worker needs, real and on loopback: librdkafka's mock cluster, the Mio simulator over HTTP,
 /// a token store filled through the real OAuth code exchange.
 struct WorkerHarness: Sendable {
@@ -137,7 +140,7 @@ struct WorkerHarness: Sendable {
 
     /// Produces jobs as JSON.
     @discardableResult
-    func produceJobs(_ jobs: [(id: String, userID: String, query: String)]) async throws -> [Int32: Int64] {
+    func produceJobs(_ jobs: [TestJob]) async throws -> [Int32: Int64] {
         try await produce(
             jobs.map { job in
                 let object: [String: Any] = ["id": job.id, "userId": job.userID, "query": job.query]
@@ -153,7 +156,7 @@ struct WorkerHarness: Sendable {
         prefix: String,
         users: Int,
         jobs count: Int
-    ) async throws -> (jobs: [(id: String, userID: String, query: String)], ends: [Int32: Int64]) {
+    ) async throws -> (jobs: [TestJob], ends: [Int32: Int64]) {
         let users = (0..<users).map { "\(prefix)-\($0)" }
         try await connect(users)
         let jobs = (0..<count).map { (id: "\(prefix)-\($0)", userID: users[$0 % users.count], query: "q\($0)") }
@@ -163,7 +166,7 @@ struct WorkerHarness: Sendable {
     /// Waits until `worker` has committed every offset up to `ends`, then checks that every job has a result;
     /// returns how many results were repeats.
     func expectEveryJobDone(
-        _ jobs: [(id: String, userID: String, query: String)],
+        _ jobs: [TestJob],
         ends: [Int32: Int64],
         by worker: RunningWorker
     ) async throws -> Int {
@@ -229,6 +232,8 @@ final class RunningWorker: Sendable {
         self.task = Task { try await group.run() }
     }
 
+    /// Stops the worker as SIGTERM would and waits for it. Throws the worker's failure if it gave up before
+    /// (a result it could not deliver), so a test that ends with `stop()` also checks that it never did.
     func stop() async throws {
         await group.triggerGracefulShutdown()
         try await task.value

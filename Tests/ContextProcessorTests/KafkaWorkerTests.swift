@@ -96,7 +96,7 @@ struct KafkaWorkerBehaviourTests {
             let users = (0..<8).map { "ordered-\($0)" }
             try await harness.connect(users)
             // Jobs of each user go to one partition (keyed by user), numbered in production order.
-            var jobs: [(id: String, userID: String, query: String)] = []
+            var jobs: [TestJob] = []
             for sequence in 0..<40 {
                 for user in users {
                     jobs.append((id: "\(user)#\(sequence)", userID: user, query: "q\(sequence)"))
@@ -167,7 +167,6 @@ struct KafkaWorkerBehaviourTests {
                 "broker outage test: every offset committed \(caughtUp) after the broker came back; "
                     + "\(repeats) repeated results"
             )
-            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
         }
     }
@@ -194,7 +193,6 @@ struct KafkaWorkerBehaviourTests {
                 "rolling restart test: \(committedDuringTheRestart) of \(jobs.count) jobs committed when the last broker "
                     + "came back; \(repeats) repeated results"
             )
-            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
         }
     }
@@ -247,7 +245,6 @@ struct KafkaWorkerBehaviourTests {
             #expect(worker.committedTotal < Int64(jobs.count), "the leaders moved before the end of the run")
             let repeats = try await harness.expectEveryJobDone(jobs, ends: ends, by: worker)
             print("leader move test: \(repeats) repeated results")
-            // A worker that gave up (a result it could not deliver) ends its run with an error, which `stop` throws.
             try await worker.stop()
         }
     }

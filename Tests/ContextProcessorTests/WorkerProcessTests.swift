@@ -64,7 +64,7 @@ struct WorkerProcessTests {
         }
     }
 
-    static func jobs(_ count: Int) -> [(id: String, userID: String, query: String)] {
+    static func jobs(_ count: Int) -> [TestJob] {
         (0..<count).map { (id: "p-\($0)", userID: "process-user-\($0 % 30)", query: "q\($0)") }
     }
 
