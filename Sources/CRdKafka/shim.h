@@ -27,4 +27,14 @@ static inline rd_kafka_resp_err_t mioctx_rd_kafka_produce(rd_kafka_t *rk,
                              RD_KAFKA_V_END);
 }
 
+// rd_kafka_mock_broker_push_request_error_rtts is variadic too. This pushes one (error, delay) entry onto a
+// broker's stack for ApiKey; call it once per entry, in order.
+static inline rd_kafka_resp_err_t mioctx_rd_kafka_mock_push_request_error_rtt(rd_kafka_mock_cluster_t *mcluster,
+                                                                             int32_t broker_id,
+                                                                             int16_t api_key,
+                                                                             rd_kafka_resp_err_t error,
+                                                                             int rtt_ms) {
+    return rd_kafka_mock_broker_push_request_error_rtts(mcluster, broker_id, api_key, 1, error, rtt_ms);
+}
+
 #endif

@@ -119,6 +119,19 @@ public final class KafkaMockCluster: @unchecked Sendable {
         )
     }
 
+    /// Delays broker `brokerID`'s answers to its next requests of `kind`, one delay per request, in order; the
+    /// requests succeed. Later requests are answered at once again.
+    public func delayResponses(_ kind: RequestKind, ofBroker brokerID: Int32, by delays: [Duration]) throws(KafkaError) {
+        for delay in delays {
+            try check(
+                mioctx_rd_kafka_mock_push_request_error_rtt(
+                    cluster, brokerID, kind.apiKey, RD_KAFKA_RESP_ERR_NO_ERROR, Int32(delay.milliseconds)
+                ),
+                "could not delay the responses of broker \(brokerID)"
+            )
+        }
+    }
+
     /// Makes the next requests of `kind` fail, one error per request, in order.
     public func pushRequestErrors(_ kind: RequestKind, _ errors: [BrokerError]) {
         let codes = errors.map { rd_kafka_resp_err_t(rawValue: $0.code) }
