@@ -290,6 +290,12 @@ public final class KafkaConsumer: Service, Sendable {
         context.buffer.count
     }
 
+    /// How many times librdkafka rewound a partition on its own and the consumer sought it back to its position,
+    /// dropping the repeated message (see docs/kafka.md).
+    public var rewindsUndone: Int {
+        context.rewindsUndone.load(ordering: .relaxed)
+    }
+
     private func applyPauses() async {
         let context = self.context
         // Not on the poll thread, which may be polling a resumed partition meanwhile: no seek (see
@@ -333,6 +339,10 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
 
     let buffer: KafkaMessageBuffer
     private let state = Mutex(State())
+    /// Used on the poll thread only; a mutex all the same, so the class stays honestly `Sendable`.
+    private let positions = Mutex(PartitionPositions())
+    /// Rewinds undone by seeking back (see `keepsInOrder(_:)`).
+    let rewindsUndone = Atomic<Int>(0)
     private let applyLock = Mutex(())
     private let revocationTimeout: Duration
     private let onAssign: KafkaConsumer.AssignmentHandler?
@@ -436,7 +446,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             eventContinuation.yield(.error(failure))
             return
         }
-        if !pause && seekingResumed { restartFetching(handle, list) }
+        if !pause && seekingResumed { restartFetching(handle, partitions) }
         logger.debug(
             pause ? "Kafka partitions paused" : "Kafka partitions resumed",
             metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.buffered": "\(buffer.count)"]
@@ -449,22 +459,63 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
     /// from the partition's leader; that thread looks again only on its next I/O or its one-second tick. With
     /// every partition paused nothing is in flight, so each pause cost up to a second without fetching (at
     /// 20 ms of Mio latency the worker did a third of the jobs it does with this). Seeking a partition to its
-    /// current position (the offset after the last message polled) starts fetching there at once: the same
-    /// offset a resume would fetch from, so nothing is skipped or repeated. A partition with no position yet
-    /// (nothing polled since its assignment) is left to librdkafka, which starts it from the committed offset.
-    private func restartFetching(_ handle: OpaquePointer, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
-        guard rd_kafka_position(handle, list) == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
-        let positions = RDKafkaTopicPartitionList.entries(list)
-            .filter { $0.err == RD_KAFKA_RESP_ERR_NO_ERROR && $0.offset >= 0 }
-            .map { KafkaTopicPartitionOffset($0.topicPartition, offset: $0.offset) }
-        guard !positions.isEmpty else { return }
-        let positioned = RDKafkaTopicPartitionList.make(positions)
-        defer { rd_kafka_topic_partition_list_destroy(positioned) }
-        // Asynchronous (timeout 0): librdkafka reports no error here; a failed seek leaves the partition resumed,
-        // fetching at its next tick as before.
-        if let error = rd_kafka_seek_partitions(handle, positioned, 0) {
-            logger.debug("Kafka seek after resume failed", metadata: ["kafka.error": "\(String(cString: rd_kafka_error_string(error)))"])
+    /// position (one past the last message delivered) starts fetching there at once: the same offset a resume
+    /// would fetch from, so nothing is skipped or repeated. A partition with no position yet (nothing delivered
+    /// since its assignment) is left to librdkafka, which starts it from the committed offset: its start
+    /// offset may still be being looked up, and a seek then is what makes librdkafka rewind it later (see
+    /// `keepsInOrder(_:)`).
+    private func restartFetching(_ handle: OpaquePointer, _ partitions: [KafkaTopicPartition]) {
+        let targets = positions.withLock { positions in
+            partitions.compactMap { partition in
+                positions.position(of: partition).map { KafkaTopicPartitionOffset(partition, offset: $0) }
+            }
+        }
+        seek(handle, targets, reason: "resume")
+    }
+
+    /// Seeks partitions asynchronously (timeout 0): librdkafka reports no error here, and a seek that fails
+    /// leaves the partition where it was.
+    private func seek(_ handle: OpaquePointer, _ targets: [KafkaTopicPartitionOffset], reason: String) {
+        guard !targets.isEmpty else { return }
+        let list = RDKafkaTopicPartitionList.make(targets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_seek_partitions(handle, list, 0) {
+            logger.debug(
+                "Kafka seek failed",
+                metadata: ["kafka.seekReason": "\(reason)", "kafka.error": "\(String(cString: rd_kafka_error_string(error)))"]
+            )
             rd_kafka_error_destroy(error)
+        }
+    }
+
+    /// Whether a polled message comes at or after its partition's position. One that comes before is a repeat
+    /// librdkafka made on its own: it is dropped and the partition sought back (see `PartitionPositions`).
+    ///
+    /// The rewind: librdkafka 2.0 moves a partition back to its `auto.offset.reset` position in mid-run when a
+    /// pause, resume or seek changes the partition while a lookup of its start offset is in flight. The
+    /// outdated answer schedules another lookup half a second later ("outdated offset response" in
+    /// `rd_kafka_toppar_handle_Offset`), and that lookup's answer moves the partition back although it is
+    /// already fetching. A consumer whose buffer fills while a partition is starting hits it.
+    private func keepsInOrder(_ message: KafkaMessage) -> Bool {
+        let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+        let verdict = positions.withLock { $0.admit(message.offset, in: partition) }
+        switch verdict {
+        case .deliver:
+            return true
+        case .seekBack(let position):
+            logger.warning(
+                "Kafka partition rewound by librdkafka; dropping the repeat and seeking back to the position",
+                metadata: ["kafka.partition": "\(partition)", "kafka.offset": "\(message.offset)", "kafka.position": "\(position)"]
+            )
+            rewindsUndone.add(1, ordering: .relaxed)
+            if let handle { seek(handle, [KafkaTopicPartitionOffset(partition, offset: position)], reason: "rewind") }
+            return false
+        case .acceptRewind(let position):
+            logger.warning(
+                "Kafka partition rewound again after seeking back \(PartitionPositions.maxSeeksBack) times; accepting the repeats",
+                metadata: ["kafka.partition": "\(partition)", "kafka.offset": "\(message.offset)", "kafka.position": "\(position)"]
+            )
+            return true
         }
     }
 
@@ -479,6 +530,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             return
         }
         let message = Self.convert(pointer)
+        guard keepsInOrder(message) else { return }
         // A full buffer pauses fetching at the poll loop's next `reconcilePauses(seekingResumed:)`, before the next
         // poll.
         buffer.push(message)?.resume(returning: message)
@@ -522,6 +574,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             onAssign?(changed)
+            forgetPositions(cooperative ? changed : nil)
             changeAssignment(handle, partitions, assign: true, cooperative: cooperative) { state in
                 if !cooperative {
                     state.assignment = []
@@ -540,6 +593,7 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
                 metadata: ["kafka.partitions": "\(changed.sorted())", "kafka.lost": "\(lost)", "kafka.dropped": "\(dropped)"]
             )
             eventContinuation.yield(.revoked(changed, lost: lost))
+            forgetPositions(changed)
             waitForRevocationHandler(changed, lost: lost)
             changeAssignment(handle, partitions, assign: false, cooperative: cooperative) { state in
                 state.assignment.subtract(changed)
@@ -548,11 +602,16 @@ final class ConsumerContext: RDKafkaCallbackContext, @unchecked Sendable {
             }
         default:
             report(KafkaError.rdKafka(error, code: .subscription, context: "rebalance failed"))
+            forgetPositions(nil)
             changeAssignment(handle, nil, assign: false, cooperative: false) { state in
                 state.assignment = []
                 state.pausedInLibrary = []
             }
         }
+    }
+
+    private func forgetPositions(_ partitions: [KafkaTopicPartition]?) {
+        positions.withLock { $0.forget(partitions) }
     }
 
     /// Assigns or unassigns `partitions` in librdkafka (incrementally when `cooperative`; an eager unassign
