@@ -508,9 +508,14 @@ final class Pipeline: Service, Sendable {
     /// every assigned partition (it keeps polling, so it stays in the group), and resumes them once the engine
     /// has drained it below half. Pausing only then, not at every touch of the limit, keeps librdkafka's
     /// prefetched messages: each pause discards them and a resume costs a fetch round trip.
+    /// It also reports the rewinds the consumer undid (see docs/kafka.md).
     private func reportPauses() async {
+        var rewindsUndone = 0
         while !Task.isCancelled {
             metrics.partitionsPaused(consumer.pausedPartitionCount)
+            let total = consumer.rewindsUndone
+            metrics.undidRewinds(total - rewindsUndone)
+            rewindsUndone = total
             do {
                 try await Task.sleep(for: .seconds(1))
             } catch {

@@ -83,6 +83,8 @@ struct HandlerMetrics: Sendable {
 /// - `mioctx_offset_commits_total` / `mioctx_offset_commit_failures_total`: commit requests that succeeded / failed.
 /// - `mioctx_partitions_paused`: assigned partitions paused for backpressure (the consumer buffer is full).
 /// - `mioctx_partitions_assigned`: partitions assigned to this member.
+/// - `mioctx_kafka_rewinds_undone_total`: times librdkafka moved a partition back on its own and the consumer
+///   sought it back to its position (the repeated message was dropped; see docs/kafka.md).
 /// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
 /// - `mioctx_consumer_lag{topic, partition}`: messages between the partition's end and the committed offset, from
 ///   librdkafka's statistics; a partition's series disappears when it is no longer reported.
@@ -92,6 +94,7 @@ final class WorkerMetrics: Sendable {
     private let commitFailures: Counter
     private let paused: Gauge
     private let assigned: Gauge
+    private let rewindsUndone: Counter
     private let lagGauges = Mutex<[KafkaTopicPartition: Gauge]>([:])
 
     init(factory: any MetricsFactory) {
@@ -100,6 +103,7 @@ final class WorkerMetrics: Sendable {
         commitFailures = Counter(label: "mioctx_offset_commit_failures_total", factory: factory)
         paused = Gauge(label: "mioctx_partitions_paused", factory: factory)
         assigned = Gauge(label: "mioctx_partitions_assigned", factory: factory)
+        rewindsUndone = Counter(label: "mioctx_kafka_rewinds_undone_total", factory: factory)
     }
 
     func committed(success: Bool) {
@@ -112,6 +116,10 @@ final class WorkerMetrics: Sendable {
 
     func partitionsAssigned(_ count: Int) {
         assigned.record(count)
+    }
+
+    func undidRewinds(_ count: Int) {
+        if count > 0 { rewindsUndone.increment(by: count) }
     }
 
     func rebalanced(_ event: String) {
