@@ -109,6 +109,14 @@ public final class KafkaConsumer: Service, Sendable {
         }
         var properties = configuration.withDefaults(Self.defaultProperties)
         properties["group.id"] = groupID
+        if let reset = properties["auto.offset.reset"], ["latest", "largest", "end"].contains(reset) {
+            // The rewind the consumer undoes (`keepsInOrder(_:)`) moves a partition to this position: with
+            // `latest` that is a jump forward, a skip no consumer can tell from compaction.
+            logger.warning(
+                "auto.offset.reset=\(reset): librdkafka 2.0 may skip messages of a partition starting without a committed offset; prefer earliest (docs/kafka.md)",
+                metadata: ["kafka.group": "\(groupID)"]
+            )
+        }
         if options.statisticsHandler != nil, properties["statistics.interval.ms"] == nil {
             properties["statistics.interval.ms"] = String(Self.defaultStatisticsInterval.milliseconds)
         }

@@ -223,6 +223,27 @@ struct KafkaConsumerTests {
         #expect(offsets == Array(0..<600))
     }
 
+    /// `latest` exposes a consumer to the forward form of that rewind (a skip): creating one says so; the default
+    /// does not.
+    @Test func latestAsTheOffsetResetIsWarnedAbout() throws {
+        let warned = RecordingLogHandler.Store()
+        _ = try KafkaConsumer(
+            configuration: KafkaConfiguration(bootstrapServers: "127.0.0.1:9", properties: ["auto.offset.reset": "latest"]),
+            groupID: "latest-group",
+            topics: ["jobs"],
+            logger: .recording("kafka", into: warned)
+        )
+        #expect(warned.all.contains { $0.hasPrefix("warning auto.offset.reset=latest") && $0.contains("prefer earliest") })
+        let quiet = RecordingLogHandler.Store()
+        _ = try KafkaConsumer(
+            configuration: KafkaConfiguration(bootstrapServers: "127.0.0.1:9"),
+            groupID: "default-group",
+            topics: ["jobs"],
+            logger: .recording("kafka", into: quiet)
+        )
+        #expect(!quiet.all.contains { $0.contains("auto.offset.reset") })
+    }
+
     /// A member joins while the first one is pausing and resuming (and seeking) all the time: a slow reader
     /// (a few hundred messages a second) behind a 50-message buffer. Partitions move with cooperative-sticky, the first member commits what it
     /// read when they go. Together the two read every message, and neither ever skips one: within a member and

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 @testable import Mio
 import MioSimulator
+import MioctxTestSupport
 import Testing
 
 @Suite("Secrets stay out of errors and logs")

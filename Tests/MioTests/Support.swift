@@ -3,45 +3,10 @@ import Foundation
 import Logging
 import Mio
 import MioSimulator
+import MioctxTestSupport
 import NIOCore
 import NIOHTTP1
 import Synchronization
-
-/// A log handler that keeps every line it gets, message and metadata, so tests can search them for secrets.
-struct RecordingLogHandler: LogHandler {
-    final class Store: Sendable {
-        private let lines = Mutex<[String]>([])
-
-        func append(_ line: String) {
-            self.lines.withLock { $0.append(line) }
-        }
-
-        var all: [String] {
-            self.lines.withLock { $0 }
-        }
-    }
-
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
-        self.store.append("\(event.level) \(event.message) \(merged) \(event.source) \(event.file):\(event.line)")
-    }
-}
-
-extension Logger {
-    /// A trace-level logger whose lines land in `store`.
-    static func recording(_ label: String, into store: RecordingLogHandler.Store) -> Logger {
-        Logger(label: label) { _ in RecordingLogHandler(store: store) }
-    }
-}
 
 /// A logger that drops everything below error, for tests that do not inspect logs.
 let quietLogger: Logger = {
