@@ -106,9 +106,11 @@ struct WorkerHarness: Sendable {
         return configuration
     }
 
-    func makeWorker(_ configuration: KafkaWorker.Configuration) throws -> KafkaWorker {
+    /// Starts a worker in the background, with `configuration` or else `workerConfiguration()`.
+    func startWorker(_ configuration: KafkaWorker.Configuration? = nil) throws -> RunningWorker {
         let handler = JobHandler(api: mio, tokens: tokens, logger: logger)
-        return try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
+        let worker = try KafkaWorker(configuration: configuration ?? workerConfiguration(), handler: handler, logger: logger)
+        return RunningWorker(worker, logger: logger)
     }
 
     /// Produces raw messages to the input topic; returns the end offset of each partition written to.

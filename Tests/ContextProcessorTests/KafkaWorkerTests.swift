@@ -17,7 +17,7 @@ struct KafkaWorkerTests {
             let ends = try await harness.produceJobs(jobs)
             #expect(ends.count == 6)
 
-            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration()), logger: harness.logger)
+            let worker = try harness.startWorker()
             let results = try await harness.read(topic: WorkerHarness.outputTopic) { read in read.count >= 5000 }
             let decoded = try results.map(ResultMessage.init)
             #expect(Set(decoded.map(\.id)).count == 5000)
@@ -68,7 +68,7 @@ struct KafkaWorkerBehaviourTests {
                 try await harness.produce([message])
             }
 
-            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration()), logger: harness.logger)
+            let worker = try harness.startWorker()
             let dead = try await harness.read(topic: WorkerHarness.deadLetterTopic) { $0.count >= bad.count }
             let results = try await harness.read(topic: WorkerHarness.outputTopic) { $0.count >= bad.count + 1 }
             try await waitUntil("the committed offset to pass every message") {
@@ -105,10 +105,7 @@ struct KafkaWorkerBehaviourTests {
             for chunk in stride(from: 0, to: jobs.count, by: users.count) {
                 try await harness.produceJobs(Array(jobs[chunk..<min(chunk + users.count, jobs.count)]))
             }
-            let worker = RunningWorker(
-                try harness.makeWorker(harness.workerConfiguration(ordering: .key)),
-                logger: harness.logger
-            )
+            let worker = try harness.startWorker(harness.workerConfiguration(ordering: .key))
             let jobCount = jobs.count
             let results = try await harness.read(topic: WorkerHarness.outputTopic) { $0.count >= jobCount }
             try await worker.stop()
@@ -126,8 +123,8 @@ struct KafkaWorkerBehaviourTests {
         try await WorkerHarness.with(partitions: 6, simulatorConfiguration: simulator) { harness in
             let users = (0..<20).map { "member-\($0)" }
             try await harness.connect(users)
-            let first = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 16)), logger: harness.logger)
-            let second = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 16)), logger: harness.logger)
+            let first = try harness.startWorker(harness.workerConfiguration(maxInFlight: 16))
+            let second = try harness.startWorker(harness.workerConfiguration(maxInFlight: 16))
             try await waitUntil("both workers to own partitions") {
                 !first.worker.assignment.isEmpty && !second.worker.assignment.isEmpty
                     && first.worker.assignment.count + second.worker.assignment.count == 6
@@ -150,7 +147,7 @@ struct KafkaWorkerBehaviourTests {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
         try await WorkerHarness.with(partitions: 3, simulatorConfiguration: simulator) { harness in
             let (jobs, ends) = try await harness.connectAndProduce(prefix: "outage", users: 20, jobs: 3000)
-            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            let worker = try harness.startWorker(harness.workerConfiguration(maxInFlight: 32))
             try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
 
             try harness.cluster.setBrokerDown(1)
@@ -178,7 +175,7 @@ struct KafkaWorkerBehaviourTests {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 20))
         try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
             let (jobs, ends) = try await harness.connectAndProduce(prefix: "rolling", users: 20, jobs: 6000)
-            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            let worker = try harness.startWorker(harness.workerConfiguration(maxInFlight: 32))
             try await waitUntil("a first commit") { !worker.worker.committedOffsets.isEmpty }
             for broker in Int32(1)...3 {
                 try harness.moveLeaders(partitions: 3) { _ in broker % 3 + 1 }
@@ -211,7 +208,7 @@ struct KafkaWorkerBehaviourTests {
                 maxBackoff: .milliseconds(50)
             )
             harness.cluster.pushRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 200))
-            let refused = RunningWorker(try harness.makeWorker(configuration), logger: harness.logger)
+            let refused = try harness.startWorker(configuration)
             let outcome = try await refused.stopped()
             let failure = try #require(throws: KafkaWorker.Failure.self) { try outcome.get() }
             #expect(failure.message.contains("TOPIC_AUTHORIZATION_FAILED"), "\(failure)")
@@ -223,7 +220,7 @@ struct KafkaWorkerBehaviourTests {
             #expect(committed <= failedOffset, "nothing is committed past the job whose result was refused")
 
             harness.cluster.clearRequestErrors(.produce)
-            let restarted = RunningWorker(try harness.makeWorker(configuration), logger: harness.logger)
+            let restarted = try harness.startWorker(configuration)
             _ = try await harness.expectEveryJobDone(jobs, ends: ends, by: restarted)
             print("refused results test: the first worker gave up on offset \(failedOffset) and had committed up to \(committed)")
             try await restarted.stop()
@@ -237,7 +234,7 @@ struct KafkaWorkerBehaviourTests {
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 5))
         try await WorkerHarness.with(brokers: 3, partitions: 3, simulatorConfiguration: simulator) { harness in
             let (jobs, ends) = try await harness.connectAndProduce(prefix: "leader", users: 20, jobs: 3000)
-            let worker = RunningWorker(try harness.makeWorker(harness.workerConfiguration(maxInFlight: 32)), logger: harness.logger)
+            let worker = try harness.startWorker(harness.workerConfiguration(maxInFlight: 32))
             for move in Int32(1)...2 {
                 try await waitUntil("more commits before move \(move)") { worker.committedTotal >= Int64(move) * 500 }
                 try harness.moveLeaders(partitions: 3) { partition in (partition + move) % 3 + 1 }
