@@ -20,9 +20,9 @@ func runMioctx(
     )
     guard let interruptOn else { return try await child.run() }
     return try await child.run { child in
-        while child.process.isRunning {
+        while child.isRunning {
             if child.standardErrorSoFar.contains(interruptOn) {
-                child.process.interrupt()
+                child.interrupt()
                 return
             }
             try? await Task.sleep(for: .milliseconds(20))

@@ -6,55 +6,43 @@ import MioTokens
 import Testing
 
 /// One `mioctx tokens refresh` child process.
-final class RefreshProcess: @unchecked Sendable {
-    // Only touched from the test task, sequentially.
-    let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
+final class RefreshProcess: Sendable {
+    private let child: Subprocess
     let errorLog: URL
 
     init(arguments: [String], environment: [String: String], errorLog: URL) throws {
         self.errorLog = errorLog
-        process.executableURL = try mioctxExecutable()
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardInput = input
-        process.standardOutput = output
-        _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: errorLog)
-        try process.run()
+        child = try Subprocess(
+            mioctxExecutable().path,
+            arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            standardInput: .pipe,
+            standardError: .file(errorLog.path)
+        )
     }
 
     /// Waits for the child's "ready" line (it has read the store and waits for the go).
     func waitUntilReady() async -> Bool {
-        let handle = output.fileHandleForReading
-        let line = await Self.offThread { handle.readData(ofLength: 6) }
+        let child = child
+        let line = await offPool { child.read(6) }
         return String(decoding: line, as: UTF8.self) == "ready\n"
     }
 
     func go() {
-        input.fileHandleForWriting.write(Data("go\n".utf8))
+        child.writeToStandardInput(Array("go\n".utf8))
     }
 
     /// Waits for exit; returns the exit status and the JSON report.
     func finish() async -> (status: Int32, report: [String: Any]?) {
-        let handle = output.fileHandleForReading
-        let rest = await Self.offThread { handle.readDataToEndOfFile() }
-        let process = process
-        await Self.offThread { process.waitUntilExit() }
-        let report = try? JSONSerialization.jsonObject(with: rest) as? [String: Any]
-        return (process.terminationStatus, report)
+        let child = child
+        let rest = await offPool { child.readToEnd() }
+        let termination = await child.exit()
+        let report = try? JSONSerialization.jsonObject(with: Data(rest)) as? [String: Any]
+        return (termination.status, report)
     }
 
     func terminate() {
-        if process.isRunning { process.terminate() }
-    }
-
-    /// Blocking pipe reads run on a dispatch thread, never on the cooperative pool.
-    private static func offThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: work()) }
-        }
+        child.send(SIGTERM)
     }
 }
 

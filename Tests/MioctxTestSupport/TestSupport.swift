@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// A generous safety net for waits: a test that needs it has a real bug; a slow machine does not reach it.
 public let patience: Duration = .seconds(120)
@@ -64,89 +65,69 @@ public func mioctxExecutable() throws -> URL {
 }
 
 /// A child process whose standard output can be read line by line.
-public final class ChildProcess: @unchecked Sendable {
-    // @unchecked: Process and Pipe are used from one test at a time; the test owns this object.
-    private let process = Process()
-    private let output = Pipe()
-    private let errors: Pipe?
+public final class ChildProcess: Sendable {
+    private let child: Subprocess
+    private let name: String
+    private let errorsInPipe: Bool
 
     /// Starts `executable` with `arguments`.
     ///
     /// - Parameters:
     ///   - environment: the whole environment of the child (nil: inherit this process's).
-    ///   - standardError: a file to append the child's standard error to (nil: a pipe, see ``standardError()``).
+    ///   - standardError: a file for the child's standard error, created empty (nil: a pipe, see ``standardError()``).
     public init(
         _ executable: URL,
         _ arguments: [String],
         environment: [String: String]? = nil,
         standardError: URL? = nil
     ) throws {
-        process.executableURL = executable
-        process.arguments = arguments
-        process.standardOutput = output
-        if let standardError {
-            _ = FileManager.default.createFile(atPath: standardError.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: standardError)
-            handle.seekToEndOfFile()
-            process.standardError = handle
-            errors = nil
-        } else {
-            let pipe = Pipe()
-            process.standardError = pipe
-            errors = pipe
-        }
-        if let environment {
-            process.environment = environment
-        }
-        try process.run()
+        name = executable.lastPathComponent
+        errorsInPipe = standardError == nil
+        child = try Subprocess(
+            executable.path,
+            arguments,
+            environment: environment,
+            standardError: standardError.map { .file($0.path) } ?? .pipe
+        )
     }
 
     /// The child's process id.
-    public var processIdentifier: Int32 { process.processIdentifier }
+    public var processIdentifier: Int32 { child.processIdentifier }
 
     /// Whether the child is still running.
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { child.isRunning }
 
     /// Reads standard output up to the first newline.
     public func firstLine() throws -> String {
-        var bytes: [UInt8] = []
-        let handle = output.fileHandleForReading
-        while true {
-            let chunk = handle.readData(ofLength: 1)
-            guard let byte = chunk.first else {
-                throw TestTimeout(what: "a first line from \(process.executableURL?.lastPathComponent ?? "child"): \(standardError())")
-            }
-            if byte == UInt8(ascii: "\n") {
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            bytes.append(byte)
+        guard let line = child.readLine() else {
+            throw TestTimeout(what: "a first line from \(name): \(standardError())")
         }
+        return line
     }
 
-    /// What the child wrote to standard error so far (when it goes to a pipe).
+    /// What the child wrote to standard error (when it goes to a pipe), read to its end: call it once the child
+    /// has ended.
     public func standardError() -> String {
-        guard let errors else { return "" }
-        return String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        guard errorsInPipe else { return "" }
+        return String(decoding: child.readToEnd(from: .standardError), as: UTF8.self)
     }
 
     /// Sends `signal` (SIGTERM by default) and waits for the exit status.
     @discardableResult
     public func terminate(signal: Int32 = SIGTERM) -> Int32 {
-        if process.isRunning {
-            kill(process.processIdentifier, signal)
-        }
+        child.send(signal)
         return wait()
     }
 
     /// Waits for the child to exit; returns its status (the signal number when killed by one).
     public func wait() -> Int32 {
-        process.waitUntilExit()
-        return process.terminationStatus
+        child.waitForExit().status
     }
 
     /// Whether the child was ended by a signal rather than exiting.
     public var wasKilledBySignal: Bool {
-        process.terminationReason == .uncaughtSignal
+        if case .signal = child.waitForExit() { return true }
+        return false
     }
 }
 
@@ -164,28 +145,14 @@ public func runCommand(
     input: String? = nil,
     environment: [String: String]? = nil
 ) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    if let environment {
-        process.environment = environment
-    }
-    let stdout = Pipe()
-    let stderr = Pipe()
-    let stdin = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = stdin
-    try process.run()
+    let child = try Subprocess(executable.path, arguments, environment: environment, standardInput: .pipe)
     if let input {
-        stdin.fileHandleForWriting.write(Data(input.utf8))
+        child.writeToStandardInput(Array(input.utf8))
     }
-    try stdin.fileHandleForWriting.close()
-    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-    let err = stderr.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    child.closeStandardInput()
+    let (out, err) = child.readBothToEnd()
     return CommandResult(
-        status: process.terminationStatus,
+        status: child.waitForExit().status,
         output: String(decoding: out, as: UTF8.self),
         error: String(decoding: err, as: UTF8.self)
     )
@@ -212,16 +179,18 @@ public struct ProcessOutput: Sendable {
 
 /// A child process whose standard output and error go to files in `directory` (a pipe could fill up and
 /// block the child), started in that directory with exactly `environment`.
-public final class CapturedProcess: @unchecked Sendable {
-    // @unchecked: the Process and the handles belong to the one test that runs the child.
-    /// The child.
-    public let process = Process()
+public final class CapturedProcess: Sendable {
+    private let executable: URL
+    private let arguments: [String]
+    private let environment: [String: String]
+    private let directory: URL
+    private let standardInput: String?
     private let outputURL: URL
     private let errorURL: URL
-    private let outputHandle: FileHandle
-    private let errorHandle: FileHandle
+    /// The child, once started.
+    private let child = Mutex<Subprocess?>(nil)
 
-    /// Prepares the child; ``process``'s `run()` (or ``runToEnd()``) starts it.
+    /// Prepares the child; ``run(whileRunning:)`` or ``runToEnd()`` starts it.
     /// - Parameter standardInput: a file to read standard input from (nil: `/dev/null`).
     public init(
         _ executable: URL,
@@ -231,19 +200,13 @@ public final class CapturedProcess: @unchecked Sendable {
         standardInput: String? = nil
     ) throws {
         let name = UUID().uuidString
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.directory = directory
+        self.standardInput = standardInput
         outputURL = directory.appendingPathComponent("\(name).stdout")
         errorURL = directory.appendingPathComponent("\(name).stderr")
-        try Data().write(to: outputURL)
-        try Data().write(to: errorURL)
-        outputHandle = try FileHandle(forWritingTo: outputURL)
-        errorHandle = try FileHandle(forWritingTo: errorURL)
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = directory
-        process.standardOutput = outputHandle
-        process.standardError = errorHandle
-        process.standardInput = standardInput.flatMap { FileHandle(forReadingAtPath: $0) } ?? FileHandle.nullDevice
     }
 
     /// What the child wrote to standard error so far.
@@ -251,42 +214,53 @@ public final class CapturedProcess: @unchecked Sendable {
         (try? String(contentsOf: errorURL, encoding: .utf8)) ?? ""
     }
 
-    /// Closes the files and reads them, once the child exited with `status`.
-    public func output(status: Int32) throws -> ProcessOutput {
-        try outputHandle.close()
-        try errorHandle.close()
-        return ProcessOutput(
-            status: status,
-            standardOutput: try String(contentsOf: outputURL, encoding: .utf8),
-            standardError: try String(contentsOf: errorURL, encoding: .utf8)
-        )
+    /// Whether the child has been started and is still running.
+    public var isRunning: Bool {
+        child.withLock { $0 }?.isRunning ?? false
     }
 
-    /// Starts the child and waits for its end without blocking a thread (a server this test process hosts
-    /// keeps answering the child).
+    /// Sends SIGINT to the child, as Ctrl-C would.
+    public func interrupt() {
+        child.withLock { $0 }?.send(SIGINT)
+    }
+
+    /// Starts the child and waits for its end without blocking a thread of the cooperative pool (a server this
+    /// test process hosts keeps answering the child).
     /// - Parameter whileRunning: started in a task of its own once the child runs (to watch or signal it).
     public func run(whileRunning: (@Sendable (CapturedProcess) async -> Void)? = nil) async throws -> ProcessOutput {
-        let process = self.process
-        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-                return
-            }
-            if let whileRunning {
-                Task { await whileRunning(self) }
-            }
-        }
-        return try output(status: status)
+        let started = try start()
+        let watcher = whileRunning.map { body in Task { await body(self) } }
+        let termination = await started.exit()
+        await watcher?.value
+        return try output(status: termination.status)
     }
 
     /// Runs the child to its end, blocking this thread (for synchronous tests that host no server).
     public func runToEnd() throws -> ProcessOutput {
-        try process.run()
-        process.waitUntilExit()
-        return try output(status: process.terminationStatus)
+        let termination = try start().waitForExit()
+        return try output(status: termination.status)
+    }
+
+    private func start() throws -> Subprocess {
+        let started = try Subprocess(
+            executable.path,
+            arguments,
+            environment: environment,
+            directory: directory.path,
+            standardInput: standardInput.map { .file($0) } ?? .nullDevice,
+            standardOutput: .file(outputURL.path),
+            standardError: .file(errorURL.path)
+        )
+        child.withLock { $0 = started }
+        return started
+    }
+
+    /// Reads the files, once the child exited with `status`.
+    private func output(status: Int32) throws -> ProcessOutput {
+        ProcessOutput(
+            status: status,
+            standardOutput: try String(contentsOf: outputURL, encoding: .utf8),
+            standardError: try String(contentsOf: errorURL, encoding: .utf8)
+        )
     }
 }
