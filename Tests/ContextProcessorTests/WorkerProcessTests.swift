@@ -113,13 +113,13 @@ struct WorkerProcessTests {
 
             let first = try setup.startWorker()
             try await waitUntil("the first worker to publish 500 results") { counter.unique >= 500 }
-            let killStatus = first.terminate(signal: SIGKILL)
+            let killStatus = await first.stop(signal: SIGKILL)
             #expect(first.wasKilledBySignal && killStatus == SIGKILL)
             let beforeRestart = counter.all.count
 
             let second = try setup.startWorker()
             try await waitUntil("every job to have a result") { counter.unique >= jobs.count }
-            #expect(second.terminate() == 0)
+            #expect(await second.stop() == 0)
             try await counter.stop()
 
             let ids = counter.all
@@ -138,12 +138,12 @@ struct WorkerProcessTests {
 
             let first = try setup.startWorker(commitInterval: "5s")
             try await waitUntil("the first worker to publish 300 results") { counter.unique >= 300 }
-            #expect(first.terminate(signal: SIGTERM) == 0, "graceful stop exits 0")
+            #expect(await first.stop(signal: SIGTERM) == 0, "graceful stop exits 0")
             #expect(!first.wasKilledBySignal)
 
             let second = try setup.startWorker(commitInterval: "5s")
             try await waitUntil("every job to have a result") { counter.unique >= jobs.count }
-            #expect(second.terminate(signal: SIGTERM) == 0)
+            #expect(await second.stop(signal: SIGTERM) == 0)
             try await counter.stop()
 
             let ids = counter.all

@@ -119,6 +119,14 @@ public final class ChildProcess: Sendable {
         return wait()
     }
 
+    /// Sends `signal` (SIGTERM by default) and waits for the exit status on a thread of its own, so that a child
+    /// that takes its time to stop (a worker draining) never holds a thread of the cooperative pool.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) async -> Int32 {
+        child.send(signal)
+        return await child.exit().status
+    }
+
     /// Waits for the child to exit; returns its status (the signal number when killed by one).
     public func wait() -> Int32 {
         child.waitForExit().status
