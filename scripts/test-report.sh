@@ -24,6 +24,6 @@ awk '
 ' "$output"
 if grep -q 'Program crashed' "$output"; then
     echo "-- crash (the crashed thread's top frames):"
-    awk '/Program crashed/ { on = 1 } on && /^Registers:/ { exit } on && NF { print }' "$output" | head -18 | cut -c1-300
+    awk '/Program crashed/ { on = 1 } on && /^Registers:/ { exit } on && NF { print }' "$output" | head -14 | cut -c1-300
 fi
 echo "==== end of test report ===="
