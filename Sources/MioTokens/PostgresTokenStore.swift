@@ -100,7 +100,14 @@ public final class PostgresTokenStore: TokenStore, Service {
             url: url, keyring: keyring, configuration: configuration, now: now, logger: logger
         )
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await store.run() }
+            // Started immediately, so that the pool counts as running before the first query: PostgresNIO logs a
+            // warning ("`PostgresClient.run()` hasn't been called yet") at every start otherwise, although the
+            // query then waits for the pool and succeeds.
+            if #available(macOS 26, *) {
+                group.addImmediateTask { await store.run() }
+            } else {
+                group.addTask { await store.run() }
+            }
             defer { group.cancelAll() }
             try await store.migrate()
             return try await body(store)

@@ -1,5 +1,6 @@
 import Foundation
 import MioTokens
+import MioctxTestSupport
 import Testing
 
 /// The behaviour every ``TokenStore`` must have, run against each backend.
@@ -183,6 +184,21 @@ enum TokenStoreContract {
                 )
             )
         }
+    }
+
+    @Test(.enabled(if: TestPostgres.enabled, TestPostgres.disabledMessage))
+    func openingAPostgresStoreLogsNoWarning() async throws {
+        // The pool's run() starts before the migration's first query; PostgresNIO warned at every start before.
+        let url = try await TestPostgres.freshSchemaURL()
+        let lines = RecordingLogHandler.Store()
+        try await PostgresTokenStore.withStore(
+            url: url, keyring: .ephemeral(), logger: .recording("postgres-store", into: lines)
+        ) { store in
+            let record = try await store.get(userID: "nobody")
+            #expect(record == nil)
+        }
+        let warnings = lines.all.filter { $0.hasPrefix("warning") || $0.hasPrefix("error") || $0.hasPrefix("critical") }
+        #expect(warnings.isEmpty, "\(warnings)")
     }
 
     @Test(.enabled(if: TestPostgres.enabled, TestPostgres.disabledMessage))
