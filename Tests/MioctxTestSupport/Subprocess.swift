@@ -35,7 +35,9 @@ public final class Subprocess: Sendable {
 
     /// One of the child's output streams, for the read methods.
     public enum Stream: Sendable {
+        /// The child's standard output.
         case standardOutput
+        /// The child's standard error.
         case standardError
     }
 
@@ -347,8 +349,11 @@ public final class Subprocess: Sendable {
 
 /// A failed system call while starting a child, with the executable it was for.
 public struct SubprocessError: Error, CustomStringConvertible {
+    /// The system call, with its argument when that helps (`open PATH`).
     public var call: String
+    /// The program that was being started.
     public var executable: String
+    /// The error number the call returned.
     public var errno: Int32
 
     public var description: String {
