@@ -20,6 +20,14 @@ def spawn(*args, **kwargs):
     return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
 
 
+def spawn_simulator(binary, latency_ms):
+    """Starts `mioctx sim` for the benchmarks' OAuth client, answering after `latency_ms`; its first line of output
+    is its base URL."""
+    return spawn([binary, "sim", "--port", "0", "--latency-ms", str(latency_ms),
+                  "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
+                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
 def post(url, body):
     """POSTs `body` as JSON and returns the decoded JSON answer."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, provision, spawn
+from bench_common import provision, spawn, spawn_simulator
 
 
 def main():
@@ -35,9 +35,7 @@ def main():
     work = tempfile.mkdtemp(prefix="mioctx-enrich-bench-")
     sim = None
     try:
-        sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
-                     "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        sim = spawn_simulator(args.binary, args.latency_ms)
         sim_url = sim.stdout.readline().decode().strip()
 
         users = [f"user-{i:05d}" for i in range(args.users)]

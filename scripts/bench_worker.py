@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, die_with_parent, provision, spawn
+from bench_common import die_with_parent, provision, spawn, spawn_simulator
 
 
 def first_line(process):
@@ -54,9 +54,7 @@ def main():
                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         processes.append(kafka)
         bootstrap = first_line(kafka)
-        sim = spawn([args.binary, "sim", "--port", "0", "--latency-ms", str(args.latency_ms),
-                     "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--redirect-url", REDIRECT],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        sim = spawn_simulator(args.binary, args.latency_ms)
         processes.append(sim)
         sim_url = first_line(sim)
 

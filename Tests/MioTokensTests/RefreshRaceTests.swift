@@ -29,7 +29,7 @@ final class RefreshProcess: Sendable {
     }
 
     func go() {
-        child.writeToStandardInput(Array("go\n".utf8))
+        child.writeToStandardInput("go\n".utf8)
     }
 
     /// Waits for exit; returns the exit status and the JSON report.

@@ -91,12 +91,6 @@ public final class ChildProcess: Sendable {
         )
     }
 
-    /// The child's process id.
-    public var processIdentifier: Int32 { child.processIdentifier }
-
-    /// Whether the child is still running.
-    public var isRunning: Bool { child.isRunning }
-
     /// Reads standard output up to the first newline.
     public func firstLine() throws -> String {
         guard let line = child.readLine() else {
@@ -155,7 +149,7 @@ public func runCommand(
 ) throws -> CommandResult {
     let child = try Subprocess(executable.path, arguments, environment: environment, standardInput: .pipe)
     if let input {
-        child.writeToStandardInput(Array(input.utf8))
+        child.writeToStandardInput(input.utf8)
     }
     child.closeStandardInput()
     let (out, err) = child.readBothToEnd()
