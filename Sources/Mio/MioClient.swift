@@ -1,10 +1,11 @@
-import AsyncHTTPClient
 public import CoreMetrics
 public import Foundation
 public import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOPosix
+import NIOSSL
 public import Tracing
 
 /// A client for the Mio API that speaks exactly the wire protocol of the official server SDK
@@ -20,7 +21,9 @@ public final class MioClient: Sendable {
     /// The configuration this client was created with.
     public let configuration: Configuration
 
-    private let httpClient: HTTPClient
+    /// The connection pool to Mio, or why none could be made (an invalid `apiURL` or TLS configuration): then
+    /// every request fails with that reason.
+    private let pool: Result<HTTP1ConnectionPool, MioError>
     private let logger: Logger
     private let baseURL: String
     private let timeout: TimeAmount
@@ -28,8 +31,8 @@ public final class MioClient: Sendable {
     private let metrics: MioClientMetrics
     /// Records a client span per request and injects its context into the headers; nil when nothing records.
     private let tracer: (any Tracer)?
-    /// Each endpoint's request, its URL parsed once: a call copies it and adds its token and body.
-    private let templates: [String: Result<HTTPClient.Request, any Error>]
+    /// Each endpoint's request head, prepared once: a call copies it and adds its token.
+    private let templates: [String: HTTPRequestHead]
 
     static let tokenEndpoint = Endpoint(method: .POST, path: "/v1/auth/oauth2/token")
     static let contextEndpoint = Endpoint(method: .POST, path: "/v1/context")
@@ -74,7 +77,8 @@ public final class MioClient: Sendable {
         logger: Logger,
         now: @escaping @Sendable () -> Date,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
-        tracer: any Tracer = InstrumentationSystem.tracer
+        tracer: any Tracer = InstrumentationSystem.tracer,
+        tlsConfiguration: TLSConfiguration? = nil
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -85,33 +89,72 @@ public final class MioClient: Sendable {
         self.baseURL = base
         self.timeout = TimeAmount(configuration.requestTimeout)
 
-        var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool = .init(
-            idleTimeout: .seconds(60),
-            concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConnections)
-        )
-        // A redirect would resend the bearer token or the client secret somewhere else: never follow one.
-        httpConfiguration.redirectConfiguration = .disallow
         // The client opens a span per request, a child of the calling task's span (the job's Mio call), and
         // injects its context into the headers: that is how a job's trace reaches Mio. A tracer that records
         // nothing (the default) would still cost a span's attributes per request, so it is left out.
         self.tracer = tracer is NoOpTracer ? nil : tracer
-        httpConfiguration.tracing.tracer = nil
-        // The request's deadline (`requestTimeout`) bounds the whole exchange, reading included; a separate read
-        // timeout would add a timer per request to the event loop for nothing.
-        httpConfiguration.timeout = .init(connect: min(self.timeout, .seconds(10)), read: nil)
-        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        var templates: [String: Result<HTTPClient.Request, any Error>] = [:]
-        for endpoint in [Self.tokenEndpoint, Self.contextEndpoint, Self.summaryEndpoint] {
-            templates[endpoint.path] = Result {
-                try HTTPClient.Request(
-                    url: base + endpoint.path,
-                    method: endpoint.method,
-                    headers: ["Content-Type": "application/json", "Accept": "application/json"]
+        let target = Self.parseAPIURL(base)
+        self.pool = target.flatMap { target in
+            // The request's deadline (`requestTimeout`) bounds the whole exchange: waiting for a connection,
+            // connecting, sending and reading.
+            let timeout = TimeAmount(configuration.requestTimeout)
+            let limits = HTTP1ConnectionPool.Limits(
+                maxConnections: max(1, configuration.maxConnections),
+                connectTimeout: min(timeout, .seconds(10)),
+                idleTimeout: .seconds(60),
+                deadlineResolution: max(.milliseconds(5), min(.milliseconds(100), .nanoseconds(timeout.nanoseconds / 10))),
+                successBodyLimit: Self.maxBodyBytes,
+                errorBodyLimit: 64 * 1024
+            )
+            do {
+                return .success(
+                    try HTTP1ConnectionPool(
+                        origin: target.origin,
+                        limits: limits,
+                        group: MultiThreadedEventLoopGroup.singleton,
+                        tlsConfiguration: tlsConfiguration
+                    )
+                )
+            } catch {
+                return .failure(
+                    MioError(code: .clientError, endpoint: "client", detail: "TLS could not be set up: \(error)")
                 )
             }
         }
+        var templates: [String: HTTPRequestHead] = [:]
+        let basePath = (try? target.get().basePath) ?? ""
+        for endpoint in [Self.tokenEndpoint, Self.contextEndpoint, Self.summaryEndpoint] {
+            templates[endpoint.path] = HTTPRequestHead(
+                version: .http1_1,
+                method: endpoint.method,
+                uri: basePath + endpoint.path,
+                headers: ["Content-Type": "application/json", "Accept": "application/json", "User-Agent": "mioctx"]
+            )
+        }
         self.templates = templates
+    }
+
+    /// Splits `apiURL` into the pool's origin and the path prefix of every endpoint.
+    static func parseAPIURL(_ url: String) -> Result<(origin: HTTP1ConnectionPool.Origin, basePath: String), MioError> {
+        let invalid = { (reason: String) in
+            Result<(origin: HTTP1ConnectionPool.Origin, basePath: String), MioError>.failure(
+                MioError(code: .clientError, endpoint: "client", detail: "mio.apiURL \(reason)")
+            )
+        }
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
+            return invalid("is not a URL")
+        }
+        guard scheme == "http" || scheme == "https" else { return invalid("must start with http:// or https://") }
+        guard let host = components.host, !host.isEmpty else { return invalid("has no host") }
+        guard components.query == nil, components.fragment == nil, components.user == nil else {
+            return invalid("must not have a query, a fragment or credentials")
+        }
+        let useTLS = scheme == "https"
+        let port = components.port ?? (useTLS ? 443 : 80)
+        var basePath = components.percentEncodedPath
+        while basePath.hasSuffix("/") { basePath.removeLast() }
+        let unbracketed = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return .success((HTTP1ConnectionPool.Origin(useTLS: useTLS, host: unbracketed, port: port), basePath))
     }
 
     /// Runs `body` with a new client and shuts the client down afterwards, whether `body` throws or not.
@@ -137,9 +180,11 @@ public final class MioClient: Sendable {
         return result
     }
 
-    /// Closes the connection pool. Call exactly once, after the last request.
+    /// Closes the connection pool; a request still running fails. Call once, after the last request.
     public func shutdown() async throws {
-        try await self.httpClient.shutdown()
+        if case .success(let pool) = self.pool {
+            await pool.shutdown()
+        }
     }
 
     // MARK: - API
@@ -283,64 +328,42 @@ public final class MioClient: Sendable {
         let started = ContinuousClock.now
         let span = self.startSpan(endpoint)
         let exchange: Result<HTTPAnswer, any Error>
-        switch self.makeRequest(endpoint, body: body, accessToken: accessToken, span: span) {
+        switch self.makeRequest(endpoint, accessToken: accessToken, span: span) {
         case .success(let request):
-            exchange = await self.exchange(request)
+            exchange = await self.exchange(request, body: body)
         case .failure(let error):
             exchange = .failure(error)
         }
         return try self.judge(exchange, endpoint: endpoint, started: started, secrets: secrets, span: span)
     }
 
-    /// Runs one request on an event loop and waits for its answer.
-    ///
-    /// The request starts from its event loop, so that the connection pool's bookkeeping, the deadline's timer
-    /// and the connection's write all happen there, without waking the loop from another thread for each of
-    /// them; the deadline's timer is set and cancelled on that loop too. Cancelling the calling task cancels
-    /// the request.
-    private func exchange(_ request: HTTPClient.Request) async -> Result<HTTPAnswer, any Error> {
-        let eventLoop = self.httpClient.eventLoopGroup.next()
-        let collector = ResponseCollector(successLimit: Self.maxBodyBytes, errorLimit: 64 * 1024)
-        let client = self.httpClient
-        let timeout = self.timeout
-        do {
-            return .success(
-                try await withTaskCancellationHandler {
-                    try await eventLoop.flatSubmit {
-                        let task = client.execute(
-                            request: request,
-                            delegate: collector,
-                            eventLoop: .delegate(on: eventLoop),
-                            deadline: .now() + timeout
-                        )
-                        collector.attach(task)
-                        return task.futureResult
-                    }.get()
-                } onCancel: {
-                    collector.cancel()
-                }
-            )
-        } catch {
+    /// Runs one request through the connection pool and waits for its answer; cancelling the calling task
+    /// cancels the request.
+    private func exchange(_ request: HTTPRequestHead, body: ByteBuffer?) async -> Result<HTTPAnswer, any Error> {
+        switch self.pool {
+        case .failure(let error):
             return .failure(error)
+        case .success(let pool):
+            do {
+                return .success(try await pool.execute(request, body: body, timeout: self.timeout))
+            } catch {
+                return .failure(error)
+            }
         }
     }
 
-    /// A copy of the endpoint's prepared request (its URL parsed once, at start) with this call's token and body.
+    /// A copy of the endpoint's prepared request head with this call's token.
     @inline(never)
     private func makeRequest(
         _ endpoint: Endpoint,
-        body: ByteBuffer?,
         accessToken: String?,
         span: (any Span)?
-    ) -> Result<HTTPClient.Request, any Error> {
-        let template = self.templates[endpoint.path]
-            ?? .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
-        guard case .success(var request) = template else { return template }
+    ) -> Result<HTTPRequestHead, any Error> {
+        guard var request = self.templates[endpoint.path] else {
+            return .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
+        }
         if let accessToken {
             request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
-        }
-        if let body {
-            request.body = .byteBuffer(body)
         }
         if let span, let tracer = self.tracer {
             tracer.inject(span.context, into: &request.headers, using: HeadersInjector())
@@ -472,20 +495,17 @@ public final class MioClient: Sendable {
         if error is CancellationError {
             return MioError(code: .cancelled, endpoint: endpoint.label, detail: "task cancelled")
         }
-        if let error = error as? HTTPClientError {
-            let timeouts: [HTTPClientError] = [
-                .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .getConnectionFromPoolTimeout,
-                .tlsHandshakeTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
-            ]
-            if timeouts.contains(error) {
+        if let error = error as? HTTP1PoolError {
+            switch error {
+            case .deadlineExceeded:
                 return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
-            }
-            if error == .cancelled {
+            case .cancelled:
                 return MioError(code: .cancelled, endpoint: endpoint.label, detail: "request cancelled")
+            case .bodyTooLarge:
+                return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
+            case .connectionClosed, .shutDown, .unexpectedResponse:
+                return MioError(code: .transportFailure, endpoint: endpoint.label, detail: "\(error)")
             }
-        }
-        if let error = error as? ResponseCollector.BodyTooLarge {
-            return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
         }
         if case ChannelError.connectTimeout = error {
             return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
