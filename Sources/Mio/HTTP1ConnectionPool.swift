@@ -530,7 +530,9 @@ private final class HTTP1Connection: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let request = self.request {
             self.request = nil
-            request.fail(error)
+            // The decoder's "stream ended at an unexpected time" is a connection closed in mid-answer.
+            let closed = (error as? HTTPParserError) == .invalidEOFState
+            request.fail(closed ? HTTP1PoolError.connectionClosed : error)
         }
         context.close(promise: nil)
     }
