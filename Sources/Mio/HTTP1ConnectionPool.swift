@@ -128,7 +128,9 @@ final class HTTP1ConnectionPool: Sendable {
     /// The request goes to the next event loop in turn. Cancelling the calling task fails the request with
     /// ``HTTP1PoolError/cancelled`` and closes its connection if it was on one.
     /// - Parameters:
-    ///   - head: The request's head; the pool adds `Host` and, with a body, `Content-Length`.
+    ///   - head: The request's head; the pool adds `Host` and, with a body, `Content-Length`. The pool does not
+    ///     validate header names and values: a value that comes from outside (a token) must be checked with
+    ///     ``isValidHeaderValue(_:)`` first, so that it cannot add a header or end the head early.
     ///   - body: The request's body, if any.
     ///   - timeout: The most the whole exchange may take, from now.
     /// - Returns: The answer, its body bounded by the limits.
@@ -153,6 +155,12 @@ final class HTTP1ConnectionPool: Sendable {
         } onCancel: {
             pool.loop.execute { pool.abandon(pending, because: .cancelled) }
         }
+    }
+
+    /// Whether `value` may be sent as a header value (RFC 9110): no control character but HTAB, so no CR, LF
+    /// or NUL.
+    static func isValidHeaderValue(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 == UInt8(ascii: "\t") || ($0 >= 0x20 && $0 != 0x7F) }
     }
 
     /// Fails every waiting and running request with ``HTTP1PoolError/shutDown``, closes every connection and
@@ -312,7 +320,9 @@ private final class LoopPool: @unchecked Sendable {
                         let hostname = origin.host.isIPAddress ? nil : origin.host
                         try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
                     }
-                    try pipeline.addHTTPClientHandlers()
+                    // Header values are checked by the caller where they come from outside (see `execute`); NIO's
+                    // validator would check every header of every request again.
+                    try pipeline.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try pipeline.addHandler(HTTP1Connection(pool: self, limits: limits))
                 }
             }

@@ -23,7 +23,8 @@ public final class MioClient: Sendable {
 
     /// The connection pool to Mio, or why none could be made (an invalid `apiURL` or TLS configuration): then
     /// every request fails with that reason.
-    private let pool: Result<HTTP1ConnectionPool, MioError>
+    private let pool: HTTP1ConnectionPool?
+    private let poolError: MioError?
     private let logger: Logger
     private let baseURL: String
     private let timeout: TimeAmount
@@ -94,7 +95,7 @@ public final class MioClient: Sendable {
         // nothing (the default) would still cost a span's attributes per request, so it is left out.
         self.tracer = tracer is NoOpTracer ? nil : tracer
         let target = Self.parseAPIURL(base)
-        self.pool = target.flatMap { target in
+        let pool: Result<HTTP1ConnectionPool, MioError> = target.flatMap { target in
             // The request's deadline (`requestTimeout`) bounds the whole exchange: waiting for a connection,
             // connecting, sending and reading.
             let timeout = TimeAmount(configuration.requestTimeout)
@@ -121,6 +122,8 @@ public final class MioClient: Sendable {
                 )
             }
         }
+        self.pool = try? pool.get()
+        if case .failure(let error) = pool { self.poolError = error } else { self.poolError = nil }
         var templates: [String: HTTPRequestHead] = [:]
         let basePath = (try? target.get().basePath) ?? ""
         for endpoint in [Self.tokenEndpoint, Self.contextEndpoint, Self.summaryEndpoint] {
@@ -182,9 +185,7 @@ public final class MioClient: Sendable {
 
     /// Closes the connection pool; a request still running fails. Call once, after the last request.
     public func shutdown() async throws {
-        if case .success(let pool) = self.pool {
-            await pool.shutdown()
-        }
+        await self.pool?.shutdown()
     }
 
     // MARK: - API
@@ -239,6 +240,9 @@ public final class MioClient: Sendable {
             accessToken: accessToken,
             secrets: [accessToken, self.configuration.clientSecret]
         )
+        if let content = ContextAnswerReader.content(of: response) {
+            return content
+        }
         guard let decoded = try? JSONDecoder().decode(ContextResponse.self, from: response) else {
             throw MioError(
                 code: .malformedResponse,
@@ -340,15 +344,13 @@ public final class MioClient: Sendable {
     /// Runs one request through the connection pool and waits for its answer; cancelling the calling task
     /// cancels the request.
     private func exchange(_ request: HTTPRequestHead, body: ByteBuffer?) async -> Result<HTTPAnswer, any Error> {
-        switch self.pool {
-        case .failure(let error):
+        guard let pool = self.pool else {
+            return .failure(self.poolError ?? MioError(code: .clientError, endpoint: "client", detail: "no connection pool"))
+        }
+        do {
+            return .success(try await pool.execute(request, body: body, timeout: self.timeout))
+        } catch {
             return .failure(error)
-        case .success(let pool):
-            do {
-                return .success(try await pool.execute(request, body: body, timeout: self.timeout))
-            } catch {
-                return .failure(error)
-            }
         }
     }
 
@@ -363,6 +365,15 @@ public final class MioClient: Sendable {
             return .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
         }
         if let accessToken {
+            guard HTTP1ConnectionPool.isValidHeaderValue(accessToken) else {
+                return .failure(
+                    MioError(
+                        code: .clientError,
+                        endpoint: endpoint.label,
+                        detail: "the access token holds a control character and cannot be sent"
+                    )
+                )
+            }
             request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
         }
         if let span, let tracer = self.tracer {
@@ -597,6 +608,7 @@ public final class MioClient: Sendable {
 /// Writes a tracer's context (e.g. W3C `traceparent`) into a request's headers.
 private struct HeadersInjector: Injector {
     func inject(_ value: String, forKey key: String, into headers: inout HTTPHeaders) {
+        guard HTTP1ConnectionPool.isValidHeaderValue(value) else { return }
         headers.replaceOrAdd(name: key, value: value)
     }
 }
