@@ -241,7 +241,9 @@ public final class SQLiteTokenStore: TokenStore {
     }
 
     private static func fetchRow(_ db: Database, userID: String) throws -> EncryptedTokenRow? {
-        try Row.fetchOne(db, sql: "SELECT * FROM mioctx_tokens WHERE user_id = ?", arguments: [userID]).map(decode)
+        // Read on every job: the statement is prepared once per connection and kept (GRDB's statement cache).
+        let statement = try db.cachedStatement(sql: "SELECT * FROM mioctx_tokens WHERE user_id = ?")
+        return try Row.fetchOne(statement, arguments: [userID]).map(decode)
     }
 
     private static func decode(_ row: Row) -> EncryptedTokenRow {
