@@ -136,8 +136,22 @@ enum ContextAnswerReader {
         }
 
         private mutating func readEscapedString(from start: Int) -> String? {
-            var unescaped = Array(self.bytes[start..<self.index])
+            var unescaped: [UInt8] = []
+            unescaped.reserveCapacity(self.bytes.count - start)
+            unescaped.append(contentsOf: self.bytes[start..<self.index])
             while self.index < self.bytes.count {
+                // Copy the run up to the next quote, backslash or control character in one go.
+                var end = self.index
+                while end < self.bytes.count {
+                    let byte = self.bytes[end]
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                    end += 1
+                }
+                if end > self.index {
+                    unescaped.append(contentsOf: self.bytes[self.index..<end])
+                    self.index = end
+                    continue
+                }
                 let byte = self.bytes[self.index]
                 self.index += 1
                 switch byte {

@@ -143,15 +143,14 @@ final class HTTP1ConnectionPool: Sendable {
         if let body {
             head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
-        let pending = PendingRequest(
-            head: head,
-            body: body,
-            deadline: .now() + timeout,
-            promise: pool.loop.makePromise(of: HTTPAnswer.self)
-        )
+        let pending = PendingRequest(head: head, body: body, deadline: .now() + timeout)
         return try await withTaskCancellationHandler {
-            pool.loop.execute { pool.enqueue(pending) }
-            return try await pending.promise.futureResult.get()
+            try await withUnsafeThrowingContinuation { continuation in
+                pool.loop.execute {
+                    pending.attach(continuation)
+                    pool.enqueue(pending)
+                }
+            }
         } onCancel: {
             pool.loop.execute { pool.abandon(pending, because: .cancelled) }
         }
@@ -178,35 +177,57 @@ final class HTTP1ConnectionPool: Sendable {
 }
 
 /// One request on its way: created by the caller, then touched only on its event loop.
+///
+/// The caller waits on a continuation rather than an `EventLoopFuture`: a future would add a promise, a callback
+/// list and a hop through `get()` to every request.
 private final class PendingRequest: @unchecked Sendable {
     let head: HTTPRequestHead
     let body: ByteBuffer?
     let deadline: NIODeadline
-    let promise: EventLoopPromise<HTTPAnswer>
+    /// The caller's continuation, attached on the loop before the request is queued.
+    private var continuation: UnsafeContinuation<HTTPAnswer, any Error>?
+    /// An outcome that came before the continuation (a cancellation that overtook the request).
+    private var earlyFailure: (any Error)?
     /// The connection sending it or reading its answer, once it has one.
     var connection: HTTP1Connection?
-    /// Its promise is completed: it is no longer waited for.
-    var isFinished = false
+    /// It has its outcome: it is no longer waited for.
+    private(set) var isFinished = false
 
-    init(head: HTTPRequestHead, body: ByteBuffer?, deadline: NIODeadline, promise: EventLoopPromise<HTTPAnswer>) {
+    init(head: HTTPRequestHead, body: ByteBuffer?, deadline: NIODeadline) {
         self.head = head
         self.body = body
         self.deadline = deadline
-        self.promise = promise
+    }
+
+    /// Takes the caller's continuation; resumes it at once if the request already failed.
+    func attach(_ continuation: UnsafeContinuation<HTTPAnswer, any Error>) {
+        if let earlyFailure {
+            self.earlyFailure = nil
+            continuation.resume(throwing: earlyFailure)
+        } else {
+            self.continuation = continuation
+        }
     }
 
     func succeed(_ answer: HTTPAnswer) {
         guard !self.isFinished else { return }
         self.isFinished = true
         self.connection = nil
-        self.promise.succeed(answer)
+        let continuation = self.continuation
+        self.continuation = nil
+        continuation?.resume(returning: answer)
     }
 
     func fail(_ error: any Error) {
         guard !self.isFinished else { return }
         self.isFinished = true
         self.connection = nil
-        self.promise.fail(error)
+        if let continuation = self.continuation {
+            self.continuation = nil
+            continuation.resume(throwing: error)
+        } else {
+            self.earlyFailure = error
+        }
     }
 }
 
