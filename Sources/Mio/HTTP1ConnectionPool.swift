@@ -128,7 +128,8 @@ final class HTTP1ConnectionPool: Sendable {
     /// The request goes to the next event loop in turn. Cancelling the calling task fails the request with
     /// ``HTTP1PoolError/cancelled`` and closes its connection if it was on one.
     /// - Parameters:
-    ///   - head: The request's head; the pool adds `Host` and, with a body, `Content-Length`. The pool does not
+    ///   - head: The request's head; the pool adds `Host` unless it is there and, with a body, `Content-Length`
+    ///     (which must not be there). The pool does not
     ///     validate header names and values: a value that comes from outside (a token) must be checked with
     ///     ``isValidHeaderValue(_:)`` first, so that it cannot add a header or end the head early.
     ///   - body: The request's body, if any.
@@ -139,9 +140,11 @@ final class HTTP1ConnectionPool: Sendable {
         let index = self.nextLoop.add(1, ordering: .relaxed).oldValue
         let pool = self.loops[Int(UInt(bitPattern: index) % UInt(self.loops.count))]
         var head = head
-        head.headers.replaceOrAdd(name: "Host", value: self.origin.hostHeader)
+        if !head.headers.contains(name: "Host") {
+            head.headers.add(name: "Host", value: self.origin.hostHeader)
+        }
         if let body {
-            head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
         }
         let pending = PendingRequest(head: head, body: body, deadline: .now() + timeout)
         return try await withTaskCancellationHandler {
@@ -181,7 +184,8 @@ final class HTTP1ConnectionPool: Sendable {
 /// The caller waits on a continuation rather than an `EventLoopFuture`: a future would add a promise, a callback
 /// list and a hop through `get()` to every request.
 private final class PendingRequest: @unchecked Sendable {
-    let head: HTTPRequestHead
+    /// The head, until it is sent: handing it over instead of copying it lets the encoder change it in place.
+    var head: HTTPRequestHead?
     let body: ByteBuffer?
     let deadline: NIODeadline
     /// The caller's continuation, attached on the loop before the request is queued.
@@ -460,6 +464,8 @@ private final class HTTP1Connection: ChannelInboundHandler {
     private(set) var request: PendingRequest?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
+    /// Whether the request in flight allows the connection to be kept.
+    private var requestIsKeepAlive = true
     /// An informational (1xx) answer is being skipped.
     private var skippingInformational = false
     /// Set when the connection became idle.
@@ -487,11 +493,14 @@ private final class HTTP1Connection: ChannelInboundHandler {
             self.pool.enqueue(request)
             return
         }
+        guard let head = request.head else { return }
+        request.head = nil
         self.request = request
+        self.requestIsKeepAlive = head.isKeepAlive
         request.connection = self
         self.head = nil
         self.body.clear()
-        context.write(self.wrapOutboundOut(.head(request.head)), promise: nil)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if let body = request.body {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
@@ -550,7 +559,7 @@ private final class HTTP1Connection: ChannelInboundHandler {
             let answer = HTTPAnswer(status: head.status, headers: head.headers, body: self.body)
             self.body = ByteBuffer()
             request.succeed(answer)
-            if head.isKeepAlive && request.head.isKeepAlive {
+            if head.isKeepAlive && self.requestIsKeepAlive {
                 self.pool.connectionIsIdle(self)
             } else {
                 context.close(promise: nil)

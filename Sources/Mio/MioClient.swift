@@ -126,12 +126,16 @@ public final class MioClient: Sendable {
         if case .failure(let error) = pool { self.poolError = error } else { self.poolError = nil }
         var templates: [String: HTTPRequestHead] = [:]
         let basePath = (try? target.get().basePath) ?? ""
+        let host = (try? target.get().origin.hostHeader) ?? ""
         for endpoint in [Self.tokenEndpoint, Self.contextEndpoint, Self.summaryEndpoint] {
+            let headers: HTTPHeaders = [
+                "Host": host, "Content-Type": "application/json", "Accept": "application/json", "User-Agent": "mioctx",
+            ]
             templates[endpoint.path] = HTTPRequestHead(
                 version: .http1_1,
                 method: endpoint.method,
                 uri: basePath + endpoint.path,
-                headers: ["Content-Type": "application/json", "Accept": "application/json", "User-Agent": "mioctx"]
+                headers: headers
             )
         }
         self.templates = templates
@@ -205,7 +209,7 @@ public final class MioClient: Sendable {
             clientID: self.configuration.clientID,
             clientSecret: self.configuration.clientSecret
         )
-        return try await self.requestTokens(body, secrets: [code, self.configuration.clientSecret])
+        return try await self.requestTokens(body, secrets: RequestSecrets(code, self.configuration.clientSecret))
     }
 
     /// Mints new tokens from a refresh token (grant `refresh_token`). Mio rotates refresh tokens: store the
@@ -222,7 +226,7 @@ public final class MioClient: Sendable {
             clientID: self.configuration.clientID,
             clientSecret: self.configuration.clientSecret
         )
-        return try await self.requestTokens(body, secrets: [refreshToken, self.configuration.clientSecret])
+        return try await self.requestTokens(body, secrets: RequestSecrets(refreshToken, self.configuration.clientSecret))
     }
 
     /// Asks Mio for the user's context relevant to a query (`POST /v1/context` with `{"query":..,"k":3}`).
@@ -238,7 +242,7 @@ public final class MioClient: Sendable {
             endpoint,
             body: body,
             accessToken: accessToken,
-            secrets: [accessToken, self.configuration.clientSecret]
+            secrets: RequestSecrets(accessToken, self.configuration.clientSecret)
         )
         if let content = ContextAnswerReader.content(of: response) {
             return content
@@ -264,7 +268,7 @@ public final class MioClient: Sendable {
             endpoint,
             body: nil,
             accessToken: accessToken,
-            secrets: [accessToken, self.configuration.clientSecret]
+            secrets: RequestSecrets(accessToken, self.configuration.clientSecret)
         )
         guard let decoded = try? JSONDecoder().decode(SummaryResponse.self, from: response) else {
             throw MioError(
@@ -279,7 +283,7 @@ public final class MioClient: Sendable {
 
     // MARK: - Transport
 
-    private func requestTokens(_ request: TokenRequest, secrets: [String]) async throws(MioError) -> MioTokenResponse {
+    private func requestTokens(_ request: TokenRequest, secrets: RequestSecrets) async throws(MioError) -> MioTokenResponse {
         let endpoint = Self.tokenEndpoint
         let body = try self.encode(request, endpoint: endpoint)
         let response = try await self.perform(endpoint, body: body, accessToken: nil, secrets: secrets)
@@ -327,7 +331,7 @@ public final class MioClient: Sendable {
         _ endpoint: Endpoint,
         body: ByteBuffer?,
         accessToken: String?,
-        secrets: [String]
+        secrets: RequestSecrets
     ) async throws(MioError) -> ByteBuffer {
         let started = ContinuousClock.now
         let span = self.startSpan(endpoint)
@@ -364,6 +368,8 @@ public final class MioClient: Sendable {
         guard var request = self.templates[endpoint.path] else {
             return .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
         }
+        // One copy of the template's headers, with room for the token, `Content-Length` and a trace context.
+        request.headers.reserveCapacity(request.headers.count + 4)
         if let accessToken {
             guard HTTP1ConnectionPool.isValidHeaderValue(accessToken) else {
                 return .failure(
@@ -402,7 +408,7 @@ public final class MioClient: Sendable {
         _ exchange: Result<HTTPAnswer, any Error>,
         endpoint: Endpoint,
         started: ContinuousClock.Instant,
-        secrets: [String],
+        secrets: RequestSecrets,
         span: (any Span)?
     ) throws(MioError) -> ByteBuffer {
         let elapsed = ContinuousClock.now - started
@@ -448,7 +454,7 @@ public final class MioClient: Sendable {
                 headers: answer.headers,
                 body: answer.body,
                 endpoint: endpoint,
-                secrets: secrets
+                secrets: secrets.all
             )
         }
         return answer.body
@@ -618,4 +624,18 @@ extension TimeAmount {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
+}
+
+/// The secrets one request carries (a token or code, and the client secret), kept without an array until an
+/// error needs them scrubbed from the server's text.
+struct RequestSecrets {
+    var credential: String
+    var clientSecret: String
+
+    init(_ credential: String, _ clientSecret: String) {
+        self.credential = credential
+        self.clientSecret = clientSecret
+    }
+
+    var all: [String] { [self.credential, self.clientSecret] }
 }
