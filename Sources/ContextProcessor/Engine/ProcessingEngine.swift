@@ -1,5 +1,6 @@
 public import CoreMetrics
 public import Logging
+import DequeModule
 import Synchronization
 public import Tracing
 
@@ -102,8 +103,25 @@ public final class ProcessingEngine: Sendable {
     private typealias Scheduler = JobScheduler<Work>
 
     private enum Command: Sendable {
-        case start(Scheduler.Entry)
+        /// Start one more worker task: entries are waiting and no worker is idle.
+        case addWorker
         case cancelInFlight
+    }
+
+    /// The entries to start and the worker tasks that start them.
+    ///
+    /// Jobs run on long-lived worker tasks rather than on a task each: a task per job cost its creation, its task
+    /// allocator's slabs and a hop through ``run()`` for every job. A worker is added when an entry finds no idle
+    /// one, so there are as many as entries ever ran at once (handled or being delivered; the scheduler bounds
+    /// those), as there were tasks before.
+    private struct Workers {
+        /// Entries no worker has taken yet, oldest first.
+        var queue = Deque<Scheduler.Entry>()
+        /// Workers waiting for an entry (`nil` tells them to end); the last to fall idle is woken first.
+        var idle: [(id: UInt64, continuation: CheckedContinuation<Scheduler.Entry?, Never>)] = []
+        var nextIdleID: UInt64 = 0
+        /// No entry will come any more: workers end once the queue is empty.
+        var isFinished = false
     }
 
     private enum Condition {
@@ -170,6 +188,7 @@ public final class ProcessingEngine: Sendable {
     private let deliveredBackpressure = Mutex<UInt64>(0)
     private let commands: AsyncStream<Command>
     private let commandContinuation: AsyncStream<Command>.Continuation
+    private let workers = Mutex(Workers())
 
     /// Creates an engine; nothing runs until ``run()``.
     /// - Parameters:
@@ -232,12 +251,14 @@ public final class ProcessingEngine: Sendable {
         await withDiscardingTaskGroup { group in
             for await command in commands {
                 switch command {
-                case .start(let entry):
-                    group.addTask { await self.execute(entry) }
+                case .addWorker:
+                    group.addTask { await self.work() }
                 case .cancelInFlight:
                     group.cancelAll()
                 }
             }
+            // No command any more: idle workers end, busy ones end after their entry and the queue.
+            self.finishWorkers()
         }
         // Ended by cancellation rather than by stop(): accept nothing more, nothing would run it.
         stop(cancelInFlight: false)
@@ -361,6 +382,88 @@ public final class ProcessingEngine: Sendable {
         stopAccepting()
         if cancelInFlight { commandContinuation.yield(.cancelInFlight) }
         commandContinuation.finish()
+        finishWorkers()
+    }
+
+    // MARK: - Workers
+
+    /// One worker task: starts entries until there are no more.
+    private func work() async {
+        while let entry = await nextEntry() {
+            await execute(entry)
+        }
+    }
+
+    /// The oldest entry not yet taken, waiting for one if there is none; `nil` when the worker should end
+    /// (the engine stopped, or the worker's task was cancelled).
+    private func nextEntry() async -> Scheduler.Entry? {
+        if Task.isCancelled { return nil }
+        enum Taken {
+            case entry(Scheduler.Entry)
+            case end
+            case wait(UInt64)
+        }
+        let taken = workers.withLock { workers -> Taken in
+            if let entry = workers.queue.popFirst() { return .entry(entry) }
+            if workers.isFinished { return .end }
+            workers.nextIdleID += 1
+            return .wait(workers.nextIdleID)
+        }
+        switch taken {
+        case .entry(let entry):
+            return entry
+        case .end:
+            return nil
+        case .wait(let id):
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Scheduler.Entry?, Never>) in
+                    let now = workers.withLock { workers -> Scheduler.Entry?? in
+                        // An entry or the end may have come between the two locks.
+                        if let entry = workers.queue.popFirst() { return .some(entry) }
+                        if workers.isFinished || Task.isCancelled { return .some(nil) }
+                        workers.idle.append((id, continuation))
+                        return .none
+                    }
+                    if let now { continuation.resume(returning: now) }
+                }
+            } onCancel: {
+                let continuation = workers.withLock { workers in
+                    workers.idle.firstIndex { $0.id == id }.map { workers.idle.remove(at: $0).continuation }
+                }
+                continuation?.resume(returning: nil)
+            }
+        }
+    }
+
+    /// Hands entries to idle workers, and queues the others with a new worker asked of ``run()`` for each.
+    private func start(_ entries: [Scheduler.Entry]) {
+        guard !entries.isEmpty else { return }
+        var handed: [(CheckedContinuation<Scheduler.Entry?, Never>, Scheduler.Entry)] = []
+        let added = workers.withLock { workers -> Int in
+            var added = 0
+            for entry in entries {
+                if let idle = workers.idle.popLast() {
+                    handed.append((idle.continuation, entry))
+                } else {
+                    workers.queue.append(entry)
+                    added += 1
+                }
+            }
+            return added
+        }
+        for (continuation, entry) in handed { continuation.resume(returning: entry) }
+        for _ in 0..<added { commandContinuation.yield(.addWorker) }
+    }
+
+    /// No entry will come: idle workers end now, busy ones once the queue is empty.
+    private func finishWorkers() {
+        let idle = workers.withLock { workers in
+            workers.isFinished = true
+            let idle = workers.idle.map(\.continuation)
+            workers.idle.removeAll()
+            return idle
+        }
+        for continuation in idle { continuation.resume(returning: nil) }
     }
 
     /// Refuses new items and wakes the waiters whose condition that meets.
@@ -516,9 +619,7 @@ public final class ProcessingEngine: Sendable {
     }
 
     private func perform(_ outcome: Outcome) {
-        for entry in outcome.start {
-            commandContinuation.yield(.start(entry))
-        }
+        start(outcome.start)
         if let (change, generation) = outcome.backpressure {
             // Pause and resume are decided under the state lock but delivered after it; a generation number
             // keeps a stale change from overtaking a newer one.
