@@ -46,6 +46,9 @@ public final class TokenProvider: Sendable {
         public var usersMarkedReauthRequired = 0
         /// Access tokens served from the in-memory cache.
         public var cacheHits = 0
+        /// Cache misses that joined a read of the same user's tokens already in flight instead of reading the
+        /// store again (a worker starting on a backlog has many jobs per user at once).
+        public var storeReadsJoined = 0
 
         /// Creates zeroed counters.
         public init() {}
@@ -75,6 +78,7 @@ public final class TokenProvider: Sendable {
     private struct State: Sendable {
         var cache: [String: CachedToken] = [:]
         var inFlight: [String: Task<String, any Error>] = [:]
+        var reads: [String: Task<TokenRecord?, any Error>] = [:]
         var statistics = Statistics()
     }
 
@@ -127,7 +131,7 @@ public final class TokenProvider: Sendable {
         }
         if let cached { return cached }
 
-        guard let record = try await store.get(userID: userID) else {
+        guard let record = try await coalescedRead(userID: userID) else {
             forget(userID)
             throw TokenError(.noTokens, userID: userID, detail: "no tokens stored for this user", isRetriable: false)
         }
@@ -183,6 +187,23 @@ public final class TokenProvider: Sendable {
     }
 
     // MARK: - Refresh
+
+    /// The user's stored tokens: one read of the store per user at a time, which concurrent callers share.
+    private func coalescedRead(userID: String) async throws -> TokenRecord? {
+        let task: Task<TokenRecord?, any Error> = state.withLock { state in
+            if let running = state.reads[userID] {
+                state.statistics.storeReadsJoined += 1
+                return running
+            }
+            let task = Task {
+                defer { self.state.withLock { _ = $0.reads.removeValue(forKey: userID) } }
+                return try await self.store.get(userID: userID)
+            }
+            state.reads[userID] = task
+            return task
+        }
+        return try await task.value
+    }
 
     private func coalescedRefresh(userID: String, trigger: Trigger) async throws -> String {
         let task: Task<String, any Error> = state.withLock { state in

@@ -41,7 +41,61 @@ final class FakeRefresher: TokenRefreshing {
     }
 }
 
+/// A store that counts reads and makes each one take a while, so that concurrent callers overlap.
+final class SlowCountingStore: TokenStore {
+    private let base = InMemoryTokenStore()
+    private let reads = Mutex(0)
+    private let delay: Duration
+
+    init(delay: Duration) { self.delay = delay }
+
+    var readCount: Int { reads.withLock { $0 } }
+
+    func get(userID: String) async throws -> TokenRecord? {
+        reads.withLock { $0 += 1 }
+        try await Task.sleep(for: delay)
+        return await base.get(userID: userID)
+    }
+    @discardableResult
+    func upsert(userID: String, tokens: TokenGrant) async throws -> TokenRecord {
+        await base.upsert(userID: userID, tokens: tokens)
+    }
+    func delete(userID: String) async throws -> Bool { await base.delete(userID: userID) }
+    func list(after cursor: String?, limit: Int) async throws -> TokenPage {
+        await base.list(after: cursor, limit: limit)
+    }
+    func setStatus(_ status: TokenStatus, userID: String) async throws -> Bool {
+        await base.setStatus(status, userID: userID)
+    }
+    func withExclusiveLock<Value: Sendable>(
+        userID: String,
+        _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
+    ) async throws -> Value {
+        try await base.withExclusiveLock(userID: userID, body)
+    }
+    func rekey() async throws -> Int { await base.rekey() }
+}
+
 @Suite struct TokenProviderTests {
+    @Test func concurrentCacheMissesForOneUserShareOneStoreRead() async throws {
+        let store = SlowCountingStore(delay: .milliseconds(50))
+        let provider = TokenProvider(store: store, refresher: FakeRefresher())
+        try await store.upsert(userID: "u1", tokens: grant("1"))
+        try await store.upsert(userID: "u2", tokens: grant("2"))
+        let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<40 {
+                group.addTask { try await provider.accessToken(for: index % 2 == 0 ? "u1" : "u2") }
+            }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(tokens.filter { $0 == "atk_plain_1" }.count == 20)
+        #expect(tokens.filter { $0 == "atk_plain_2" }.count == 20)
+        // One read per user; the other 38 callers joined a read in flight (or, arriving after it, hit the cache).
+        #expect(store.readCount == 2)
+        let statistics = provider.statistics
+        #expect(statistics.storeReadsJoined + statistics.cacheHits == 38)
+    }
+
     static func tokenEndpointError(_ code: MioError.Code, status: Int, oauth: String? = nil) -> MioError {
         MioError(code: code, endpoint: "POST /v1/auth/oauth2/token", status: status, oauthError: oauth)
     }
