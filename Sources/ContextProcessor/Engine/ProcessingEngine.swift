@@ -118,7 +118,7 @@ public final class ProcessingEngine: Sendable {
         /// Entries no worker has taken yet, oldest first.
         var queue = Deque<Scheduler.Entry>()
         /// Workers waiting for an entry (`nil` tells them to end); the last to fall idle is woken first.
-        var idle: [(id: UInt64, continuation: CheckedContinuation<Scheduler.Entry?, Never>)] = []
+        var idle: [(id: UInt64, continuation: UnsafeContinuation<Scheduler.Entry?, Never>)] = []
         var nextIdleID: UInt64 = 0
         /// No entry will come any more: workers end once the queue is empty.
         var isFinished = false
@@ -416,7 +416,7 @@ public final class ProcessingEngine: Sendable {
             return nil
         case .wait(let id):
             return await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Scheduler.Entry?, Never>) in
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Scheduler.Entry?, Never>) in
                     let now = workers.withLock { workers -> Scheduler.Entry?? in
                         // An entry or the end may have come between the two locks.
                         if let entry = workers.queue.popFirst() { return .some(entry) }
@@ -437,22 +437,19 @@ public final class ProcessingEngine: Sendable {
 
     /// Hands entries to idle workers, and queues the others with a new worker asked of ``run()`` for each.
     private func start(_ entries: [Scheduler.Entry]) {
-        guard !entries.isEmpty else { return }
-        var handed: [(CheckedContinuation<Scheduler.Entry?, Never>, Scheduler.Entry)] = []
-        let added = workers.withLock { workers -> Int in
-            var added = 0
-            for entry in entries {
-                if let idle = workers.idle.popLast() {
-                    handed.append((idle.continuation, entry))
-                } else {
-                    workers.queue.append(entry)
-                    added += 1
-                }
+        for entry in entries {
+            // One at a time: most calls start one entry, and this needs no array.
+            let idle = workers.withLock { workers -> UnsafeContinuation<Scheduler.Entry?, Never>? in
+                if let idle = workers.idle.popLast() { return idle.continuation }
+                workers.queue.append(entry)
+                return nil
             }
-            return added
+            if let idle {
+                idle.resume(returning: entry)
+            } else {
+                commandContinuation.yield(.addWorker)
+            }
         }
-        for (continuation, entry) in handed { continuation.resume(returning: entry) }
-        for _ in 0..<added { commandContinuation.yield(.addWorker) }
     }
 
     /// No entry will come: idle workers end now, busy ones once the queue is empty.

@@ -179,33 +179,39 @@ enum RFC3339 {
         let minute = millisecondOfDay / 60_000 % 60
         let second = millisecondOfDay / 1000 % 60
         let millisecond = millisecondOfDay % 1000
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(24)
-        func append(_ value: Int64, digits: Int) {
-            var divisor: Int64 = 1
-            for _ in 1 ..< digits { divisor *= 10 }
-            var rest = value
-            while divisor > 0 {
-                bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
+        // Written straight into the string's storage: one allocation, not an array and then a string.
+        return String(unsafeUninitializedCapacity: 24) { bytes in
+            var count = 0
+            func put(_ byte: UInt8) {
+                bytes[count] = byte
+                count += 1
             }
+            func append(_ value: Int64, digits: Int) {
+                var divisor: Int64 = 1
+                for _ in 1 ..< digits { divisor *= 10 }
+                var rest = value
+                while divisor > 0 {
+                    put(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                    rest %= divisor
+                    divisor /= 10
+                }
+            }
+            append(year, digits: 4)
+            put(UInt8(ascii: "-"))
+            append(month, digits: 2)
+            put(UInt8(ascii: "-"))
+            append(day, digits: 2)
+            put(UInt8(ascii: "T"))
+            append(hour, digits: 2)
+            put(UInt8(ascii: ":"))
+            append(minute, digits: 2)
+            put(UInt8(ascii: ":"))
+            append(second, digits: 2)
+            put(UInt8(ascii: "."))
+            append(millisecond, digits: 3)
+            put(UInt8(ascii: "Z"))
+            return count
         }
-        append(year, digits: 4)
-        bytes.append(UInt8(ascii: "-"))
-        append(month, digits: 2)
-        bytes.append(UInt8(ascii: "-"))
-        append(day, digits: 2)
-        bytes.append(UInt8(ascii: "T"))
-        append(hour, digits: 2)
-        bytes.append(UInt8(ascii: ":"))
-        append(minute, digits: 2)
-        bytes.append(UInt8(ascii: ":"))
-        append(second, digits: 2)
-        bytes.append(UInt8(ascii: "."))
-        append(millisecond, digits: 3)
-        bytes.append(UInt8(ascii: "Z"))
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func floorDivide(_ value: Int64, _ divisor: Int64) -> (Int64, Int64) {
