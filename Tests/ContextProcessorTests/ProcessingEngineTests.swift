@@ -1,5 +1,6 @@
 import ContextProcessor
 import Foundation
+import Logging
 import MioctxTestSupport
 import Testing
 
@@ -74,6 +75,39 @@ import Testing
         #expect(events.deliveryFailed.map(\.offset) == [2])
         #expect(Set(events.done.map(\.offset)) == [1, 3])
         #expect(sink.publishAttempts == 5)
+    }
+
+    @Test(arguments: [Logger.Level.info, .debug])
+    func warningsAndErrorsAboutAJobCarryItsMetadataWhateverTheLevel(level: Logger.Level) async throws {
+        let lines = RecordingLogHandler.Store()
+        var logger = Logger.recording("engine", into: lines)
+        logger.logLevel = level
+        let sink = MemorySink(alwaysFailJobID: "job-2")
+        let events = EventLog()
+        let engine = ProcessingEngine(
+            handler: JobHandler(api: ConcurrencyMeter(), tokens: FixedTokens()),
+            sink: sink,
+            configuration: .init(delivery: fastDelivery),
+            logger: logger
+        ) { events.record($0) }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await engine.run() }
+            engine.submit(jobItem(1, user: "u"))
+            engine.submit(jobItem(2, user: "u"))
+            _ = await engine.drain(timeout: .seconds(30))
+        }
+        #expect(events.deliveryFailed.map(\.offset) == [2])
+        let warnings = lines.all.filter { $0.hasPrefix("warning delivery failed; retrying") }
+        let errors = lines.all.filter { $0.hasPrefix("error could not deliver") }
+        #expect(warnings.count == 2)
+        #expect(errors.count == 1)
+        for line in warnings + errors {
+            #expect(line.contains("\"job.id\": job-2") && line.contains("\"job.offset\": 2"), "\(line)")
+        }
+        // The debug line of the job that went well, with its metadata, only when debug is on.
+        let done = lines.all.filter { $0.hasPrefix("debug job done") }
+        #expect(done.count == (level == .debug ? 1 : 0))
+        #expect(done.allSatisfy { $0.contains("\"job.id\": job-1") }, "\(done)")
     }
 
     @Test func invalidItemGoesToTheDeadLetterSinkUnchangedWithItsReason() async throws {

@@ -487,12 +487,18 @@ public final class ProcessingEngine: Sendable {
             tracer.tracer.extract(entry.payload.item.headers, into: &parent, using: MessageHeaderExtractor())
         }
         let logger: Logger
+        // The job's metadata goes on every line about it. Only debug lines are written on the way of a job that
+        // goes well, so the logger carrying it is made up front only when they are on, and otherwise only for a
+        // warning or an error.
+        let detailed = self.logger.logLevel <= .debug
+        var jobOfLines: Job?
         let delivery: DeliveryOutcome
         /// Whether the job's slot was released before its delivery (``release(_:)``).
         var handled = false
         switch entry.payload {
         case .job(let job, let item, let submittedAt):
-            logger = self.logger.forJob(job)
+            jobOfLines = job
+            logger = detailed ? self.logger.forJob(job) : self.logger
             (delivery, handled) = await tracer.withSpan(JobSpan.job, context: parent, ofKind: .consumer) { span in
                 Self.describe(source, jobID: job.id, on: span)
                 guard let result = await handle(job, logger: logger) else {
@@ -501,7 +507,7 @@ public final class ProcessingEngine: Sendable {
                 if span.isRecording { span.attributes["mioctx.job.status"] = result.status.rawValue }
                 release(entry)
                 let delivery = await tracer.withSpan(JobSpan.publish, ofKind: .producer) { publishSpan in
-                    await deliver(.result, source: source, logger: logger, span: publishSpan) {
+                    await deliver(.result, source: source, logger: detailed ? logger : self.logger.forJob(job), span: publishSpan) {
                         try await self.sink.publish(result, for: item)
                     }
                 }
@@ -530,7 +536,8 @@ public final class ProcessingEngine: Sendable {
         case .delivered:
             onEvent(.done(source))
         case .failed(let error):
-            logger.error("could not deliver; the item is not done", metadata: ["error": "\(error)"])
+            let lineLogger = detailed ? logger : jobOfLines.map { self.logger.forJob($0) } ?? logger
+            lineLogger.error("could not deliver; the item is not done", metadata: ["error": "\(error)"])
             onEvent(.deliveryFailed(source, error))
         case .cancelled:
             onEvent(.cancelled(source))
@@ -572,7 +579,7 @@ public final class ProcessingEngine: Sendable {
     private func deliver(
         _ kind: DeliveryError.Kind,
         source: JobSource,
-        logger: Logger,
+        logger: @autoclosure () -> Logger,
         span: any Span,
         _ body: () async throws -> Void
     ) async -> DeliveryOutcome {
@@ -591,7 +598,7 @@ public final class ProcessingEngine: Sendable {
                 if attempts >= policy.maxAttempts || clock.now() - start + delay > policy.maxTimePerJob {
                     return .failed(DeliveryError(kind: kind, source: source, attempts: attempts, underlying: error))
                 }
-                logger.warning(
+                logger().warning(
                     "delivery failed; retrying",
                     metadata: ["attempt": "\(attempts)", "error": "\(String(describing: error))"]
                 )

@@ -80,9 +80,9 @@ public struct JobHandler: Sendable {
     /// Processes a job to its result.
     /// - Parameters:
     ///   - job: A validated job.
-    ///   - jobLogger: The logger for this job's lines, already carrying the job's metadata (a caller that made
-    ///     one passes it, so that it is not made twice per job); by default this handler's logger with the
-    ///     job's id and source.
+    ///   - jobLogger: The logger for this job's lines, which are all at debug level: with the job's metadata
+    ///     when debug lines are on (a caller that made one passes it, so that it is not made twice per job), or
+    ///     any logger when they are off; by default this handler's logger with the job's id and source.
     /// - Returns: The classified result; failures are results, not errors.
     /// - Throws: `CancellationError` only, when the task is cancelled (no result: the job must be redone).
     public func handle(_ job: Job, logger jobLogger: Logger? = nil) async throws -> JobResult {
