@@ -26,8 +26,6 @@ enum HTTP1PoolError: Error, Equatable, CustomStringConvertible {
     case cancelled
     /// The pool was shut down.
     case shutDown
-    /// The server sent something that is not an answer to the request in flight.
-    case unexpectedResponse
 
     var description: String {
         switch self {
@@ -36,7 +34,6 @@ enum HTTP1PoolError: Error, Equatable, CustomStringConvertible {
         case .bodyTooLarge(let limit): "the response body is larger than \(limit) bytes"
         case .cancelled: "the request was cancelled"
         case .shutDown: "the HTTP connection pool is shut down"
-        case .unexpectedResponse: "the server sent a response no request was waiting for"
         }
     }
 }
@@ -129,9 +126,9 @@ final class HTTP1ConnectionPool: Sendable {
     /// ``HTTP1PoolError/cancelled`` and closes its connection if it was on one.
     /// - Parameters:
     ///   - head: The request's head; the pool adds `Host` unless it is there and, with a body, `Content-Length`
-    ///     (which must not be there). The pool does not
-    ///     validate header names and values: a value that comes from outside (a token) must be checked with
-    ///     ``isValidHeaderValue(_:)`` first, so that it cannot add a header or end the head early.
+    ///     (which must not be there). The pool does not validate header names and values: a value that comes
+    ///     from outside (a token) must be checked with ``isValidHeaderValue(_:)`` first, so that it cannot add a
+    ///     header or end the head early.
     ///   - body: The request's body, if any.
     ///   - timeout: The most the whole exchange may take, from now.
     /// - Returns: The answer, its body bounded by the limits.
@@ -409,11 +406,7 @@ private final class LoopPool: @unchecked Sendable {
                 self.abandon(request, because: .deadlineExceeded)
             }
         }
-        while let first = self.waiting.first, first.isFinished || first.deadline <= now {
-            self.waiting.removeFirst()
-            first.fail(HTTP1PoolError.deadlineExceeded)
-        }
-        // Requests further back may have been cancelled or have shorter deadlines: check them all.
+        // Waiting requests past their deadline fail; cancelled ones (already failed) are dropped.
         if self.waiting.contains(where: { $0.isFinished || $0.deadline <= now }) {
             self.waiting.removeAll { request in
                 guard request.isFinished || request.deadline <= now else { return false }
@@ -489,11 +482,15 @@ private final class HTTP1Connection: ChannelInboundHandler {
 
     func send(_ request: PendingRequest) {
         guard let context = self.context, context.channel.isActive else {
-            // Closed meanwhile: put the request back in front of the queue.
+            // Closed meanwhile: the pool finds the request another connection.
             self.pool.enqueue(request)
             return
         }
-        guard let head = request.head else { return }
+        guard let head = request.head else {
+            // Never sent twice; should it happen, the caller gets an error rather than a wait without end.
+            request.fail(HTTP1PoolError.connectionClosed)
+            return
+        }
         request.head = nil
         self.request = request
         self.requestIsKeepAlive = head.isKeepAlive

@@ -520,7 +520,7 @@ public final class MioClient: Sendable {
                 return MioError(code: .cancelled, endpoint: endpoint.label, detail: "request cancelled")
             case .bodyTooLarge:
                 return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
-            case .connectionClosed, .shutDown, .unexpectedResponse:
+            case .connectionClosed, .shutDown:
                 return MioError(code: .transportFailure, endpoint: endpoint.label, detail: "\(error)")
             }
         }
