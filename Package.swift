@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mioctx", targets: ["mioctx"]),
+        .library(name: "Coordination", targets: ["Coordination"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "Mio", targets: ["Mio"]),
         .library(name: "MioSimulator", targets: ["MioSimulator"]),
@@ -42,6 +43,11 @@ let package = Package(
             name: "CRdKafka",
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
+        ),
+        // Leaf: the one time source and the one way to wait on state, shared by every module.
+        .target(
+            name: "Coordination",
+            swiftSettings: upcomingFeatures
         ),
         .target(
             name: "Kafka",
@@ -154,6 +160,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/MioctxTestSupport",
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "CoordinationTests",
+            dependencies: ["Coordination"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

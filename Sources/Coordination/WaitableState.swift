@@ -1,0 +1,154 @@
+import Synchronization
+
+/// State under one lock that tasks can wait on: the one way in this package to suspend a task until another
+/// part changes some state (a message arrives, a slot frees up, a turn comes, virtual time moves on).
+///
+/// Everything happens under the lock except resuming: a ``withLock(_:)`` body wakes waiters through the
+/// ``Waiters`` it is handed, and they are resumed after the lock is released, so no continuation ever runs
+/// code under the lock. A waiting task that is cancelled is resumed with the value given to
+/// ``wait(cancelled:_:)``, exactly once.
+public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
+    private struct Storage {
+        var state: State
+        var waiters = Waiters<Value>()
+    }
+
+    private let storage: Mutex<Storage>
+
+    /// Creates the state.
+    /// - Parameter state: The initial state.
+    public init(_ state: State) {
+        storage = Mutex(Storage(state: state))
+    }
+
+    /// Reads or changes the state; waiters woken by `body` are resumed once the lock is released.
+    /// - Parameter body: Runs under the lock with the state and the waiters.
+    /// - Returns: What `body` returns.
+    public func withLock<Result>(_ body: (inout State, inout Waiters<Value>) throws -> Result) rethrows -> Result {
+        var woken: [Waiters<Value>.Wakeup] = []
+        let result = try storage.withLock { storage in
+            defer { woken = storage.waiters.takeWoken() }
+            return try body(&storage.state, &storage.waiters)
+        }
+        for wakeup in woken {
+            wakeup.continuation.resume(returning: wakeup.value)
+        }
+        return result
+    }
+
+    /// Returns at once when `decide` gives a value, or else waits until a ``withLock(_:)`` body wakes this task.
+    /// - Parameters:
+    ///   - cancelled: The value returned when the task is (or gets) cancelled while waiting.
+    ///   - decide: Runs under the lock: a value to return now, or `nil` to wait (in the order of arrival).
+    /// - Returns: The value decided, the value a waker gave, or `cancelled`.
+    public func wait(cancelled: Value, _ decide: (inout State) -> Value?) async -> Value {
+        let ticket: Waiters<Value>.Ticket
+        let immediate: Value? = storage.withLock { storage in
+            decide(&storage.state)
+        }
+        if let immediate {
+            return immediate
+        }
+        ticket = storage.withLock { $0.waiters.makeTicket() }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
+                let now: Value? = storage.withLock { storage in
+                    if let value = decide(&storage.state) {
+                        return value
+                    }
+                    if Task.isCancelled {
+                        return cancelled
+                    }
+                    storage.waiters.enqueue(continuation, ticket: ticket)
+                    return nil
+                }
+                if let now {
+                    continuation.resume(returning: now)
+                }
+            }
+        } onCancel: {
+            let continuation = storage.withLock { $0.waiters.remove(ticket) }
+            continuation?.resume(returning: cancelled)
+        }
+    }
+}
+
+/// The tasks waiting on a ``WaitableState``, oldest first. A body of ``WaitableState/withLock(_:)`` wakes them;
+/// they are resumed after the lock is released.
+public struct Waiters<Value: Sendable>: Sendable {
+    /// Identifies one waiting task, so that its cancellation removes exactly it.
+    struct Ticket: Hashable, Sendable {
+        let id: UInt64
+    }
+
+    struct Wakeup {
+        let continuation: UnsafeContinuation<Value, Never>
+        let value: Value
+    }
+
+    private var entries: [(ticket: Ticket, continuation: UnsafeContinuation<Value, Never>)] = []
+    private var head = 0
+    private var nextTicket: UInt64 = 0
+    private var woken: [Wakeup] = []
+
+    init() {}
+
+    /// The number of tasks waiting.
+    public var count: Int { entries.count - head }
+
+    /// Whether no task is waiting.
+    public var isEmpty: Bool { count == 0 }
+
+    /// Wakes the oldest waiting task with `value`.
+    /// - Parameter value: What its `wait` returns.
+    /// - Returns: Whether a task was waiting.
+    @discardableResult
+    public mutating func wakeFirst(with value: Value) -> Bool {
+        guard head < entries.count else { return false }
+        woken.append(Wakeup(continuation: entries[head].continuation, value: value))
+        head += 1
+        compact()
+        return true
+    }
+
+    /// Wakes every waiting task with `value`.
+    /// - Parameter value: What their `wait` returns.
+    /// - Returns: How many tasks were waiting.
+    @discardableResult
+    public mutating func wakeAll(with value: Value) -> Int {
+        let count = self.count
+        for entry in entries[head...] {
+            woken.append(Wakeup(continuation: entry.continuation, value: value))
+        }
+        entries.removeAll(keepingCapacity: true)
+        head = 0
+        return count
+    }
+
+    mutating func makeTicket() -> Ticket {
+        defer { nextTicket += 1 }
+        return Ticket(id: nextTicket)
+    }
+
+    mutating func enqueue(_ continuation: UnsafeContinuation<Value, Never>, ticket: Ticket) {
+        entries.append((ticket, continuation))
+    }
+
+    mutating func remove(_ ticket: Ticket) -> UnsafeContinuation<Value, Never>? {
+        guard let index = entries[head...].firstIndex(where: { $0.ticket == ticket }) else { return nil }
+        return entries.remove(at: index).continuation
+    }
+
+    mutating func takeWoken() -> [Wakeup] {
+        guard !woken.isEmpty else { return [] }
+        defer { woken.removeAll(keepingCapacity: true) }
+        return woken
+    }
+
+    private mutating func compact() {
+        if head >= 64, head * 2 >= entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+    }
+}
