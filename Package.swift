@@ -61,6 +61,7 @@ let package = Package(
         .target(
             name: "Mio",
             dependencies: [
+                "Coordination",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -175,6 +176,7 @@ let package = Package(
         .testTarget(
             name: "MioTests",
             dependencies: [
+                "Coordination",
                 "Mio",
                 "MioSimulator",
                 "MioctxTestSupport",
