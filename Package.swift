@@ -78,6 +78,7 @@ let package = Package(
         .target(
             name: "MioSimulator",
             dependencies: [
+                "Coordination",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
