@@ -91,6 +91,7 @@ let package = Package(
         .target(
             name: "MioTokens",
             dependencies: [
+                "Coordination",
                 "Mio",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -105,6 +106,7 @@ let package = Package(
         .target(
             name: "HTTPEndpoints",
             dependencies: [
+                "Coordination",
                 "MioTokens",
                 "Mio",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -195,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "MioTokensTests",
             dependencies: [
-                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints", "MioctxTestSupport",
+                "Coordination", "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints", "MioctxTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
