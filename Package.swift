@@ -61,6 +61,7 @@ let package = Package(
         .target(
             name: "Mio",
             dependencies: [
+                "Coordination",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -77,6 +78,7 @@ let package = Package(
         .target(
             name: "MioSimulator",
             dependencies: [
+                "Coordination",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -89,6 +91,7 @@ let package = Package(
         .target(
             name: "MioTokens",
             dependencies: [
+                "Coordination",
                 "Mio",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -103,6 +106,7 @@ let package = Package(
         .target(
             name: "HTTPEndpoints",
             dependencies: [
+                "Coordination",
                 "MioTokens",
                 "Mio",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -175,6 +179,7 @@ let package = Package(
         .testTarget(
             name: "MioTests",
             dependencies: [
+                "Coordination",
                 "Mio",
                 "MioSimulator",
                 "MioctxTestSupport",
@@ -192,7 +197,7 @@ let package = Package(
         .testTarget(
             name: "MioTokensTests",
             dependencies: [
-                "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints", "MioctxTestSupport",
+                "Coordination", "MioTokens", "Mio", "MioSimulator", "HTTPEndpoints", "MioctxTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
-public import Foundation
+public import Coordination
+import Foundation
 public import Hummingbird
 public import Logging
 public import Mio
@@ -57,7 +58,7 @@ public struct OAuthEndpoints: Sendable {
     private let store: any TokenStore
     private let exchanger: any AuthorizationCodeExchanging
     private let stateSigner: OAuthStateSigner
-    private let now: @Sendable () -> Date
+    private let timeSource: TimeSource
     private let logger: Logger
 
     /// Creates the endpoints.
@@ -66,21 +67,21 @@ public struct OAuthEndpoints: Sendable {
     ///   - store: Where the tokens are stored.
     ///   - exchanger: Mio (a `MioClient`), which exchanges the code.
     ///   - stateSigner: Signs and checks `state`; replicas behind one load balancer must share its key.
-    ///   - now: The clock for the tokens' expiry.
+    ///   - timeSource: The wall clock for the tokens' expiry (default: the system's).
     ///   - logger: Never receives a code or a token.
     public init(
         configuration: Configuration,
         store: any TokenStore,
         exchanger: any AuthorizationCodeExchanging,
         stateSigner: OAuthStateSigner,
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.oauth")
     ) {
         self.configuration = configuration
         self.store = store
         self.exchanger = exchanger
         self.stateSigner = stateSigner
-        self.now = now
+        self.timeSource = timeSource
         self.logger = logger
     }
 
@@ -133,7 +134,7 @@ public struct OAuthEndpoints: Sendable {
         }
         do {
             let response = try await exchanger.exchangeCodeForTokens(code: code)
-            try await store.upsert(userID: userID, tokens: TokenGrant(response: response, receivedAt: now()))
+            try await store.upsert(userID: userID, tokens: TokenGrant(response: response, receivedAt: timeSource.wallNow()))
         } catch let error as MioError {
             logger.warning("OAuth code exchange failed", metadata: ["user": "\(userID)", "error": "\(error.code)"])
             return Self.page(

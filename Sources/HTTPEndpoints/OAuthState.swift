@@ -1,3 +1,4 @@
+public import Coordination
 import Crypto
 public import Foundation
 import Synchronization
@@ -26,28 +27,39 @@ public final class OAuthStateSigner: Sendable {
 
     private let key: SymmetricKey
     private let lifetime: Duration
-    private let now: @Sendable () -> Date
+    private let timeSource: TimeSource
     private let used = Mutex<[String: Int64]>([:])
 
     /// Creates a signer.
     /// - Parameters:
     ///   - key: The HMAC key (at least 32 bytes). Replicas behind one load balancer must share it.
     ///   - lifetime: How long a state is accepted (default 10 minutes).
-    ///   - now: The clock.
-    public init(key: Data, lifetime: Duration = .seconds(600), now: @escaping @Sendable () -> Date = { Date() }) {
+    ///   - timeSource: The wall clock that dates and expires states (default: the system's).
+    public init(key: Data, lifetime: Duration = .seconds(600), timeSource: TimeSource = .system) {
         self.key = SymmetricKey(data: key)
         self.lifetime = lifetime
-        self.now = now
+        self.timeSource = timeSource
     }
 
     /// A signer with a random key that lives only in this process (a single replica or the demo).
-    public static func ephemeral(lifetime: Duration = .seconds(600)) -> OAuthStateSigner {
-        OAuthStateSigner(key: SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }, lifetime: lifetime)
+    /// - Parameters:
+    ///   - lifetime: How long a state is accepted (default 10 minutes).
+    ///   - timeSource: The wall clock that dates and expires states (default: the system's).
+    /// - Returns: The signer.
+    public static func ephemeral(
+        lifetime: Duration = .seconds(600),
+        timeSource: TimeSource = .system
+    ) -> OAuthStateSigner {
+        OAuthStateSigner(
+            key: SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }, lifetime: lifetime, timeSource: timeSource
+        )
     }
 
     /// A new signed state for `userID`.
+    /// - Parameter userID: The user the state binds.
+    /// - Returns: The state, for the consent URL's `state` parameter.
     public func makeState(userID: String) -> String {
-        let expiry = Int64(now().timeIntervalSince1970) + lifetime.components.seconds
+        let expiry = Int64(timeSource.wallNow().timeIntervalSince1970) + lifetime.components.seconds
         let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.base64URLEncoded
         // Encoding three plain fields cannot fail.
         let payload = try! JSONEncoder().encode(Payload(u: userID, n: nonce, e: expiry)).base64URLEncoded
@@ -55,6 +67,7 @@ public final class OAuthStateSigner: Sendable {
     }
 
     /// Verifies `state` and consumes it.
+    /// - Parameter state: The `state` parameter of the callback.
     /// - Returns: The user id it binds.
     /// - Throws: ``Rejection``.
     public func consume(_ state: String) throws(Rejection) -> String {
@@ -68,7 +81,7 @@ public final class OAuthStateSigner: Sendable {
         guard let payloadData = Data(base64URLEncoded: payloadText),
             let payload = try? JSONDecoder().decode(Payload.self, from: payloadData)
         else { throw .malformed }
-        let now = Int64(now().timeIntervalSince1970)
+        let now = Int64(timeSource.wallNow().timeIntervalSince1970)
         guard payload.e > now else { throw .expired }
         let fresh = used.withLock { used in
             used = used.filter { $0.value > now }

@@ -1,3 +1,4 @@
+public import Coordination
 public import CoreMetrics
 public import Foundation
 public import Logging
@@ -17,30 +18,34 @@ public import Tracing
 ///
 /// The client owns an HTTP connection pool: call ``shutdown()`` when done, or use
 /// ``withClient(configuration:logger:_:)``.
+///
+/// The transport (one request through the pool, its span, metrics and log line) is in `MioClient+Transport.swift`;
+/// turning answers and failures into ``MioError``s is in `MioClient+Errors.swift`.
 public final class MioClient: Sendable {
     /// The configuration this client was created with.
     public let configuration: Configuration
 
     /// The connection pool to Mio, or why none could be made (an invalid `apiURL` or TLS configuration): then
     /// every request fails with that reason.
-    private let pool: HTTP1ConnectionPool?
-    private let poolError: MioError?
-    private let logger: Logger
-    private let baseURL: String
-    private let timeout: TimeAmount
-    private let now: @Sendable () -> Date
-    private let metrics: MioClientMetrics
+    let pool: HTTP1ConnectionPool?
+    let poolError: MioError?
+    let logger: Logger
+    let baseURL: String
+    let timeout: TimeAmount
+    /// Measures request durations (monotonic) and turns a `Retry-After` HTTP-date into a delay (wall clock).
+    let timeSource: TimeSource
+    let metrics: MioClientMetrics
     /// Records a client span per request and injects its context into the headers; nil when nothing records.
-    private let tracer: (any Tracer)?
+    let tracer: (any Tracer)?
     /// Each endpoint's request head, prepared once: a call copies it and adds its token.
-    private let templates: [String: HTTPRequestHead]
+    let templates: [String: HTTPRequestHead]
 
     static let tokenEndpoint = Endpoint(method: .POST, path: "/v1/auth/oauth2/token")
     static let contextEndpoint = Endpoint(method: .POST, path: "/v1/context")
     static let summaryEndpoint = Endpoint(method: .GET, path: "/v1/context/summary")
 
     /// The largest response body the client reads; Mio's answers are far smaller.
-    private static let maxBodyBytes = 8 * 1024 * 1024
+    static let maxBodyBytes = 8 * 1024 * 1024
 
     /// Creates a client and its connection pool.
     /// - Parameters:
@@ -50,13 +55,19 @@ public final class MioClient: Sendable {
     ///     (default: the bootstrapped `MetricsSystem.factory`).
     ///   - tracer: Makes a client span per request and injects its context (W3C `traceparent` with an OpenTelemetry
     ///     tracer) into the request headers (default: the bootstrapped `InstrumentationSystem.tracer`).
+    ///   - timeSource: Measures request durations and turns a `Retry-After` HTTP-date into a delay (default: the
+    ///     system's clocks).
     public convenience init(
         configuration: Configuration,
         logger: Logger = Logger(label: "mio"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
-        tracer: any Tracer = InstrumentationSystem.tracer
+        tracer: any Tracer = InstrumentationSystem.tracer,
+        timeSource: TimeSource = .system
     ) {
-        self.init(configuration: configuration, logger: logger, now: { Date() }, metricsFactory: metricsFactory, tracer: tracer)
+        self.init(
+            configuration: configuration, logger: logger, timeSource: timeSource, metricsFactory: metricsFactory,
+            tracer: tracer
+        )
     }
 
     /// Creates a client configured from the SDK's environment variables (`MIO_CLIENT_ID`, `MIO_CLIENT_SECRET`,
@@ -72,18 +83,18 @@ public final class MioClient: Sendable {
         self.init(configuration: try Configuration.fromEnvironment(environment), logger: logger)
     }
 
-    /// Creates a client with an injected wall clock, used to turn a `Retry-After` HTTP-date into a delay.
+    /// Creates a client with an injected time source and, for tests, a TLS configuration.
     init(
         configuration: Configuration,
         logger: Logger,
-        now: @escaping @Sendable () -> Date,
+        timeSource: TimeSource,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         tracer: any Tracer = InstrumentationSystem.tracer,
         tlsConfiguration: TLSConfiguration? = nil
     ) {
         self.configuration = configuration
         self.logger = logger
-        self.now = now
+        self.timeSource = timeSource
         self.metrics = MioClientMetrics(factory: metricsFactory)
         var base = configuration.apiURL
         while base.hasSuffix("/") { base.removeLast() }
@@ -187,7 +198,10 @@ public final class MioClient: Sendable {
         return result
     }
 
-    /// Closes the connection pool; a request still running fails. Call once, after the last request.
+    /// Closes the connection pool and waits until its connections are closed; a request still running fails with
+    /// ``MioError/Code/transportFailure``, and so does every later one. Calling it again (or from several tasks)
+    /// waits the same way and does nothing more.
+    /// - Throws: Nothing today; `throws` is kept for source compatibility.
     public func shutdown() async throws {
         await self.pool?.shutdown()
     }
@@ -280,362 +294,4 @@ public final class MioClient: Sendable {
         }
         return decoded.summary
     }
-
-    // MARK: - Transport
-
-    private func requestTokens(_ request: TokenRequest, secrets: RequestSecrets) async throws(MioError) -> MioTokenResponse {
-        let endpoint = Self.tokenEndpoint
-        let body = try self.encode(request, endpoint: endpoint)
-        let response = try await self.perform(endpoint, body: body, accessToken: nil, secrets: secrets)
-        do {
-            return try JSONDecoder().decode(MioTokenResponse.self, from: response)
-        } catch {
-            // The body holds tokens: report only which field was wrong, never the body or the decoder's text.
-            throw MioError(
-                code: .malformedResponse,
-                endpoint: endpoint.label,
-                status: 200,
-                detail: "token response rejected: \(Self.describeDecodingFailure(error))"
-            )
-        }
-    }
-
-    /// `{"query":"...","k":3}`, byte for byte what the SDK sends (keys in this order, slashes not escaped).
-    static func contextRequestBody(query: String) -> ByteBuffer {
-        var writer = JSONWriter(capacity: query.utf8.count + 24)
-        writer.beginObject()
-        writer.key("query")
-        writer.string(query)
-        writer.key("k")
-        writer.integer(3)
-        writer.endObject()
-        return ByteBuffer(bytes: writer.bytes)
-    }
-
-    private func encode(_ value: some Encodable, endpoint: Endpoint) throws(MioError) -> ByteBuffer {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        do {
-            return try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
-        } catch {
-            throw MioError(code: .clientError, endpoint: endpoint.label, detail: "request body could not be encoded")
-        }
-    }
-
-    /// Sends one request and returns the body of a 2xx answer; maps everything else to a `MioError`.
-    ///
-    /// Only the exchange itself is async; building the request and judging the answer are synchronous helpers
-    /// that are never inlined. A task keeps the memory of its deepest stack of async frames until it ends, and
-    /// with a thousand jobs in flight every byte of this frame counts a thousand times.
-    private func perform(
-        _ endpoint: Endpoint,
-        body: ByteBuffer?,
-        accessToken: String?,
-        secrets: RequestSecrets
-    ) async throws(MioError) -> ByteBuffer {
-        let started = ContinuousClock.now
-        let span = self.startSpan(endpoint)
-        let exchange: Result<HTTPAnswer, any Error>
-        switch self.makeRequest(endpoint, accessToken: accessToken, span: span) {
-        case .success(let request):
-            exchange = await self.exchange(request, body: body)
-        case .failure(let error):
-            exchange = .failure(error)
-        }
-        return try self.judge(exchange, endpoint: endpoint, started: started, secrets: secrets, span: span)
-    }
-
-    /// Runs one request through the connection pool and waits for its answer; cancelling the calling task
-    /// cancels the request.
-    private func exchange(_ request: HTTPRequestHead, body: ByteBuffer?) async -> Result<HTTPAnswer, any Error> {
-        guard let pool = self.pool else {
-            return .failure(self.poolError ?? MioError(code: .clientError, endpoint: "client", detail: "no connection pool"))
-        }
-        do {
-            return .success(try await pool.execute(request, body: body, timeout: self.timeout))
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    /// A copy of the endpoint's prepared request head with this call's token.
-    @inline(never)
-    private func makeRequest(
-        _ endpoint: Endpoint,
-        accessToken: String?,
-        span: (any Span)?
-    ) -> Result<HTTPRequestHead, any Error> {
-        guard var request = self.templates[endpoint.path] else {
-            return .failure(MioError(code: .clientError, endpoint: endpoint.label, detail: "unknown endpoint"))
-        }
-        // One copy of the template's headers, with room for the token, `Content-Length` and a trace context.
-        request.headers.reserveCapacity(request.headers.count + 4)
-        if let accessToken {
-            guard HTTP1ConnectionPool.isValidHeaderValue(accessToken) else {
-                return .failure(
-                    MioError(
-                        code: .clientError,
-                        endpoint: endpoint.label,
-                        detail: "the access token holds a control character and cannot be sent"
-                    )
-                )
-            }
-            request.headers.add(name: "Authorization", value: "Bearer \(accessToken)")
-        }
-        if let span, let tracer = self.tracer {
-            tracer.inject(span.context, into: &request.headers, using: HeadersInjector())
-        }
-        return .success(request)
-    }
-
-    /// A client span for one request, a child of the calling task's span, when a tracer records spans.
-    @inline(never)
-    private func startSpan(_ endpoint: Endpoint) -> (any Span)? {
-        guard let tracer = self.tracer else { return nil }
-        let span = tracer.startSpan(
-            endpoint.method.rawValue,
-            context: ServiceContext.current ?? .topLevel,
-            ofKind: .client
-        )
-        span.attributes["http.request.method"] = endpoint.method.rawValue
-        span.attributes["url.full"] = self.baseURL + endpoint.path
-        return span
-    }
-
-    /// Records and logs the exchange; returns a 2xx answer's body or throws the classified error.
-    @inline(never)
-    private func judge(
-        _ exchange: Result<HTTPAnswer, any Error>,
-        endpoint: Endpoint,
-        started: ContinuousClock.Instant,
-        secrets: RequestSecrets,
-        span: (any Span)?
-    ) throws(MioError) -> ByteBuffer {
-        let elapsed = ContinuousClock.now - started
-        let answer: HTTPAnswer
-        switch exchange {
-        case .failure(let error):
-            let failure = Self.transportError(error, endpoint: endpoint)
-            if let span {
-                span.recordError(failure)
-                span.end()
-            }
-            self.metrics.record(endpoint, outcome: MioClientMetrics.Outcome(failure), duration: elapsed)
-            self.logger.debug(
-                "mio request failed",
-                metadata: [
-                    "mio.endpoint": "\(endpoint.label)",
-                    "mio.error": "\(failure.code)",
-                    "mio.duration_ms": "\(Self.milliseconds(elapsed))",
-                ]
-            )
-            throw failure
-        case .success(let received):
-            answer = received
-        }
-        let status = Int(answer.status.code)
-        if let span {
-            span.attributes["http.response.status_code"] = status
-            if status >= 400 { span.setStatus(SpanStatus(code: .error)) }
-            span.end()
-        }
-        self.metrics.record(endpoint, outcome: MioClientMetrics.Outcome(status: status), duration: elapsed)
-        self.logger.debug(
-            "mio request finished",
-            metadata: [
-                "mio.endpoint": "\(endpoint.label)",
-                "mio.status": "\(status)",
-                "mio.duration_ms": "\(Self.milliseconds(elapsed))",
-            ]
-        )
-        guard (200..<300).contains(status) else {
-            throw self.httpError(
-                status: status,
-                headers: answer.headers,
-                body: answer.body,
-                endpoint: endpoint,
-                secrets: secrets.all
-            )
-        }
-        return answer.body
-    }
-
-    private static func milliseconds(_ elapsed: Duration) -> Int64 {
-        elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-    }
-
-    // MARK: - Error mapping
-
-    func httpError(
-        status: Int,
-        headers: HTTPHeaders,
-        body: ByteBuffer,
-        endpoint: Endpoint,
-        secrets: [String]
-    ) -> MioError {
-        let oauth = try? JSONDecoder().decode(OAuthErrorBody.self, from: body)
-        let oauthError = oauth?.error.map { Self.scrub($0, secrets: secrets) }
-        let oauthDescription = oauth?.errorDescription.map { Self.scrub($0, secrets: secrets) }
-        let wwwAuthenticate = headers.first(name: "WWW-Authenticate").flatMap {
-            Self.authenticateParameter("error", in: $0)
-        }.map { Self.scrub($0, secrets: secrets) }
-        let retryAfter = headers.first(name: "Retry-After").flatMap {
-            Self.parseRetryAfter($0, now: self.now())
-        }
-
-        let code: MioError.Code
-        switch (status, oauthError) {
-        case (_, "invalid_grant"?): code = .invalidGrant
-        case (_, "invalid_request"?): code = .invalidRequest
-        case (_, "invalid_client"?): code = .invalidClient
-        case (401, _): code = .unauthorized
-        case (403, _): code = .forbidden
-        case (429, _): code = .rateLimited
-        case (500..<600, _): code = .serverError
-        case (400..<500, _): code = .clientError
-        default: code = .malformedResponse
-        }
-        return MioError(
-            code: code,
-            endpoint: endpoint.label,
-            status: status,
-            oauthError: oauthError,
-            oauthErrorDescription: oauthDescription,
-            wwwAuthenticateError: wwwAuthenticate,
-            retryAfter: retryAfter,
-            detail: code == .malformedResponse ? "unexpected HTTP status \(status)" : nil
-        )
-    }
-
-    static func transportError(_ error: any Error, endpoint: Endpoint) -> MioError {
-        if let error = error as? MioError { return error }
-        if error is CancellationError {
-            return MioError(code: .cancelled, endpoint: endpoint.label, detail: "task cancelled")
-        }
-        if let error = error as? HTTP1PoolError {
-            switch error {
-            case .deadlineExceeded:
-                return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
-            case .cancelled:
-                return MioError(code: .cancelled, endpoint: endpoint.label, detail: "request cancelled")
-            case .bodyTooLarge:
-                return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
-            case .connectionClosed, .shutDown:
-                return MioError(code: .transportFailure, endpoint: endpoint.label, detail: "\(error)")
-            }
-        }
-        if case ChannelError.connectTimeout = error {
-            return MioError(code: .timeout, endpoint: endpoint.label, detail: "\(error)")
-        }
-        return MioError(code: .transportFailure, endpoint: endpoint.label, detail: String("\(error)".prefix(300)))
-    }
-
-    /// Replaces every secret the client sent in this request by `<redacted>`, so a server that echoes one back
-    /// cannot make it appear in an error.
-    static func scrub(_ text: String, secrets: [String]) -> String {
-        var result = String(text.prefix(500))
-        for secret in secrets where !secret.isEmpty {
-            result = result.replacingOccurrences(of: secret, with: "<redacted>")
-        }
-        return result
-    }
-
-    static func describeDecodingFailure(_ error: any Error) -> String {
-        guard let error = error as? DecodingError else { return "body is not JSON" }
-        switch error {
-        case .keyNotFound(let key, _):
-            return "missing field \(key.stringValue)"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            return "wrong type for field \(context.codingPath.map(\.stringValue).joined(separator: "."))"
-        case .dataCorrupted(let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? "body is not JSON" : "invalid value for field \(path)"
-        @unknown default:
-            return "body rejected"
-        }
-    }
-
-    /// Returns a parameter of a `WWW-Authenticate` challenge, e.g. `error` of `Bearer error="invalid_token"`.
-    static func authenticateParameter(_ name: String, in header: String) -> String? {
-        guard let space = header.firstIndex(of: " ") else { return nil }
-        var rest = header[header.index(after: space)...]
-        while true {
-            rest = rest.drop(while: { $0 == " " || $0 == "," || $0 == "\t" })
-            guard let equals = rest.firstIndex(of: "=") else { return nil }
-            let key = rest[..<equals].trimmingCharacters(in: .whitespaces)
-            rest = rest[rest.index(after: equals)...].drop(while: { $0 == " " })
-            var value = ""
-            if rest.first == "\"" {
-                rest = rest.dropFirst()
-                var escaped = false
-                while let character = rest.first {
-                    rest = rest.dropFirst()
-                    if escaped {
-                        value.append(character)
-                        escaped = false
-                    } else if character == "\\" {
-                        escaped = true
-                    } else if character == "\"" {
-                        break
-                    } else {
-                        value.append(character)
-                    }
-                }
-            } else {
-                let end = rest.firstIndex(of: ",") ?? rest.endIndex
-                value = rest[..<end].trimmingCharacters(in: .whitespaces)
-                rest = rest[end...]
-            }
-            if key.lowercased() == name.lowercased() { return value }
-        }
-    }
-
-    /// Parses `Retry-After`: a number of seconds, or an HTTP-date (IMF-fixdate, RFC 850 or asctime form),
-    /// turned into a delay from `now` (zero if the date has passed).
-    static func parseRetryAfter(_ value: String, now: Date) -> Duration? {
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
-        if let seconds = Int(trimmed) {
-            return seconds >= 0 ? .seconds(seconds) : nil
-        }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: trimmed.split(separator: " ").joined(separator: " ")) {
-                let milliseconds = max(0, Int((date.timeIntervalSince(now) * 1000).rounded()))
-                return .milliseconds(milliseconds)
-            }
-        }
-        return nil
-    }
-}
-
-/// Writes a tracer's context (e.g. W3C `traceparent`) into a request's headers.
-private struct HeadersInjector: Injector {
-    func inject(_ value: String, forKey key: String, into headers: inout HTTPHeaders) {
-        guard HTTP1ConnectionPool.isValidHeaderValue(value) else { return }
-        headers.replaceOrAdd(name: key, value: value)
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
-
-/// The secrets one request carries (a token or code, and the client secret), kept without an array until an
-/// error needs them scrubbed from the server's text.
-struct RequestSecrets {
-    var credential: String
-    var clientSecret: String
-
-    init(_ credential: String, _ clientSecret: String) {
-        self.credential = credential
-        self.clientSecret = clientSecret
-    }
-
-    var all: [String] { [self.credential, self.clientSecret] }
 }

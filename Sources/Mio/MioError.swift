@@ -1,3 +1,5 @@
+import Coordination
+
 /// An error from the Mio API, keeping everything the server said that is safe to keep.
 ///
 /// Unlike the official SDK, which replaces the server's answer with "Token exchange failed", a `MioError` keeps
@@ -123,8 +125,7 @@ public struct MioError: Error, Sendable, CustomStringConvertible {
             parts.append("WWW-Authenticate error \"\(wwwAuthenticateError)\"")
         }
         if let retryAfter = self.retryAfter {
-            let seconds = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
-            parts.append("retry after \(seconds)s")
+            parts.append("retry after \(retryAfter.timeInterval)s")
         }
         if let detail = self.detail { parts.append(detail) }
         parts.append(self.isRetriable ? "retriable" : "not retriable")

@@ -1,3 +1,4 @@
+public import Coordination
 import Foundation
 import Hummingbird
 public import Logging
@@ -21,6 +22,10 @@ public final class MioSimulator: Service, Sendable {
 
     let state: Mutex<SimulatorState>
     let logger: Logger
+    /// Token lifetimes, the rate limit's bucket, latency and hangs, `Retry-After` dates.
+    let timeSource: TimeSource
+    /// Set at graceful shutdown; requests hanging on purpose wait on it and end early.
+    let stopping = WaitableState<Bool, Void>(false)
     private let onServerRunning: @Sendable (_ baseURL: String) async -> Void
     private let boundURL = Mutex<String?>(nil)
 
@@ -28,15 +33,19 @@ public final class MioSimulator: Service, Sendable {
     /// - Parameters:
     ///   - configuration: Registered client, address, lifetimes and faults.
     ///   - logger: Where the simulator logs (never tokens or secrets).
+    ///   - timeSource: The clocks of token lifetimes, rate limits, latency, hangs and `Retry-After` dates
+    ///     (default: the system's).
     ///   - onServerRunning: Called with the base URL (such as `http://127.0.0.1:54321`) once the port is bound.
     public init(
         configuration: Configuration,
         logger: Logger = Logger(label: "mio-simulator"),
+        timeSource: TimeSource = .system,
         onServerRunning: @escaping @Sendable (_ baseURL: String) async -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.state = Mutex(SimulatorState(configuration: configuration))
         self.logger = logger
+        self.timeSource = timeSource
         self.onServerRunning = onServerRunning
     }
 
@@ -69,7 +78,10 @@ public final class MioSimulator: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await app.run()
         } onGracefulShutdown: {
-            self.state.withLock { $0.stopping = true }
+            self.stopping.withLock { stopping, waiters in
+                stopping = true
+                waiters.wakeAll(with: ())
+            }
         }
     }
 
@@ -77,14 +89,17 @@ public final class MioSimulator: Service, Sendable {
     /// - Parameters:
     ///   - configuration: The simulator configuration (use port 0).
     ///   - logger: The simulator's logger.
+    ///   - timeSource: The simulator's clocks (default: the system's).
     ///   - body: Work to do while it runs; receives the base URL, such as `http://127.0.0.1:54321`.
     /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or why the simulator could not start.
     public static func withRunning<T: Sendable>(
         _ configuration: Configuration,
         logger: Logger = Logger(label: "mio-simulator"),
+        timeSource: TimeSource = .system,
         _ body: (_ baseURL: String) async throws -> T
     ) async throws -> T {
-        try await self.withSimulator(configuration, logger: logger) { simulator in
+        try await self.withSimulator(configuration, logger: logger, timeSource: timeSource) { simulator in
             try await body(simulator.baseURL!)
         }
     }
@@ -94,15 +109,18 @@ public final class MioSimulator: Service, Sendable {
     /// - Parameters:
     ///   - configuration: The simulator configuration (use port 0).
     ///   - logger: The simulator's logger.
+    ///   - timeSource: The simulator's clocks (default: the system's).
     ///   - body: Work to do while it runs.
     /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or why the simulator could not start.
     public static func withSimulator<T: Sendable>(
         _ configuration: Configuration,
         logger: Logger = Logger(label: "mio-simulator"),
+        timeSource: TimeSource = .system,
         _ body: (_ simulator: MioSimulator) async throws -> T
     ) async throws -> T {
         let (started, continuation) = AsyncStream.makeStream(of: String.self)
-        let simulator = MioSimulator(configuration: configuration, logger: logger) { url in
+        let simulator = MioSimulator(configuration: configuration, logger: logger, timeSource: timeSource) { url in
             continuation.yield(url)
             continuation.finish()
         }
@@ -140,7 +158,8 @@ public final class MioSimulator: Service, Sendable {
     /// - Parameter userID: The user who consented.
     /// - Returns: The code, for `exchangeCodeForTokens`.
     public func authorize(userID: String) -> String {
-        self.state.withLock { $0.authorize(userID: userID, now: .now) }
+        let now = self.timeSource.now()
+        return self.state.withLock { $0.authorize(userID: userID, now: now) }
     }
 
     /// Revokes every access and refresh token of a user.

@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Hummingbird
 import NIOCore
@@ -82,17 +83,18 @@ extension MioSimulator {
         _ handler: () async -> Response
     ) async -> Response {
         let traceparent = request.headers[.init("traceparent")!]
+        let now = self.timeSource.now()
         let decision = self.state.withLock { state in
             if let traceparent { state.recordTraceparent(traceparent) }
-            return state.admit(target: target, bearer: bearer, now: .now)
+            return state.admit(target: target, bearer: bearer, now: now)
         }
         let response: Response
         switch decision {
         case .proceed(let delay):
-            await Self.sleep(delay)
+            try? await self.timeSource.sleep(for: delay)
             response = await handler()
         case .reject(let status, let error, let retryAfter, let delay):
-            await Self.sleep(delay)
+            try? await self.timeSource.sleep(for: delay)
             response = self.faultResponse(status: status, error: error, retryAfter: retryAfter)
         case .hang(let duration):
             await self.hang(duration)
@@ -102,16 +104,14 @@ extension MioSimulator {
         return response
     }
 
-    private static func sleep(_ delay: Duration) async {
-        guard delay > .zero else { return }
-        try? await Task.sleep(for: delay)
-    }
-
     /// Sleeps for `duration`, waking early when the simulator shuts down.
     private func hang(_ duration: Duration) async {
-        let end = ContinuousClock.now + duration
-        while ContinuousClock.now < end, !self.state.withLock({ $0.stopping }) {
-            if (try? await Task.sleep(for: min(.milliseconds(50), end - .now))) == nil { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await self.timeSource.sleep(for: duration) }
+            group.addTask { await self.stopping.wait(cancelled: ()) { $0 ? () : nil } }
+            // Whichever comes first, the end of the hang or shutdown, ends the other.
+            await group.next()
+            group.cancelAll()
         }
     }
 
@@ -124,7 +124,8 @@ extension MioSimulator {
                 headers[.retryAfter] = String(faults.retryAfterSeconds)
             case .httpDate:
                 // Round up so that the date is never earlier than the delay in seconds would be.
-                let target = Int(Date().timeIntervalSince1970.rounded(.up)) + faults.retryAfterSeconds
+                let now = self.timeSource.wallNow()
+                let target = Int(now.timeIntervalSince1970.rounded(.up)) + faults.retryAfterSeconds
                 headers[.retryAfter] = Wire.httpDate(secondsSince1970: target)
             }
         }
@@ -153,7 +154,7 @@ extension MioSimulator {
         else {
             return Self.oauthError(400, "invalid_request", "body must be a JSON object")
         }
-        let now = ContinuousClock.now
+        let now = self.timeSource.now()
         let outcome: SimulatorState.TokenOutcome
         switch body.grant_type {
         case "authorization_code":
@@ -204,7 +205,8 @@ extension MioSimulator {
 
     private func context(_ request: Request, bearer: String?) async -> Response {
         let userID: String
-        switch self.state.withLock({ $0.checkBearer(bearer, now: .now) }) {
+        let now = self.timeSource.now()
+        switch self.state.withLock({ $0.checkBearer(bearer, now: now) }) {
         case .invalid(let description):
             return Self.invalidToken(description, bearerPresent: bearer != nil)
         case .valid(let user):
@@ -220,8 +222,9 @@ extension MioSimulator {
     }
 
     private func summary(bearer: String?) -> Response {
+        let now = self.timeSource.now()
         let checked = self.state.withLock { state -> (SimulatorState.BearerOutcome, Bool) in
-            let outcome = state.checkBearer(bearer, now: .now)
+            let outcome = state.checkBearer(bearer, now: now)
             if case .valid(let userID) = outcome { return (outcome, state.newUsers.contains(userID)) }
             return (outcome, false)
         }

@@ -1,7 +1,10 @@
+import Coordination
+
 /// Everything the simulator remembers, mutated only under the simulator's lock. Methods are synchronous and
 /// never await: the caller does any waiting (latency, hangs) outside the lock.
 struct SimulatorState: Sendable {
-    typealias Instant = ContinuousClock.Instant
+    /// A point in time: the monotonic time of the simulator's `TimeSource`.
+    typealias Instant = Duration
 
     struct AuthorizationCode: Sendable {
         var userID: String
@@ -50,7 +53,6 @@ struct SimulatorState: Sendable {
     var configuration: MioSimulator.Configuration
     var faults: MioSimulator.Faults
     var random: SplitMix64
-    var stopping = false
 
     var codes: [String: AuthorizationCode] = [:]
     var accessTokens: [String: AccessToken] = [:]
@@ -326,17 +328,16 @@ struct SimulatorState: Sendable {
 struct TokenBucket: Sendable {
     var tokens: Double
     var capacity: Double
-    var last: ContinuousClock.Instant
+    var last: SimulatorState.Instant
 
-    init(capacity: Double, now: ContinuousClock.Instant) {
+    init(capacity: Double, now: SimulatorState.Instant) {
         self.tokens = capacity
         self.capacity = capacity
         self.last = now
     }
 
-    mutating func take(rate: Double, now: ContinuousClock.Instant) -> Bool {
-        let elapsed = now - self.last
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    mutating func take(rate: Double, now: SimulatorState.Instant) -> Bool {
+        let seconds = (now - self.last).timeInterval
         self.capacity = rate
         self.tokens = min(rate, self.tokens + seconds * rate)
         self.last = now

@@ -1,18 +1,25 @@
-public import Foundation
+public import Coordination
+import Foundation
 
 /// A ``TokenStore`` in memory, for unit tests: no encryption (nothing is at rest), an injected clock, and a
 /// real per-user lock so that refresh coordination can be tested without a database.
 public actor InMemoryTokenStore: TokenStore {
+    /// One user's lock: whether it is held, and the tasks waiting for it, oldest first. A waiter gets `true`
+    /// when the lock is handed to it, `false` when its task is cancelled.
+    private typealias UserLock = WaitableState<Bool, Bool>
+
     private var records: [String: TokenRecord] = [:]
-    private var lockedUsers: Set<String> = []
-    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
-    private let now: @Sendable () -> Date
+    /// The locks of the users being locked or waited for, with the number of tasks holding or waiting.
+    private var locks: [String: (lock: UserLock, users: Int)] = [:]
+    private let timeSource: TimeSource
 
     /// Creates an empty store.
-    /// - Parameter now: The clock that stamps `updatedAt`.
-    public init(now: @escaping @Sendable () -> Date = { Date() }) {
-        self.now = now
+    /// - Parameter timeSource: The wall clock that stamps `updatedAt` (default: the system's).
+    public init(timeSource: TimeSource = .system) {
+        self.timeSource = timeSource
     }
+
+    private func now() -> Date { timeSource.wallNow() }
 
     public func get(userID: String) -> TokenRecord? {
         records[userID]
@@ -54,8 +61,8 @@ public actor InMemoryTokenStore: TokenStore {
         userID: String,
         _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
     ) async throws -> Value {
-        await acquire(userID)
-        defer { release(userID) }
+        let lock = try await acquire(userID)
+        defer { release(userID, lock) }
         let update = try await body(records[userID])
         if let write = update.write, let existing = records[userID] {
             records[userID] = existing.applying(write, now: now())
@@ -68,19 +75,35 @@ public actor InMemoryTokenStore: TokenStore {
     /// Nothing is encrypted in memory.
     public func rekey() -> Int { 0 }
 
-    private func acquire(_ userID: String) async {
-        if lockedUsers.insert(userID).inserted { return }
-        // The releasing holder hands the lock over directly, so the user stays in `lockedUsers`.
-        await withCheckedContinuation { waiters[userID, default: []].append($0) }
+    /// Takes the user's lock, waiting in line behind its holder and earlier waiters.
+    /// - Throws: `CancellationError` when the task is cancelled while waiting.
+    private func acquire(_ userID: String) async throws -> UserLock {
+        let lock = locks[userID]?.lock ?? UserLock(false)
+        locks[userID] = (lock, (locks[userID]?.users ?? 0) + 1)
+        let acquired = await lock.wait(cancelled: false) { isLocked in
+            guard !isLocked else { return nil }
+            isLocked = true
+            return true
+        }
+        guard acquired else {
+            leave(userID)
+            throw CancellationError()
+        }
+        return lock
     }
 
-    private func release(_ userID: String) {
-        if var queue = waiters[userID], !queue.isEmpty {
-            let next = queue.removeFirst()
-            waiters[userID] = queue.isEmpty ? nil : queue
-            next.resume()
-        } else {
-            lockedUsers.remove(userID)
+    /// Hands the lock to the oldest waiter (the lock stays held), or frees it.
+    private func release(_ userID: String, _ lock: UserLock) {
+        lock.withLock { isLocked, waiters in
+            if !waiters.wakeFirst(with: true) {
+                isLocked = false
+            }
         }
+        leave(userID)
+    }
+
+    private func leave(_ userID: String) {
+        guard let entry = locks[userID] else { return }
+        locks[userID] = entry.users > 1 ? (entry.lock, entry.users - 1) : nil
     }
 }

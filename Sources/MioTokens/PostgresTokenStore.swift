@@ -1,4 +1,5 @@
-public import Foundation
+public import Coordination
+import Foundation
 public import Logging
 public import PostgresNIO
 public import ServiceLifecycle
@@ -12,8 +13,12 @@ public import ServiceLifecycle
 /// transaction mode. The table (`mioctx_tokens`) is created or migrated by ``migrate()``, under a
 /// transaction-level advisory lock so that replicas starting together do not race.
 ///
-/// The client must run: use ``withStore(url:keyring:configuration:now:logger:_:)``, or run the store as a
-/// `Service` (its ``run()`` runs the connection pool) and call ``migrate()`` before use.
+/// The client must run: use ``withStore(url:keyring:configuration:timeSource:logger:_:)``, or run the store as a
+/// `Service` (its ``run()`` runs the connection pool until graceful shutdown or ``close()``) and call ``migrate()``
+/// before use.
+///
+/// The SQL (queries, rows, error mapping) is in `PostgresTokenStore+SQL.swift`, the URL parsing and the schema
+/// migrations beside it.
 public final class PostgresTokenStore: TokenStore, Service {
     /// Settings of the PostgreSQL store.
     public struct Configuration: Sendable {
@@ -42,67 +47,148 @@ public final class PostgresTokenStore: TokenStore, Service {
         }
     }
 
-    private let client: PostgresClient
-    private let keyring: TokenKeyring
-    private let configuration: Configuration
-    private let now: @Sendable () -> Date
-    private let logger: Logger
+    let client: PostgresClient
+    let keyring: TokenKeyring
+    let configuration: Configuration
+    let timeSource: TimeSource
+    let logger: Logger
+    /// Where the pool is in its life; ``close()`` waits on it until ``run()`` has returned.
+    private let phase = WaitableState<Phase, PhaseWake>(.idle)
+
+    private enum Phase {
+        case idle, running, closing, closed
+    }
+
+    private enum PhaseWake {
+        case changed, reached, cancelled
+    }
 
     /// Creates a store over `client`; nothing is started.
+    /// - Parameters:
+    ///   - client: The PostgreSQL client; the store runs it (see ``run()``).
+    ///   - keyring: The keys that encrypt the tokens.
+    ///   - configuration: Timeouts and pool size.
+    ///   - timeSource: The wall clock that stamps `updatedAt` (default: the system's).
+    ///   - logger: For the store's queries.
     public init(
         client: PostgresClient,
         keyring: TokenKeyring,
         configuration: Configuration = .init(),
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.tokens.postgres")
     ) {
         self.client = client
         self.keyring = keyring
         self.configuration = configuration
-        self.now = now
+        self.timeSource = timeSource
         self.logger = logger
     }
 
     /// Creates a store for a `postgres://user:password@host:port/database?sslmode=disable|prefer|require` URL
     /// (an optional `search_path=SCHEMA` query item selects the schema); nothing is started (see ``run()``).
+    /// - Parameters:
+    ///   - url: The database URL; its password never appears in errors or logs.
+    ///   - keyring: The keys that encrypt the tokens.
+    ///   - configuration: Timeouts and pool size.
+    ///   - timeSource: The wall clock that stamps `updatedAt` (default: the system's).
+    ///   - logger: For the pool's background messages and the store's queries.
     /// - Throws: ``TokenError/Code/invalidInput`` for a malformed URL.
     public convenience init(
         url: String,
         keyring: TokenKeyring,
         configuration: Configuration = .init(),
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.tokens.postgres")
     ) throws {
         var clientConfiguration = try Self.clientConfiguration(url: url)
         clientConfiguration.options.maximumConnections = configuration.maximumConnections
         self.init(
             client: PostgresClient(configuration: clientConfiguration, backgroundLogger: logger),
-            keyring: keyring, configuration: configuration, now: now, logger: logger
+            keyring: keyring, configuration: configuration, timeSource: timeSource, logger: logger
         )
     }
 
-    /// Runs the connection pool until the task is cancelled or the service group shuts down.
+    /// Runs the connection pool until the task is cancelled, the service group shuts down, or ``close()`` is
+    /// called. A second call, or a call after ``close()``, returns at once.
     public func run() async {
-        await client.run()
+        let starts = phase.withLock { phase, _ -> Bool in
+            guard phase == .idle else { return false }
+            phase = .running
+            return true
+        }
+        guard starts else { return }
+        await withTaskGroup(of: Void.self) { group in
+            // Started immediately, so that the pool counts as running before the first query: PostgresNIO logs a
+            // warning ("`PostgresClient.run()` hasn't been called yet") at every start otherwise.
+            if #available(macOS 26, *) {
+                group.addImmediateTask { await self.client.run() }
+            } else {
+                group.addTask { await self.client.run() }
+            }
+            group.addTask { _ = await self.waitForPhase { $0 == .closing } }
+            // The pool ends (cancellation, graceful shutdown) or close() is called: stop the other.
+            _ = await group.next()
+            group.cancelAll()
+        }
+        phase.withLock { phase, waiters in
+            phase = .closed
+            waiters.wakeAll(with: .changed)
+        }
+    }
+
+    /// Closes the connection pool and waits until ``run()`` has returned; queries after it fail. Closing again,
+    /// or a store whose pool never ran, returns at once. Returns early if the calling task is cancelled.
+    public func close() async {
+        phase.withLock { phase, waiters in
+            switch phase {
+            case .idle:
+                phase = .closed
+            case .running:
+                phase = .closing
+                waiters.wakeAll(with: .changed)
+            case .closing, .closed:
+                break
+            }
+        }
+        _ = await waitForPhase { $0 == .closed }
+    }
+
+    /// Waits until the phase satisfies `reached`; false when the task was cancelled first.
+    private func waitForPhase(_ reached: (Phase) -> Bool) async -> Bool {
+        while true {
+            switch await phase.wait(cancelled: .cancelled, { reached($0) ? .reached : nil }) {
+            case .reached: return true
+            case .changed: continue
+            case .cancelled: return false
+            }
+        }
     }
 
     /// Opens a store for `url`, runs its pool, migrates the table, and runs `body` with it; the pool is shut down
     /// when `body` returns or throws.
+    /// - Parameters:
+    ///   - url: The database URL.
+    ///   - keyring: The keys that encrypt the tokens.
+    ///   - configuration: Timeouts and pool size.
+    ///   - timeSource: The wall clock that stamps `updatedAt` (default: the system's).
+    ///   - logger: For the pool's background messages and the store's queries.
+    ///   - body: Uses the store.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, ``TokenError/Code/invalidInput`` for a malformed URL, or
+    ///   ``TokenError/Code/storeFailure`` when the server cannot be reached or the migration fails.
     public static func withStore<T: Sendable>(
         url: String,
         keyring: TokenKeyring,
         configuration: Configuration = .init(),
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.tokens.postgres"),
         _ body: (PostgresTokenStore) async throws -> T
     ) async throws -> T {
         let store = try PostgresTokenStore(
-            url: url, keyring: keyring, configuration: configuration, now: now, logger: logger
+            url: url, keyring: keyring, configuration: configuration, timeSource: timeSource, logger: logger
         )
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            // Started immediately, so that the pool counts as running before the first query: PostgresNIO logs a
-            // warning ("`PostgresClient.run()` hasn't been called yet") at every start otherwise, although the
-            // query then waits for the pool and succeeds.
+            // Started immediately, so that the pool counts as running before the first query (see `run()`).
             if #available(macOS 26, *) {
                 group.addImmediateTask { await store.run() }
             } else {
@@ -111,102 +197,6 @@ public final class PostgresTokenStore: TokenStore, Service {
             defer { group.cancelAll() }
             try await store.migrate()
             return try await body(store)
-        }
-    }
-
-    /// Parses a `postgres://` (or `postgresql://`) URL into a client configuration.
-    static func clientConfiguration(url: String) throws -> PostgresClient.Configuration {
-        guard let components = URLComponents(string: url),
-            components.scheme == "postgres" || components.scheme == "postgresql",
-            let host = components.host, !host.isEmpty,
-            let user = components.user, !user.isEmpty
-        else {
-            throw TokenError(
-                .invalidInput,
-                detail: "not a PostgreSQL URL of the form postgres://user:password@host:port/database"
-            )
-        }
-        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        let sslMode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer"
-        let tls: PostgresClient.Configuration.TLS
-        switch sslMode {
-        case "disable": tls = .disable
-        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
-        case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
-        default:
-            throw TokenError(.invalidInput, detail: "unknown sslmode \(sslMode) (disable, prefer or require)")
-        }
-        var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432,
-            username: user.removingPercentEncoding ?? user,
-            password: components.password.map { $0.removingPercentEncoding ?? $0 },
-            database: database.isEmpty ? nil : database, tls: tls
-        )
-        if let searchPath = components.queryItems?.first(where: { $0.name == "search_path" })?.value {
-            configuration.options.additionalStartupParameters.append(("search_path", searchPath))
-        }
-        return configuration
-    }
-
-    // MARK: - Schema
-
-    /// Each entry upgrades the schema by one version; appended to, never edited.
-    private static let migrations: [PostgresQuery] = [
-        """
-        CREATE TABLE IF NOT EXISTS mioctx_tokens (
-            user_id TEXT PRIMARY KEY,
-            access_token TEXT NOT NULL,
-            refresh_token TEXT NOT NULL,
-            id_token TEXT,
-            expires_at_ms BIGINT NOT NULL,
-            issued_at_ms BIGINT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('active', 'reauth_required', 'revoked')),
-            version BIGINT NOT NULL,
-            updated_at_ms BIGINT NOT NULL
-        )
-        """
-    ]
-
-    /// Creates the table or brings it to the current schema version; safe when several replicas start at once.
-    /// - Throws: ``TokenError/Code/storeFailure`` when the server cannot be reached or refuses the login (the
-    ///   message says so), or the migration fails.
-    public func migrate() async throws {
-        do {
-            try await migrateTable()
-        } catch var error as TokenError where error.underlying.map({ "\($0)" })?.contains("ConnectionPool") ?? false {
-            // The pool reports a refused login or an unreachable server only as a tripped circuit breaker.
-            error.detail = "cannot connect to PostgreSQL (is the server up, and are the host, port, user, password "
-                + "and database of the URL right?)"
-            throw error
-        }
-    }
-
-    private func migrateTable() async throws {
-        try await run(userID: "", "migrate") { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                // Transaction-scoped: released at COMMIT, so it is safe behind PgBouncer in transaction mode.
-                try await connection.query("SELECT pg_advisory_xact_lock(7295314470231901)", logger: logger)
-                try await connection.query(
-                    """
-                    CREATE TABLE IF NOT EXISTS mioctx_schema_migrations (
-                        version INT PRIMARY KEY,
-                        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                    )
-                    """,
-                    logger: logger
-                )
-                let rows = try await connection.query(
-                    "SELECT COALESCE(max(version), 0)::INT FROM mioctx_schema_migrations", logger: logger
-                )
-                var current = 0
-                for try await version in rows.decode(Int.self) { current = version }
-                for (index, migration) in Self.migrations.enumerated() where index + 1 > current {
-                    try await connection.query(migration, logger: logger)
-                    try await connection.query(
-                        "INSERT INTO mioctx_schema_migrations (version) VALUES (\(index + 1))", logger: logger
-                    )
-                }
-            }
         }
     }
 
@@ -223,7 +213,7 @@ public final class PostgresTokenStore: TokenStore, Service {
 
     @discardableResult
     public func upsert(userID: String, tokens: TokenGrant) async throws -> TokenRecord {
-        var record = TokenRecord(userID: userID, grant: tokens, now: now())
+        var record = TokenRecord(userID: userID, grant: tokens, now: timeSource.wallNow())
         let row = try EncryptedTokenRow(record, keyring: keyring)
         record.version = try await run(userID: userID, "write") { [client, logger] in
             try await Self.upsertRow(row, logger: logger) { try await client.query($0, logger: logger) }
@@ -274,9 +264,9 @@ public final class PostgresTokenStore: TokenStore, Service {
         userID: String,
         _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
     ) async throws -> Value {
-        let lockTimeout = "\(configuration.lockTimeout.milliseconds)ms"
-        let statementTimeout = "\(configuration.statementTimeout.milliseconds)ms"
-        let idleTimeout = "\(configuration.idleInTransactionTimeout.milliseconds)ms"
+        let lockTimeout = "\(configuration.lockTimeout.wholeMilliseconds)ms"
+        let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
+        let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"
         do {
             return try await client.withTransaction(logger: logger) { [logger, keyring] connection in
                 let row: EncryptedTokenRow?
@@ -305,7 +295,7 @@ public final class PostgresTokenStore: TokenStore, Service {
                     query = nil
                 case .tokens(let grant):
                     let newRow = try EncryptedTokenRow(
-                        TokenRecord(userID: userID, grant: grant, now: self.now()), keyring: keyring
+                        TokenRecord(userID: userID, grant: grant, now: self.timeSource.wallNow()), keyring: keyring
                     )
                     query = Self.upsertQuery(newRow)
                 case .status(let status):
@@ -366,107 +356,4 @@ public final class PostgresTokenStore: TokenStore, Service {
             if count == 0 { return total }
         }
     }
-
-    // MARK: - SQL
-
-    private static let columns =
-        "user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms, status, version, updated_at_ms"
-
-    private static func fetchRows(_ rows: PostgresRowSequence) async throws -> [EncryptedTokenRow] {
-        var result: [EncryptedTokenRow] = []
-        for try await (user, access, refresh, id, expires, issued, status, version, updated) in rows.decode(
-            (String, String, String, String?, Int64, Int64, String, Int64, Int64).self
-        ) {
-            result.append(
-                EncryptedTokenRow(
-                    userID: user, accessToken: access, refreshToken: refresh, idToken: id, expiresAt: expires,
-                    issuedAt: issued, status: status, version: version, updatedAt: updated
-                )
-            )
-        }
-        return result
-    }
-
-    private static func upsertQuery(_ row: EncryptedTokenRow) -> PostgresQuery {
-        """
-        INSERT INTO mioctx_tokens (user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms,
-                                   status, version, updated_at_ms)
-        VALUES (\(row.userID), \(row.accessToken), \(row.refreshToken), \(row.idToken), \(row.expiresAt),
-                \(row.issuedAt), 'active', 1, \(row.updatedAt))
-        ON CONFLICT (user_id) DO UPDATE SET
-            access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
-            id_token = EXCLUDED.id_token, expires_at_ms = EXCLUDED.expires_at_ms,
-            issued_at_ms = EXCLUDED.issued_at_ms, status = 'active',
-            version = mioctx_tokens.version + 1, updated_at_ms = EXCLUDED.updated_at_ms
-        RETURNING version
-        """
-    }
-
-    private static func upsertRow(
-        _ row: EncryptedTokenRow, logger: Logger, query: (PostgresQuery) async throws -> PostgresRowSequence
-    ) async throws -> Int64 {
-        var version: Int64 = 1
-        for try await value in try await query(upsertQuery(row)).decode(Int64.self) { version = value }
-        return version
-    }
-
-    private func statusUpdate(_ status: TokenStatus, userID: String) throws -> PostgresQuery {
-        let now = now().millisecondsSince1970
-        if status == .revoked {
-            let access = try keyring.seal("", userID: userID, field: .access)
-            let refresh = try keyring.seal("", userID: userID, field: .refresh)
-            return """
-                UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
-                    access_token = \(access), refresh_token = \(refresh), id_token = NULL
-                WHERE user_id = \(userID) RETURNING user_id
-                """
-        }
-        return """
-            UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now)
-            WHERE user_id = \(userID) RETURNING user_id
-            """
-    }
-
-    // MARK: - Errors
-
-    private func run<T: Sendable>(
-        userID: String, _ action: String, _ operation: () async throws -> T
-    ) async throws -> T {
-        do {
-            return try await operation()
-        } catch let error as PostgresTransactionError {
-            if let closureError = error.closureError { throw Self.storeError(closureError, userID: userID, action: action) }
-            throw Self.storeError(
-                error.commitError ?? error.beginError ?? error, userID: userID, action: action
-            )
-        } catch {
-            throw Self.storeError(error, userID: userID, action: action)
-        }
-    }
-
-    private static func storeError(_ error: any Error, userID: String, action: String) -> TokenError {
-        if let error = error as? TokenError { return error }
-        guard let error = error as? PSQLError else {
-            return TokenError(
-                .storeFailure, userID: userID, detail: "PostgreSQL \(action) failed", underlying: DescribedError(error)
-            )
-        }
-        let sqlState = error.serverInfo?[.sqlState]
-        let message = error.serverInfo?[.message]
-        let underlying = DescribedError(
-            description: "PostgreSQL \(error.code)" + (sqlState.map { " \($0)" } ?? "") + (message.map { ": \($0)" } ?? "")
-        )
-        // 55P03 lock_not_available (lock_timeout), 57014 query_canceled (statement_timeout).
-        if sqlState == "55P03" || sqlState == "57014" {
-            return TokenError(
-                .lockTimeout, userID: userID, detail: "PostgreSQL \(action): the row stayed locked",
-                underlying: underlying
-            )
-        }
-        return TokenError(.storeFailure, userID: userID, detail: "PostgreSQL \(action) failed", underlying: underlying)
-    }
-}
-
-extension DescribedError {
-    init(description: String) { self.description = description }
 }

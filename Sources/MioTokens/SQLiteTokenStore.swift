@@ -1,5 +1,8 @@
-public import Foundation
+public import Coordination
+import Dispatch
+import Foundation
 import GRDB
+public import ServiceLifecycle
 
 /// The embedded default ``TokenStore``: one SQLite file in WAL mode, tokens encrypted at rest.
 ///
@@ -7,7 +10,10 @@ import GRDB
 /// ``withExclusiveLock(userID:_:)`` is an SQLite write transaction (`BEGIN IMMEDIATE`) on a dedicated
 /// connection, waited for up to ``Configuration/lockTimeout``; SQLite locks the whole database, so two
 /// refreshes of different users also run one after the other. For many replicas use ``PostgresTokenStore``.
-public final class SQLiteTokenStore: TokenStore {
+///
+/// The store is open from `init` until ``close()``; as a `Service` in a `ServiceGroup`, its ``run()`` closes it at
+/// graceful shutdown.
+public final class SQLiteTokenStore: TokenStore, Service {
     /// Settings of the SQLite store.
     public struct Configuration: Sendable {
         /// How long a write (and the refresh lock) waits for another process's write lock; default 35 s, longer
@@ -24,25 +30,25 @@ public final class SQLiteTokenStore: TokenStore {
     private let pool: DatabasePool
     private let keyring: TokenKeyring
     private let configuration: Configuration
-    private let now: @Sendable () -> Date
+    private let timeSource: TimeSource
 
     /// Opens (creating when missing) the store at `path` and creates or migrates its table.
     /// - Parameters:
     ///   - path: The database file; its `-wal` and `-shm` companions are created beside it.
     ///   - keyring: The keys that encrypt the tokens.
     ///   - configuration: Timeouts.
-    ///   - now: The clock that stamps `updatedAt`.
+    ///   - timeSource: The wall clock that stamps `updatedAt` (default: the system's).
     /// - Throws: ``TokenError/Code/storeFailure`` when the file cannot be opened or migrated.
     public init(
         path: String,
         keyring: TokenKeyring,
         configuration: Configuration = .init(),
-        now: @escaping @Sendable () -> Date = { Date() }
+        timeSource: TimeSource = .system
     ) throws {
         self.path = path
         self.keyring = keyring
         self.configuration = configuration
-        self.now = now
+        self.timeSource = timeSource
         do {
             var config = GRDB.Configuration()
             config.busyMode = .timeout(configuration.lockTimeout.timeInterval)
@@ -57,6 +63,33 @@ public final class SQLiteTokenStore: TokenStore {
             throw Self.storeError(error, userID: "", action: "open \(path)")
         }
     }
+
+    /// Waits for graceful shutdown (or cancellation), then closes the store.
+    /// - Throws: ``TokenError/Code/storeFailure`` when the database cannot be closed.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await close()
+    }
+
+    /// Closes the database once the reads and writes under way have ended; every later call fails with
+    /// ``TokenError/Code/storeFailure``. Closing again does nothing.
+    /// - Throws: ``TokenError/Code/storeFailure`` when the database cannot be closed.
+    public func close() async throws {
+        let pool = self.pool
+        // GRDB's close waits for the reads under way: keep that wait off the cooperative thread pool.
+        let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { try pool.close() })
+            }
+        }
+        do {
+            try result.get()
+        } catch {
+            throw Self.storeError(error, userID: "", action: "close \(path)")
+        }
+    }
+
+    private func now() -> Date { timeSource.wallNow() }
 
     private static func migrate(_ db: Database) throws {
         let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
@@ -325,14 +358,4 @@ public final class SQLiteTokenStore: TokenStore {
 struct DescribedError: Error, Sendable, CustomStringConvertible {
     let description: String
     init(_ error: any Error) { description = String(describing: error) }
-}
-
-extension Duration {
-    var timeInterval: TimeInterval {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
 }

@@ -14,6 +14,7 @@ public struct TokenError: Error, Sendable, CustomStringConvertible {
             case keyConfiguration = "key_configuration"
             case decryptionFailed = "decryption_failed"
             case invalidInput = "invalid_input"
+            case shuttingDown = "shutting_down"
         }
 
         private let value: Value
@@ -35,6 +36,9 @@ public struct TokenError: Error, Sendable, CustomStringConvertible {
         public static let decryptionFailed = Code(.decryptionFailed)
         /// Input given to the token layer is malformed (a store URL, an import line, a token response).
         public static let invalidInput = Code(.invalidInput)
+        /// The token provider is shutting down (``TokenProvider/finishRefreshes()`` was called): no refresh or
+        /// store read starts any more (retriable: another replica, or the next start, serves the job).
+        public static let shuttingDown = Code(.shuttingDown)
 
         /// The snake_case name of the code, e.g. `reauth_required`.
         public var description: String { value.rawValue }

@@ -1,5 +1,6 @@
+public import Coordination
 public import CoreMetrics
-public import Foundation
+import Foundation
 public import Logging
 import Mio
 import Synchronization
@@ -15,45 +16,12 @@ import Synchronization
 ///
 /// `invalid_grant` from Mio marks the user reauth_required in the store; such a user then fails fast with
 /// ``TokenError/Code/reauthRequired`` without calling Mio. Tokens never appear in logs or errors.
+///
+/// At shutdown, call ``finishRefreshes()`` before the store and the Mio client close: it waits for the refreshes
+/// (and store reads) in flight, so that a rotated refresh token Mio already handed out is stored, not lost.
+///
+/// Its settings and counters (``Configuration``, ``Statistics``) are in `TokenProvider+Configuration.swift`.
 public final class TokenProvider: Sendable {
-    /// Settings of the provider.
-    public struct Configuration: Sendable {
-        /// Refresh proactively when less than this share of the access token's lifetime is left
-        /// (default 0.2, i.e. at 80% of the lifetime, as Mio's guide advises).
-        public var proactiveRefreshThreshold: Double
-        /// The most users whose access token is kept in memory (default 100 000).
-        public var cacheCapacity: Int
-
-        /// Creates a configuration.
-        public init(proactiveRefreshThreshold: Double = 0.2, cacheCapacity: Int = 100_000) {
-            self.proactiveRefreshThreshold = proactiveRefreshThreshold
-            self.cacheCapacity = cacheCapacity
-        }
-    }
-
-    /// Counters since the provider was created (for metrics).
-    public struct Statistics: Sendable, Equatable {
-        /// Refreshes this process performed at Mio (successful calls).
-        public var refreshesPerformed = 0
-        /// Refreshes not performed because another replica (seen under the row lock) or another task (seen in the
-        /// cache) had already replaced the token.
-        public var refreshesAvoided = 0
-        /// Callers that awaited a refresh already in flight for the same user in this process.
-        public var refreshesJoined = 0
-        /// Refresh calls to Mio that failed, `invalid_grant` included.
-        public var refreshFailures = 0
-        /// `invalid_grant` answers that marked a user reauth_required.
-        public var usersMarkedReauthRequired = 0
-        /// Access tokens served from the in-memory cache.
-        public var cacheHits = 0
-        /// Cache misses that joined a read of the same user's tokens already in flight instead of reading the
-        /// store again (a worker starting on a backlog has many jobs per user at once).
-        public var storeReadsJoined = 0
-
-        /// Creates zeroed counters.
-        public init() {}
-    }
-
     private struct CachedToken: Sendable {
         var accessToken: String
         var expiresAt: Date
@@ -80,22 +48,28 @@ public final class TokenProvider: Sendable {
         var inFlight: [String: Task<String, any Error>] = [:]
         var reads: [String: Task<TokenRecord?, any Error>] = [:]
         var statistics = Statistics()
+        /// Set by ``finishRefreshes()``: no new refresh or store read starts.
+        var isFinishing = false
+
+        /// Whether nothing the provider started is still running.
+        var isIdle: Bool { inFlight.isEmpty && reads.isEmpty }
     }
 
     private let store: any TokenStore
     private let refresher: any TokenRefreshing
     private let configuration: Configuration
-    private let now: @Sendable () -> Date
+    private let timeSource: TimeSource
     private let logger: Logger
     private let metrics: TokenMetrics
-    private let state = Mutex(State())
+    /// Everything mutable, under one lock; ``finishRefreshes()`` waits on it until no refresh or read runs.
+    private let state = WaitableState<State, Void>(State())
 
     /// Creates a provider.
     /// - Parameters:
     ///   - store: Where the tokens live.
     ///   - refresher: Mio (a `MioClient`) or a test double.
     ///   - configuration: Thresholds and cache size.
-    ///   - now: The clock for expiry decisions and stored timestamps.
+    ///   - timeSource: The wall clock for expiry decisions and stored timestamps (default: the system's).
     ///   - logger: Never receives a token.
     ///   - metricsFactory: Receives `mioctx_token_refreshes_total{outcome}`, `mioctx_token_refreshes_avoided_total`
     ///     and `mioctx_token_refreshes_joined_total` (default: the bootstrapped `MetricsSystem.factory`).
@@ -103,7 +77,7 @@ public final class TokenProvider: Sendable {
         store: any TokenStore,
         refresher: any TokenRefreshing,
         configuration: Configuration = .init(),
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.tokens"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
@@ -111,20 +85,23 @@ public final class TokenProvider: Sendable {
         self.store = store
         self.refresher = refresher
         self.configuration = configuration
-        self.now = now
+        self.timeSource = timeSource
         self.logger = logger
     }
 
     /// The counters so far.
-    public var statistics: Statistics { state.withLock { $0.statistics } }
+    public var statistics: Statistics { state.withLock { state, _ in state.statistics } }
 
     /// A valid access token for the user: from the in-memory cache, else the store. When less than
     /// ``Configuration/proactiveRefreshThreshold`` of its lifetime is left, it is refreshed first (if that refresh
     /// fails for a retriable reason while the token is still valid, the current token is returned).
-    /// - Throws: ``TokenError`` `noTokens`, `reauthRequired`, `refreshFailed`, `storeFailure`, `lockTimeout`.
+    /// - Parameter userID: The user.
+    /// - Returns: The access token to send to Mio.
+    /// - Throws: ``TokenError`` `noTokens`, `reauthRequired`, `refreshFailed`, `storeFailure`, `lockTimeout`, and
+    ///   `shuttingDown` for a token not in the cache after ``finishRefreshes()``.
     public func accessToken(for userID: String) async throws -> String {
-        let now = now()
-        let cached: String? = state.withLock { state in
+        let now = timeSource.wallNow()
+        let cached: String? = state.withLock { state, _ in
             guard let entry = state.cache[userID], !needsRefresh(entry, now: now) else { return nil }
             state.statistics.cacheHits += 1
             return entry.accessToken
@@ -158,11 +135,16 @@ public final class TokenProvider: Sendable {
     /// runs under the user's row lock; if the stored access token is no longer `rejected`, another replica already
     /// refreshed and its token is returned without calling Mio. Otherwise Mio is called and the new pair stored
     /// before the lock is released.
+    /// - Parameters:
+    ///   - userID: The user.
+    ///   - rejected: The access token Mio answered 401 for.
+    /// - Returns: An access token other than `rejected`.
     /// - Throws: ``TokenError`` `noTokens`, `reauthRequired` (after `invalid_grant`, persisted), `refreshFailed`
-    ///   (see `underlying`, often a retriable `MioError`), `storeFailure`, `lockTimeout`.
+    ///   (see `underlying`, often a retriable `MioError`), `storeFailure`, `lockTimeout`, and `shuttingDown` when a
+    ///   refresh would start after ``finishRefreshes()``.
     public func refreshAfterUnauthorized(userID: String, rejected: String) async throws -> String {
-        let now = now()
-        let cached: String? = state.withLock { state in
+        let now = timeSource.wallNow()
+        let cached: String? = state.withLock { state, _ in
             guard let entry = state.cache[userID], entry.accessToken != rejected, entry.expiresAt > now,
                 state.inFlight[userID] == nil
             else { return nil }
@@ -182,46 +164,83 @@ public final class TokenProvider: Sendable {
     }
 
     /// Drops the user's token from the in-memory cache (e.g. after reconnecting the user elsewhere).
+    /// - Parameter userID: The user.
     public func forget(_ userID: String) {
-        state.withLock { _ = $0.cache.removeValue(forKey: userID) }
+        state.withLock { state, _ in _ = state.cache.removeValue(forKey: userID) }
+    }
+
+    /// Stops starting refreshes and store reads, and waits until those in flight have ended (their new tokens
+    /// stored), so that the store and the Mio client can then close without cutting a refresh between Mio's
+    /// answer and the store write (which would lose the rotated refresh token).
+    ///
+    /// Afterwards tokens in the in-memory cache are still served; a call that would refresh or read the store
+    /// fails with ``TokenError/Code/shuttingDown`` (retriable: another replica or the next start serves the job).
+    /// Calling it again, or from several tasks, waits the same way. It returns early if the calling task is
+    /// cancelled.
+    public func finishRefreshes() async {
+        await state.wait(cancelled: ()) { state in
+            state.isFinishing = true
+            return state.isIdle ? () : nil
+        }
     }
 
     // MARK: - Refresh
 
     /// The user's stored tokens: one read of the store per user at a time, which concurrent callers share.
     private func coalescedRead(userID: String) async throws -> TokenRecord? {
-        let task: Task<TokenRecord?, any Error> = state.withLock { state in
+        let task: Task<TokenRecord?, any Error>? = state.withLock { state, _ in
             if let running = state.reads[userID] {
                 state.statistics.storeReadsJoined += 1
                 return running
             }
+            guard !state.isFinishing else { return nil }
             let task = Task {
-                defer { self.state.withLock { _ = $0.reads.removeValue(forKey: userID) } }
+                defer { self.ended { _ = $0.reads.removeValue(forKey: userID) } }
                 return try await self.store.get(userID: userID)
             }
             state.reads[userID] = task
             return task
         }
+        guard let task else { throw Self.shuttingDown(userID: userID) }
         return try await task.value
     }
 
     private func coalescedRefresh(userID: String, trigger: Trigger) async throws -> String {
-        let task: Task<String, any Error> = state.withLock { state in
+        let task: Task<String, any Error>? = state.withLock { state, _ in
             if let running = state.inFlight[userID] {
                 state.statistics.refreshesJoined += 1
                 metrics.refreshJoined()
                 return running
             }
+            guard !state.isFinishing else { return nil }
             // Unstructured on purpose: a caller's cancellation must not abandon a refresh between Mio's answer
-            // and the store write, or the rotated refresh token would be lost.
+            // and the store write, or the rotated refresh token would be lost. `finishRefreshes()` awaits it.
             let task = Task {
-                defer { self.state.withLock { _ = $0.inFlight.removeValue(forKey: userID) } }
+                defer { self.ended { _ = $0.inFlight.removeValue(forKey: userID) } }
                 return try await self.refreshUnderLock(userID: userID, trigger: trigger)
             }
             state.inFlight[userID] = task
             return task
         }
+        guard let task else { throw Self.shuttingDown(userID: userID) }
         return try await task.value
+    }
+
+    /// Removes a refresh or read that ended and, once nothing runs after ``finishRefreshes()``, wakes it.
+    private func ended(_ remove: (inout State) -> Void) {
+        state.withLock { state, waiters in
+            remove(&state)
+            if state.isFinishing, state.isIdle {
+                waiters.wakeAll(with: ())
+            }
+        }
+    }
+
+    private static func shuttingDown(userID: String) -> TokenError {
+        TokenError(
+            .shuttingDown, userID: userID, detail: "the token provider is shutting down: no new refresh or store read",
+            isRetriable: true
+        )
     }
 
     private func refreshUnderLock(userID: String, trigger: Trigger) async throws -> String {
@@ -237,14 +256,14 @@ public final class TokenProvider: Sendable {
                 switch trigger {
                 case .unauthorized(let rejected) where record.accessToken != rejected:
                     return .keep(.avoided(current))
-                case .proactive where !self.needsRefresh(current, now: self.now()):
+                case .proactive where !self.needsRefresh(current, now: self.timeSource.wallNow()):
                     return .keep(.avoided(current))
                 default:
                     break
                 }
                 do {
                     let response = try await self.refresher.refreshTokens(refreshToken: record.refreshToken)
-                    let grant = TokenGrant(response: response, receivedAt: self.now())
+                    let grant = TokenGrant(response: response, receivedAt: self.timeSource.wallNow())
                     received.withLock { $0 = grant }
                     let entry = CachedToken(
                         accessToken: grant.accessToken, expiresAt: grant.expiresAt, issuedAt: grant.issuedAt
@@ -266,7 +285,7 @@ public final class TokenProvider: Sendable {
                     "token refresh succeeded at Mio but storing the new tokens failed",
                     metadata: ["user": "\(userID)", "error": "\(error)"]
                 )
-                state.withLock { $0.statistics.refreshesPerformed += 1 }
+                state.withLock { state, _ in state.statistics.refreshesPerformed += 1 }
                 metrics.refreshed(.performed)
                 remember(userID, CachedToken(accessToken: grant.accessToken, expiresAt: grant.expiresAt, issuedAt: grant.issuedAt))
                 return grant.accessToken
@@ -278,13 +297,13 @@ public final class TokenProvider: Sendable {
 
         switch outcome {
         case .refreshed(let entry):
-            state.withLock { $0.statistics.refreshesPerformed += 1 }
+            state.withLock { state, _ in state.statistics.refreshesPerformed += 1 }
             metrics.refreshed(.performed)
             remember(userID, entry)
             logger.debug("refreshed the user's tokens", metadata: ["user": "\(userID)"])
             return entry.accessToken
         case .avoided(let entry):
-            state.withLock { $0.statistics.refreshesAvoided += 1 }
+            state.withLock { state, _ in state.statistics.refreshesAvoided += 1 }
             metrics.refreshAvoided()
             remember(userID, entry)
             logger.debug("token already refreshed elsewhere; not calling Mio", metadata: ["user": "\(userID)"])
@@ -298,9 +317,9 @@ public final class TokenProvider: Sendable {
             throw TokenError(.reauthRequired, userID: userID, isRetriable: false)
         case .invalidGrant(let error):
             forget(userID)
-            state.withLock {
-                $0.statistics.refreshFailures += 1
-                $0.statistics.usersMarkedReauthRequired += 1
+            state.withLock { state, _ in
+                state.statistics.refreshFailures += 1
+                state.statistics.usersMarkedReauthRequired += 1
             }
             metrics.refreshed(.reauthRequired)
             logger.info("Mio refused the refresh token; user marked reauth_required", metadata: ["user": "\(userID)"])
@@ -309,7 +328,7 @@ public final class TokenProvider: Sendable {
                 underlying: error, isRetriable: false
             )
         case .failed(let error, let retriable):
-            state.withLock { $0.statistics.refreshFailures += 1 }
+            state.withLock { state, _ in state.statistics.refreshFailures += 1 }
             metrics.refreshed(.failed)
             throw TokenError(
                 .refreshFailed, userID: userID, detail: "the refresh call to Mio failed", underlying: error,
@@ -344,7 +363,7 @@ public final class TokenProvider: Sendable {
     }
 
     private func remember(_ userID: String, _ entry: CachedToken) {
-        state.withLock { state in
+        state.withLock { state, _ in
             if state.cache[userID] == nil, state.cache.count >= configuration.cacheCapacity,
                 let victim = state.cache.keys.first
             {

@@ -1,4 +1,5 @@
-public import Foundation
+public import Coordination
+import Foundation
 public import Logging
 
 /// Where the tokens live, as written on the command line or in configuration:
@@ -42,24 +43,37 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Opens the store, runs `body` with it, and closes it (a PostgreSQL pool is shut down).
+    /// Opens the store, runs `body` with it, and closes it (an SQLite file is closed, a PostgreSQL pool is shut
+    /// down), whether `body` throws or not.
     /// - Parameters:
     ///   - keyring: The encryption keys (see ``TokenKeyring/load(environment:keyFile:)``).
-    ///   - now: The clock that stamps `updatedAt`.
+    ///   - timeSource: The wall clock that stamps `updatedAt` (default: the system's).
     ///   - logger: For the PostgreSQL pool's background messages.
     ///   - body: Uses the store.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or a ``TokenError`` when the store cannot be opened or closed.
     public func withStore<T: Sendable>(
         keyring: TokenKeyring,
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         logger: Logger = Logger(label: "mioctx.tokens"),
         _ body: (any TokenStore) async throws -> T
     ) async throws -> T {
         switch self {
         case .sqlite(let path):
-            let store = try SQLiteTokenStore(path: path, keyring: keyring, now: now)
-            return try await body(store)
+            let store = try SQLiteTokenStore(path: path, keyring: keyring, timeSource: timeSource)
+            let result: T
+            do {
+                result = try await body(store)
+            } catch {
+                try? await store.close()
+                throw error
+            }
+            try await store.close()
+            return result
         case .postgres(let url):
-            return try await PostgresTokenStore.withStore(url: url, keyring: keyring, now: now, logger: logger) {
+            return try await PostgresTokenStore.withStore(
+                url: url, keyring: keyring, timeSource: timeSource, logger: logger
+            ) {
                 try await body($0)
             }
         }

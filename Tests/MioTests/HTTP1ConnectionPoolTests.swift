@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Logging
 @testable import Mio
@@ -181,7 +182,9 @@ struct HTTP1ConnectionPoolTests {
                 requestTimeout: .seconds(5),
                 maxConnections: 4
             )
-            let client = MioClient(configuration: configuration, logger: .init(label: "test"), now: { Date() }, tlsConfiguration: trusting)
+            let client = MioClient(
+                configuration: configuration, logger: .init(label: "test"), timeSource: .system, tlsConfiguration: trusting
+            )
             let content = try await client.getContext(query: "q", accessToken: "at")
             try await client.shutdown()
             #expect(content == "POST /base/v1/context")

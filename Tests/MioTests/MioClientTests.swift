@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Logging
 @testable import Mio
@@ -168,6 +169,49 @@ struct MioClientTests {
             #expect(stats.contextRequestsPerSecondPeak >= 1)
             #expect(stats.contextRequestsPerSecondPeak <= 4)
             #expect(harness.simulator.stats() == stats)
+        }
+    }
+
+    @Test func shutdownIsAwaitedIdempotentAndFailsLaterRequests() async throws {
+        try await withHarness { harness in
+            let tokens = try await harness.connect("grace")
+            _ = try await harness.client.getContext(query: "before", accessToken: tokens.accessToken)
+            async let first: Void = harness.client.shutdown()
+            async let second: Void = harness.client.shutdown()
+            _ = try await (first, second)
+            try await harness.client.shutdown()
+            let error = await mioError { () async throws(MioError) in
+                try await harness.client.getContext(query: "after", accessToken: tokens.accessToken)
+            }
+            #expect(error?.code == .transportFailure)
+            #expect(error.map { "\($0)" }?.contains("shut down") == true)
+        }
+    }
+
+    /// The simulator's token lifetimes run on its injected clock: an access token expires exactly at its TTL.
+    @Test func accessTokensExpireExactlyAtTheirLifetimeOnTheSimulatorsClock() async throws {
+        let clock = ManualClock()
+        let time = TimeSource(clock, start: Date())
+        var configuration = MioSimulator.Configuration(tokenTTL: .seconds(120))
+        configuration.clientID = simulatorClientID
+        configuration.clientSecret = simulatorSecret
+        configuration.redirectURL = simulatorRedirect
+        try await MioSimulator.withSimulator(configuration, logger: quietLogger, timeSource: time) { simulator in
+            let mioConfiguration = MioClient.Configuration(
+                clientID: simulatorClientID, clientSecret: simulatorSecret, redirectURL: simulatorRedirect,
+                apiURL: simulator.baseURL!
+            )
+            try await MioClient.withClient(configuration: mioConfiguration, logger: quietLogger) { client in
+                let tokens = try await client.exchangeCodeForTokens(code: simulator.authorize(userID: "heidi"))
+                clock.advance(by: .seconds(119))
+                _ = try await client.getContext(query: "still valid", accessToken: tokens.accessToken)
+                clock.advance(by: .seconds(1))
+                let error = await mioError { () async throws(MioError) in
+                    try await client.getContext(query: "expired", accessToken: tokens.accessToken)
+                }
+                #expect(error?.code == .unauthorized)
+                #expect(error?.oauthErrorDescription == "access token expired")
+            }
         }
     }
 }

@@ -108,9 +108,9 @@ extension HTTPClient {
         try await MioSimulator.withSimulator(Sim.configuration(), logger: Sim.quietLogger) { simulator in
             try await MioClient.withClient(configuration: Sim.mioConfiguration(baseURL: simulator.baseURL!)) { mio in
                 let store = InMemoryTokenStore()
-                let clock = TestClock(Date())
+                let time = ManualTime(start: Date())
                 let key = Data(repeating: 7, count: 32)
-                let signer = OAuthStateSigner(key: key, lifetime: .seconds(600), now: { clock.now })
+                let signer = OAuthStateSigner(key: key, lifetime: .seconds(600), timeSource: time.source)
                 let endpoints = Self.endpoints(simulator: simulator, mio: mio, store: store, signer: signer)
                 try await withOAuthServer(endpoints) { base, http in
                     // Forged: a state for "mallory" signed with another key.
@@ -127,7 +127,7 @@ extension HTTPClient {
                         #expect(page.status == 400)
                         #expect(page.body.contains(reason), "\(page.body)")
                     }
-                    clock.advance(by: 601)
+                    time.advance(by: .seconds(601))
                     let code = simulator.authorize(userID: "x")
                     let late = try await http.getPage("\(base)/oauth/callback?code=\(code)&state=\(expired)")
                     #expect(late.status == 400)

@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Logging
 import MioTokens
@@ -88,13 +89,20 @@ final class Gauge: Sendable {
     var peak: Int { state.withLock { $0.peak } }
 }
 
-/// A clock that tests move by hand.
-final class TestClock: Sendable {
-    private let value: Mutex<Date>
-    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { value = Mutex(start) }
-    var now: Date { value.withLock { $0 } }
-    func advance(by seconds: TimeInterval) { value.withLock { $0 = $0.addingTimeInterval(seconds) } }
-    func set(_ date: Date) { value.withLock { $0 = date } }
+/// Time that tests move by hand: a manual clock and the time source it drives, whose wall clock starts at `start`.
+struct ManualTime: Sendable {
+    let clock = ManualClock()
+    let source: TimeSource
+
+    init(start: Date = Date(timeIntervalSince1970: 1_800_000_000)) {
+        source = TimeSource(clock, start: start)
+    }
+
+    /// The wall clock's date.
+    var now: Date { source.wallNow() }
+
+    /// Moves both clocks forward.
+    func advance(by duration: Duration) { clock.advance(by: duration) }
 }
 
 /// Which backend a parameterized store test runs against.
@@ -105,22 +113,22 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// Runs `body` with a fresh, empty store of this kind.
     func withFreshStore<T: Sendable>(
         keyring: TokenKeyring = .ephemeral(),
-        now: @escaping @Sendable () -> Date = { Date() },
+        timeSource: TimeSource = .system,
         _ body: (any TokenStore) async throws -> T
     ) async throws -> T {
         switch self {
         case .memory:
-            return try await body(InMemoryTokenStore(now: now))
+            return try await body(InMemoryTokenStore(timeSource: timeSource))
         case .sqlite:
             return try await withTemporaryDirectory { directory in
                 let store = try SQLiteTokenStore(
-                    path: directory.appendingPathComponent("tokens.sqlite").path, keyring: keyring, now: now
+                    path: directory.appendingPathComponent("tokens.sqlite").path, keyring: keyring, timeSource: timeSource
                 )
                 return try await body(store)
             }
         case .postgres:
             let url = try await TestPostgres.freshSchemaURL()
-            return try await PostgresTokenStore.withStore(url: url, keyring: keyring, now: now) { try await body($0) }
+            return try await PostgresTokenStore.withStore(url: url, keyring: keyring, timeSource: timeSource) { try await body($0) }
         }
     }
 }

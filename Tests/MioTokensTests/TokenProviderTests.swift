@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Mio
 import MioTokens
@@ -101,45 +102,47 @@ final class SlowCountingStore: TokenStore {
     }
 
     @Test func proactiveRefreshFiresAtTheThresholdNotBefore() async throws {
-        let clock = TestClock()
-        let store: any TokenStore = InMemoryTokenStore(now: { clock.now })
+        let time = ManualTime()
+        let store: any TokenStore = InMemoryTokenStore(timeSource: time.source)
         let mio = FakeRefresher(.rotate(lifetime: 1000))
-        let provider = TokenProvider(store: store, refresher: mio, now: { clock.now })
-        let issued = clock.now
+        let provider = TokenProvider(store: store, refresher: mio, timeSource: time.source)
+        let issued = time.now
         try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: issued, lifetime: 1000))
 
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
-        clock.set(issued.addingTimeInterval(799))  // 20.1% of the lifetime left
+        time.advance(by: .seconds(799))  // 20.1% of the lifetime left
+        #expect(time.now == issued.addingTimeInterval(799))
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
         #expect(mio.calls == 0)
         #expect(provider.statistics.cacheHits == 1)
 
-        clock.set(issued.addingTimeInterval(801))  // 19.9% left: refresh before use
+        time.advance(by: .seconds(2))  // 19.9% left: refresh before use
         #expect(try await provider.accessToken(for: "u1") == "atk_new_1")
         #expect(mio.calls == 1)
         #expect(mio.spentRefreshTokens == ["rtk_plain_1"])
         let stored = try #require(try await store.get(userID: "u1"))
         #expect(stored.refreshToken == "rtk_new_1")
-        #expect(stored.expiresAt == clock.now.addingTimeInterval(1000))
+        #expect(stored.expiresAt == time.now.addingTimeInterval(1000))
+        #expect(stored.updatedAt == time.now)
         #expect(provider.statistics.refreshesPerformed == 1)
 
         // The new token is fresh again: served from the cache, no further refresh.
-        clock.advance(by: 100)
+        time.advance(by: .seconds(100))
         #expect(try await provider.accessToken(for: "u1") == "atk_new_1")
         #expect(mio.calls == 1)
     }
 
     @Test func thresholdIsConfigurable() async throws {
-        let clock = TestClock()
-        let store: any TokenStore = InMemoryTokenStore(now: { clock.now })
+        let time = ManualTime()
+        let store: any TokenStore = InMemoryTokenStore(timeSource: time.source)
         let mio = FakeRefresher()
         let provider = TokenProvider(
-            store: store, refresher: mio, configuration: .init(proactiveRefreshThreshold: 0.5), now: { clock.now }
+            store: store, refresher: mio, configuration: .init(proactiveRefreshThreshold: 0.5), timeSource: time.source
         )
-        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: clock.now, lifetime: 1000))
-        clock.advance(by: 499)
+        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: time.now, lifetime: 1000))
+        time.advance(by: .seconds(499))
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
-        clock.advance(by: 2)
+        time.advance(by: .seconds(2))
         #expect(try await provider.accessToken(for: "u1") == "atk_new_1")
     }
 
@@ -213,11 +216,11 @@ final class SlowCountingStore: TokenStore {
     }
 
     @Test func retriableRefreshFailureKeepsTheStoredTokensAndIsRetriable() async throws {
-        let clock = TestClock()
-        let store: any TokenStore = InMemoryTokenStore(now: { clock.now })
+        let time = ManualTime()
+        let store: any TokenStore = InMemoryTokenStore(timeSource: time.source)
         let mio = FakeRefresher(.fail(Self.tokenEndpointError(.serverError, status: 503)))
-        let provider = TokenProvider(store: store, refresher: mio, now: { clock.now })
-        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: clock.now, lifetime: 1000))
+        let provider = TokenProvider(store: store, refresher: mio, timeSource: time.source)
+        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: time.now, lifetime: 1000))
 
         let error = await #expect(throws: TokenError.self) {
             try await provider.refreshAfterUnauthorized(userID: "u1", rejected: "atk_plain_1")
@@ -228,7 +231,7 @@ final class SlowCountingStore: TokenStore {
         #expect(try await store.get(userID: "u1")?.status == .active)
 
         // A failed proactive refresh of a still-valid token serves the current token.
-        clock.advance(by: 900)
+        time.advance(by: .seconds(900))
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
         #expect(mio.calls == 2)
 
@@ -267,15 +270,15 @@ final class SlowCountingStore: TokenStore {
     }
 
     @Test func proactiveRefreshUsesTheTokenAnotherReplicaAlreadyStored() async throws {
-        let clock = TestClock()
-        let store: any TokenStore = InMemoryTokenStore(now: { clock.now })
+        let time = ManualTime()
+        let store: any TokenStore = InMemoryTokenStore(timeSource: time.source)
         let mio = FakeRefresher()
-        let provider = TokenProvider(store: store, refresher: mio, now: { clock.now })
-        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: clock.now, lifetime: 1000))
+        let provider = TokenProvider(store: store, refresher: mio, timeSource: time.source)
+        try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: time.now, lifetime: 1000))
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_1")
-        clock.advance(by: 900)
+        time.advance(by: .seconds(900))
         // Another replica refreshed meanwhile.
-        try await store.upsert(userID: "u1", tokens: grant("replica", issuedAt: clock.now, lifetime: 1000))
+        try await store.upsert(userID: "u1", tokens: grant("replica", issuedAt: time.now, lifetime: 1000))
         #expect(try await provider.accessToken(for: "u1") == "atk_plain_replica")
         #expect(mio.calls == 0)
     }
