@@ -16,17 +16,29 @@ public final class KafkaMockCluster: Sendable {
             self.apiKey = apiKey
         }
 
+        /// Produce (ApiKey 0).
         public static let produce = RequestKind(apiKey: 0)
+        /// Fetch (ApiKey 1).
         public static let fetch = RequestKind(apiKey: 1)
+        /// ListOffsets (ApiKey 2): a partition's start or end offset.
         public static let listOffsets = RequestKind(apiKey: 2)
+        /// Metadata (ApiKey 3).
         public static let metadata = RequestKind(apiKey: 3)
+        /// OffsetCommit (ApiKey 8).
         public static let offsetCommit = RequestKind(apiKey: 8)
+        /// OffsetFetch (ApiKey 9).
         public static let offsetFetch = RequestKind(apiKey: 9)
+        /// FindCoordinator (ApiKey 10).
         public static let findCoordinator = RequestKind(apiKey: 10)
+        /// JoinGroup (ApiKey 11).
         public static let joinGroup = RequestKind(apiKey: 11)
+        /// Heartbeat (ApiKey 12).
         public static let heartbeat = RequestKind(apiKey: 12)
+        /// LeaveGroup (ApiKey 13).
         public static let leaveGroup = RequestKind(apiKey: 13)
+        /// SyncGroup (ApiKey 14).
         public static let syncGroup = RequestKind(apiKey: 14)
+        /// InitProducerId (ApiKey 22).
         public static let initProducerID = RequestKind(apiKey: 22)
     }
 
@@ -40,15 +52,25 @@ public final class KafkaMockCluster: Sendable {
             self.code = code
         }
 
+        /// `CORRUPT_MESSAGE` (2).
         public static let corruptMessage = BrokerError(code: 2)
+        /// `UNKNOWN_TOPIC_OR_PARTITION` (3).
         public static let unknownTopicOrPartition = BrokerError(code: 3)
+        /// `NOT_LEADER_OR_FOLLOWER` (6).
         public static let notLeaderForPartition = BrokerError(code: 6)
+        /// `REQUEST_TIMED_OUT` (7).
         public static let requestTimedOut = BrokerError(code: 7)
+        /// `MESSAGE_TOO_LARGE` (10).
         public static let messageSizeTooLarge = BrokerError(code: 10)
+        /// `COORDINATOR_NOT_AVAILABLE` (15).
         public static let coordinatorNotAvailable = BrokerError(code: 15)
+        /// `NOT_COORDINATOR` (16).
         public static let notCoordinator = BrokerError(code: 16)
+        /// `NOT_ENOUGH_REPLICAS` (19).
         public static let notEnoughReplicas = BrokerError(code: 19)
+        /// `REBALANCE_IN_PROGRESS` (27).
         public static let rebalanceInProgress = BrokerError(code: 27)
+        /// `TOPIC_AUTHORIZATION_FAILED` (29).
         public static let topicAuthorizationFailed = BrokerError(code: 29)
     }
 

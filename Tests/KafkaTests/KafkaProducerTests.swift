@@ -190,13 +190,16 @@ struct KafkaProducerTests {
                 return await group.reduce(into: [KafkaError.Code?]()) { $0.append($1) }
             }
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // Time for the senders to fill the queue and wait (on a loaded machine some may come after the shutdown:
+        // they are refused at once, which is as good for what is checked).
+        try await Task.sleep(for: .seconds(1))
         producer.shutdown()
         let codes = try await withPatience("every sender to be answered") { await outcomes.value }
         try await running.value
         #expect(codes.count == 5)
-        #expect(codes.allSatisfy { $0 != nil }, "the broker is down: nothing was delivered")
-        #expect(codes.filter { $0 == .shutdown }.count == 3, "the three waiting for room: \(codes)")
+        // At most two fit in the queue: they fail when the flush gives up (purged); the others are told `shutdown`.
+        #expect(codes.allSatisfy { $0 == .shutdown || $0 == .delivery }, "\(codes)")
+        #expect(codes.filter { $0 == .shutdown }.count >= 3, "\(codes)")
     }
 
     // librdkafka 2.0.2's mock cluster does not implement the CreateTopics request, so topic creation

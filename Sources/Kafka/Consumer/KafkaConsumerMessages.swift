@@ -1,5 +1,6 @@
 /// The `AsyncSequence` of a consumer's messages.
 public struct KafkaConsumerMessages: AsyncSequence, Sendable {
+    /// A message read from Kafka.
     public typealias Element = KafkaMessage
 
     let buffer: KafkaMessageBuffer
