@@ -53,6 +53,7 @@ let package = Package(
             name: "Kafka",
             dependencies: [
                 "CRdKafka",
+                "Coordination",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -173,7 +174,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Kafka", "MioctxTestSupport"],
+            dependencies: ["Kafka", "Coordination", "MioctxTestSupport"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

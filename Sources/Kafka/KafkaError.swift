@@ -55,7 +55,7 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: Code
     /// A human-readable explanation, including librdkafka's own message where there is one.
     public var message: String
-    /// librdkafka's numeric error code (`rd_kafka_resp_err_t`), when librdkafka reported one.
+    /// librdkafka's numeric error code (its response error enum), when librdkafka reported one.
     public var rdKafkaErrorCode: Int32?
     /// librdkafka's symbolic error name (for example `MSG_SIZE_TOO_LARGE`), when there is one.
     public var rdKafkaErrorName: String?

@@ -36,10 +36,17 @@ public struct KafkaTopicPartition: Sendable, Hashable, Comparable, CustomStringC
         self.partition = partition
     }
 
+    /// Orders by topic, then partition.
+    ///
+    /// - Parameters:
+    ///   - lhs: a partition.
+    ///   - rhs: another partition.
+    /// - Returns: whether `lhs` comes first.
     public static func < (lhs: Self, rhs: Self) -> Bool {
         (lhs.topic, lhs.partition) < (rhs.topic, rhs.partition)
     }
 
+    /// `topic[partition]`.
     public var description: String { "\(topic)[\(partition)]" }
 }
 
@@ -62,6 +69,7 @@ public struct KafkaTopicPartitionOffset: Sendable, Hashable, CustomStringConvert
         self.offset = offset
     }
 
+    /// `topic[partition]@offset`.
     public var description: String { "\(topicPartition)@\(offset)" }
 }
 

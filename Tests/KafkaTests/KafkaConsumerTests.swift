@@ -1,3 +1,5 @@
+import Coordination
+import Foundation
 import Kafka
 import MioctxTestSupport
 import Synchronization
@@ -368,6 +370,53 @@ struct KafkaConsumerTests {
         #expect(revoked.withLock { $0 })
         var iterator = consumer.consumer.messages.makeAsyncIterator()
         #expect(await iterator.next() == nil)
+    }
+
+    /// The revocation bound is measured on the consumer's time source: with a manual clock, a handler that never
+    /// returns holds the revocation (and the close) exactly until the clock passes the bound.
+    @Test func aRevocationHandlerThatOverrunsIsCutOffAtTheBoundOnTheConsumersClock() async throws {
+        let cluster = try makeCluster(topics: ["overrun": 1])
+        let clock = ManualClock()
+        var options = KafkaConsumer.Options()
+        options.revocationTimeout = .seconds(30)
+        options.timeSource = TimeSource(clock, start: Date())
+        let (gate, openGate) = AsyncStream<Void>.makeStream()
+        defer { openGate.finish() }
+        let handlerStarted = Mutex(false)
+        let consumer = try RunningConsumer(cluster, group: "overrun-group", topics: ["overrun"], options: options) { _, _ in
+            handlerStarted.withLock { $0 = true }
+            for await _ in gate {}
+        }
+        try await waitUntil("assignment") { consumer.consumer.assignment.count == 1 }
+        consumer.consumer.close()
+        try await waitUntil("the revocation handler to start") { handlerStarted.withLock { $0 } }
+        try await withPatience("the bound's timer to sleep") { await clock.waitForSleepers(1) }
+        clock.advance(by: .seconds(29))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(consumer.consumer.hasJoinedGroup, "still revoking before the bound")
+        try await withPatience("the bound's timer to sleep again") { await clock.waitForSleepers(1) }
+        clock.advance(by: .seconds(1))
+        try await withPatience("the close to finish after the bound") { try await consumer.stop() }
+        #expect(!consumer.consumer.hasJoinedGroup)
+        var iterator = consumer.consumer.messages.makeAsyncIterator()
+        #expect(await iterator.next() == nil)
+    }
+
+    /// A consumer closed before it runs never joins: its messages end at once, and running it later returns.
+    @Test func aConsumerClosedBeforeItRunsEndsItsMessagesAndDoesNotJoin() async throws {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConfiguration(bootstrapServers: "127.0.0.1:9"),
+            groupID: "never-group",
+            topics: ["jobs"],
+            logger: testLogger()
+        )
+        consumer.close()
+        var iterator = consumer.messages.makeAsyncIterator()
+        #expect(await iterator.next() == nil)
+        try await withPatience("run to return") { try await consumer.run() }
+        #expect(!consumer.hasJoinedGroup)
+        await consumer.pause([KafkaTopicPartition(topic: "jobs", partition: 0)])
+        #expect(consumer.pausedPartitionCount == 0)
     }
 }
 

@@ -142,6 +142,66 @@ struct KafkaProducerTests {
         }
     }
 
+    /// A local queue of 5 messages and 200 sends at once: librdkafka refuses most of them at first (queue full);
+    /// each waits for a delivery report to make room and is enqueued again. Every one is delivered, once.
+    @Test func sendsBeyondAFullLocalQueueWaitForRoomAndAreAllDelivered() async throws {
+        let cluster = try makeCluster(topics: ["narrow": 1])
+        let offsets = try await withProducer(cluster, properties: ["queue.buffering.max.messages": "5"]) { producer in
+            try await withThrowingTaskGroup(of: Int64.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        try await producer.send(topic: "narrow", key: nil, value: Array("n-\(index)".utf8)).offset
+                    }
+                }
+                return try await group.reduce(into: [Int64]()) { $0.append($1) }
+            }
+        }
+        #expect(Set(offsets) == Set(0..<200))
+    }
+
+    /// With its broker down, a producer's small queue fills up; a sender waiting for room is told at once when the
+    /// producer shuts down, and the queued messages fail when the flush at shutdown gives up: nobody waits forever.
+    @Test func shutdownReleasesSendersWaitingForRoomInAFullQueue() async throws {
+        let cluster = try makeCluster(topics: ["stuck": 1])
+        try cluster.setBrokerDown(1)
+        var options = KafkaProducer.Options()
+        options.flushTimeout = .milliseconds(500)
+        let producer = try KafkaProducer(
+            configuration: KafkaConfiguration(
+                bootstrapServers: cluster.bootstrapServers,
+                properties: ["queue.buffering.max.messages": "2"]
+            ),
+            options: options,
+            logger: testLogger()
+        )
+        let running = Task { try await producer.run() }
+        let outcomes = Task {
+            await withTaskGroup(of: KafkaError.Code?.self) { group in
+                for index in 0..<5 {
+                    group.addTask {
+                        do throws(KafkaError) {
+                            _ = try await producer.send(topic: "stuck", key: nil, value: [UInt8(index)])
+                            return nil
+                        } catch {
+                            return error.code
+                        }
+                    }
+                }
+                return await group.reduce(into: [KafkaError.Code?]()) { $0.append($1) }
+            }
+        }
+        // Time for the senders to fill the queue and wait (on a loaded machine some may come after the shutdown:
+        // they are refused at once, which is as good for what is checked).
+        try await Task.sleep(for: .seconds(1))
+        producer.shutdown()
+        let codes = try await withPatience("every sender to be answered") { await outcomes.value }
+        try await running.value
+        #expect(codes.count == 5)
+        // At most two fit in the queue: they fail when the flush gives up (purged); the others are told `shutdown`.
+        #expect(codes.allSatisfy { $0 == .shutdown || $0 == .delivery }, "\(codes)")
+        #expect(codes.filter { $0 == .shutdown }.count >= 3, "\(codes)")
+    }
+
     // librdkafka 2.0.2's mock cluster does not implement the CreateTopics request, so topic creation
     // against a broker is exercised where a real cluster exists; here: validation and failure reporting.
     @Test func adminRejectsAnInvalidTopicNamingIt() async throws {

@@ -1,12 +1,14 @@
 import CRdKafka
-import Logging
 import Synchronization
 
-/// Owns one `rd_kafka_t` handle and the Swift context its callbacks reach through the opaque pointer.
+/// Owns one `rd_kafka_t` handle and the Swift callbacks librdkafka reaches through its opaque pointer.
 ///
 /// `@unchecked Sendable` is safe because librdkafka's handle is thread-safe for every call mioctx makes
-/// on it, the pointer itself never changes after `init`, and `deinit` runs only when no Swift code can
-/// still reach the handle.
+/// on it, the pointers never change after `init` (the topic handles are behind a mutex), and `deinit` runs
+/// only when no Swift code can still reach the handle.
+///
+/// The calls of each kind of client are in extensions: `RDKafkaClient+Consumer.swift`,
+/// `RDKafkaClient+Producer.swift`, `RDKafkaClient+Admin.swift`, `RDKafkaTopicMetadata.swift`.
 final class RDKafkaClient: @unchecked Sendable {
     enum Kind {
         case producer
@@ -21,67 +23,58 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     let pointer: OpaquePointer
-    /// The retained callback context; released once, after the handle is destroyed.
-    private let context: Unmanaged<RDKafkaCallbackContext>
+    /// The consumer queue of a consumer handle (`nil` for a producer), destroyed before the handle.
+    let consumerQueue: OpaquePointer?
+    /// The retained callbacks; released once, after the handle is destroyed.
+    private let callbacks: Unmanaged<RDKafkaCallbacks>
     /// Topic handles kept until the client is destroyed (see ``keepTopic(_:)``).
     private let topics = Mutex<[String: OpaquePointer]>([:])
-    /// The consumer queue of a consumer handle (see ``consumerQueue``).
-    private let consumerQueueHandle = Mutex<OpaquePointer?>(nil)
 
     /// Creates a handle from `properties`.
     ///
+    /// A consumer's main queue is routed to its consumer queue (`rd_kafka_poll_set_consumer`), so that one
+    /// ``consumerPoll(timeout:)`` loop serves messages, rebalances, commit results, statistics and logs.
+    ///
     /// - Parameters:
-    ///   - configure: installs callbacks on the configuration before the handle is created.
-    init(
-        kind: Kind,
-        properties: [String: String],
-        context: RDKafkaCallbackContext,
-        configure: (OpaquePointer) -> Void = { _ in }
-    ) throws(KafkaError) {
+    ///   - kind: producer or consumer.
+    ///   - properties: librdkafka properties, each validated by librdkafka.
+    ///   - callbacks: the Swift side of librdkafka's callbacks; retained until the handle is destroyed.
+    /// - Throws: ``KafkaError`` with code `configuration` naming a refused property, or `clientCreation`.
+    init(kind: Kind, properties: [String: String], callbacks: RDKafkaCallbacks) throws(KafkaError) {
         let conf = try RDKafkaConfig.make(properties)
-        let retained = Unmanaged.passRetained(context)
+        let retained = Unmanaged.passRetained(callbacks)
         rd_kafka_conf_set_opaque(conf, retained.toOpaque())
-        rd_kafka_conf_set_log_cb(conf) { handle, level, facility, message in
-            guard let handle, let context = RDKafkaCallbackContext.from(handle) else { return }
-            context.log(level: level, facility: facility, message: message)
-        }
-        configure(conf)
+        callbacks.install(on: conf)
 
         let capacity = 512
         var buffer = [CChar](repeating: 0, count: capacity)
         guard let handle = rd_kafka_new(kind.rdKafkaType, conf, &buffer, capacity) else {
-            // rd_kafka_new does not take ownership of conf when it fails.
+            // rd_kafka_new does not take ownership of conf when it fails, and no callback can run any more.
             rd_kafka_conf_destroy(conf)
             retained.release()
             let message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             throw KafkaError(code: .clientCreation, message: "could not create Kafka client: \(message)")
         }
         self.pointer = handle
-        self.context = retained
+        self.callbacks = retained
+        if kind == .consumer {
+            rd_kafka_poll_set_consumer(handle)
+            self.consumerQueue = rd_kafka_queue_get_consumer(handle)
+        } else {
+            self.consumerQueue = nil
+        }
     }
 
     deinit {
         // Everything tied to the handle goes before the handle.
-        consumerQueueHandle.withLock { queue in
-            if let queue { rd_kafka_queue_destroy(queue) }
-        }
+        if let consumerQueue { rd_kafka_queue_destroy(consumerQueue) }
         topics.withLock { topics in
             for handle in topics.values {
                 rd_kafka_topic_destroy(handle)
             }
         }
         rd_kafka_destroy(pointer)
-        context.release()
-    }
-
-    /// The consumer's queue (nil for a producer), owned by this client and destroyed before its handle.
-    var consumerQueue: OpaquePointer? {
-        consumerQueueHandle.withLock { queue in
-            if queue == nil {
-                queue = rd_kafka_queue_get_consumer(pointer)
-            }
-            return queue
-        }
+        callbacks.release()
     }
 
     /// A topic handle for `name`, created once and kept for the client's lifetime: librdkafka then keeps the
@@ -96,51 +89,5 @@ final class RDKafkaClient: @unchecked Sendable {
             topics[name] = handle
             return handle
         }
-    }
-
-    /// The fatal error of an idempotent producer, if one was raised.
-    func fatalError() -> KafkaError? {
-        let capacity = 512
-        var buffer = [CChar](repeating: 0, count: capacity)
-        let code = rd_kafka_fatal_error(pointer, &buffer, capacity)
-        guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        let message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return KafkaError(
-            code: .delivery,
-            message: "fatal producer error: \(message)",
-            rdKafkaErrorCode: code.rawValue,
-            rdKafkaErrorName: String(cString: rd_kafka_err2name(code)),
-            isRetriable: false,
-            isFatal: true
-        )
-    }
-}
-
-/// What librdkafka's C callbacks need from Swift, found through the handle's opaque pointer.
-class RDKafkaCallbackContext: @unchecked Sendable {
-    let logger: Logger
-
-    init(logger: Logger) {
-        self.logger = logger
-    }
-
-    static func from(_ handle: OpaquePointer) -> RDKafkaCallbackContext? {
-        guard let opaque = rd_kafka_opaque(handle) else { return nil }
-        return Unmanaged<RDKafkaCallbackContext>.fromOpaque(opaque).takeUnretainedValue()
-    }
-
-    func log(level: Int32, facility: UnsafePointer<CChar>?, message: UnsafePointer<CChar>?) {
-        let swiftLevel: Logger.Level
-        switch level {
-        case ...2: swiftLevel = .critical
-        case 3: swiftLevel = .error
-        case 4: swiftLevel = .warning
-        case 5, 6: swiftLevel = .info
-        default: swiftLevel = .debug
-        }
-        guard logger.logLevel <= swiftLevel else { return }
-        let facilityText = facility.map { String(cString: $0) } ?? "-"
-        let text = message.map { String(cString: $0) } ?? ""
-        logger.log(level: swiftLevel, "\(text)", metadata: ["rdkafka.facility": "\(facilityText)"])
     }
 }

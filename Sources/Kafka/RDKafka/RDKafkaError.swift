@@ -61,3 +61,11 @@ extension rd_kafka_resp_err_t {
         }
     }
 }
+
+extension KafkaError {
+    /// Whether this is librdkafka's "local queue full" refusal of a message (`_QUEUE_FULL`): waiting for
+    /// delivery reports makes room.
+    var isLocalQueueFull: Bool {
+        rdKafkaErrorCode == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue
+    }
+}

@@ -19,7 +19,7 @@ extension RDKafkaClient {
             return .failure(.rdKafka(error, code: .admin, context: "could not create a handle for topic '\(name)'"))
         }
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        let error = rd_kafka_metadata(pointer, 0, topic, &metadata, Int32(clamping: timeout.milliseconds))
+        let error = rd_kafka_metadata(pointer, 0, topic, &metadata, timeout.rdKafkaMilliseconds)
         defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
         if error == RD_KAFKA_RESP_ERR__TIMED_OUT {
             return .failure(KafkaError(code: .timeout, message: "no metadata for topic '\(name)' within \(timeout)"))

@@ -2,23 +2,31 @@ import CRdKafka
 
 /// Conversions between Swift partition values and `rd_kafka_topic_partition_list_t`.
 enum RDKafkaTopicPartitionList {
-    /// A new list the caller must destroy with `rd_kafka_topic_partition_list_destroy`.
-    static func make(_ partitions: [KafkaTopicPartition]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    /// Calls `body` with a new list of `partitions`, destroyed when `body` returns.
+    static func with<R>(
+        _ partitions: [KafkaTopicPartition],
+        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> R
+    ) -> R {
         let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
         for partition in partitions {
             rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)
         }
-        return list
+        return body(list)
     }
 
-    /// A new list the caller must destroy, with an offset on each entry.
-    static func make(_ offsets: [KafkaTopicPartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    /// Calls `body` with a new list holding an offset on each entry, destroyed when `body` returns.
+    static func with<R>(
+        _ offsets: [KafkaTopicPartitionOffset],
+        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> R
+    ) -> R {
         let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
         for offset in offsets {
             let entry = rd_kafka_topic_partition_list_add(list, offset.topicPartition.topic, offset.topicPartition.partition)!
             entry.pointee.offset = offset.offset
         }
-        return list
+        return body(list)
     }
 
     static func partitions(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>) -> [KafkaTopicPartition] {

@@ -1,4 +1,3 @@
-import CRdKafka
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -36,24 +35,25 @@ public final class KafkaProducer: Service, Sendable {
     private let logger: Logger
     private let pollThread = RDKafkaPollThread(name: "mioctx.kafka.producer")
     private let accepting = Atomic<Bool>(true)
+    private let room: ProducerQueueRoom
 
     /// Creates a producer; nothing is sent until ``run()`` serves delivery reports.
     ///
+    /// - Parameters:
+    ///   - configuration: librdkafka properties (`bootstrap.servers`, security, tuning).
+    ///   - options: flush and poll bounds.
+    ///   - logger: receives librdkafka's own log lines too.
     /// - Throws: ``KafkaError`` with code `configuration` naming a property librdkafka refused.
     public init(configuration: KafkaConfiguration, options: Options = Options(), logger: Logger) throws(KafkaError) {
+        let room = ProducerQueueRoom()
         self.options = options
         self.logger = logger
+        self.room = room
         self.client = try RDKafkaClient(
             kind: .producer,
             properties: configuration.withDefaults(Self.defaultProperties),
-            context: RDKafkaCallbackContext(logger: logger)
-        ) { conf in
-            rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
-                guard let message, let opaque = message.pointee._private else { return }
-                let box = Unmanaged<DeliveryBox>.fromOpaque(opaque).takeRetainedValue()
-                box.complete(message.pointee)
-            }
-        }
+            callbacks: RDKafkaCallbacks(logger: logger, deliveryReported: { room.delivered() })
+        )
     }
 
     /// Serves delivery reports until graceful shutdown, cancellation or ``shutdown()``; then flushes.
@@ -63,11 +63,15 @@ public final class KafkaProducer: Service, Sendable {
         let logger = self.logger
         await withTaskCancellationOrGracefulShutdownHandler {
             await pollThread.run { thread in
-                let pollMilliseconds = Int32(options.pollInterval.milliseconds)
                 while !thread.isStopRequested {
-                    rd_kafka_poll(client.pointer, pollMilliseconds)
+                    client.poll(timeout: options.pollInterval)
                 }
-                Self.drain(client: client, timeout: options.flushTimeout, logger: logger)
+                if let left = client.drain(timeout: options.flushTimeout) {
+                    logger.error(
+                        "Kafka producer shut down with messages not acknowledged",
+                        metadata: ["kafka.unacknowledged": "\(left)"]
+                    )
+                }
             }
         } onCancelOrGracefulShutdown: {
             self.shutdown()
@@ -77,10 +81,14 @@ public final class KafkaProducer: Service, Sendable {
     /// Stops accepting messages and makes ``run()`` flush and return.
     public func shutdown() {
         accepting.store(false, ordering: .releasing)
+        room.close()
         pollThread.requestStop()
     }
 
     /// Sends one message and waits for the broker's acknowledgement.
+    ///
+    /// A full local queue (`queue.buffering.max.messages`) is waited out: the message is enqueued again as soon
+    /// as a delivery report makes room.
     ///
     /// - Parameters:
     ///   - topic: the topic to write to.
@@ -103,34 +111,27 @@ public final class KafkaProducer: Service, Sendable {
             guard accepting.load(ordering: .acquiring) else {
                 throw KafkaError(code: .shutdown, message: "producer is shut down; message to '\(topic)' not sent")
             }
+            let deliveriesBefore = room.deliveries
             let result = await withCheckedContinuation { continuation in
-                let box = DeliveryBox(topic: topic, continuation: continuation)
-                let opaque = Unmanaged.passRetained(box).toOpaque()
-                let error = Self.enqueue(
-                    client: client,
+                let delivery = RDKafkaDelivery(topic: topic, continuation: continuation)
+                let failure = client.produce(
                     topic: topic,
                     partition: partition,
                     key: key,
                     value: value,
                     headers: headers,
-                    opaque: opaque
+                    delivery: delivery
                 )
-                if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    // librdkafka did not take the message, so the callback will never release the box.
-                    Unmanaged<DeliveryBox>.fromOpaque(opaque).release()
-                    continuation.resume(
-                        returning: .failure(.rdKafka(error, code: .produce, context: "could not send to '\(topic)'"))
-                    )
+                if let failure {
+                    continuation.resume(returning: .failure(failure))
                 }
             }
             switch result {
             case .success(let report):
                 return report
-            case .failure(let error) where error.rdKafkaErrorCode == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue:
-                // The local queue is full: wait for delivery reports to make room, as librdkafka advises.
-                do {
-                    try await Task.sleep(for: .milliseconds(5))
-                } catch {
+            case .failure(let error) where error.isLocalQueueFull:
+                // The local queue is full: wait for a delivery report to make room, as librdkafka advises.
+                if await room.waitForRoom(after: deliveriesBefore) == .cancelled {
                     throw KafkaError(code: .produce, message: "cancelled while the send queue to '\(topic)' was full")
                 }
             case .failure(let error):
@@ -170,106 +171,12 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Waits until every message sent so far is acknowledged or failed.
     ///
+    /// - Parameter timeout: how long to wait.
     /// - Throws: ``KafkaError`` with code `timeout` when messages are still in flight after `timeout`.
     public func flush(timeout: Duration) async throws(KafkaError) {
         let client = self.client
-        let error = await runBlocking {
-            rd_kafka_flush(client.pointer, Int32(timeout.milliseconds))
+        if let failure = await runBlocking({ client.flush(timeout: timeout) }) {
+            throw failure
         }
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw .rdKafka(error, code: .timeout, context: "messages still in flight after flushing for \(timeout)")
-        }
-    }
-
-    private static func enqueue(
-        client: RDKafkaClient,
-        topic: String,
-        partition: Int32?,
-        key: [UInt8]?,
-        value: [UInt8]?,
-        headers: [KafkaHeader],
-        opaque: UnsafeMutableRawPointer
-    ) -> rd_kafka_resp_err_t {
-        let cHeaders = headers.isEmpty ? nil : makeHeaders(headers)
-        let error = withOptionalBytes(key) { keyPointer, keyCount in
-            withOptionalBytes(value) { valuePointer, valueCount in
-                mioctx_rd_kafka_produce(
-                    client.pointer,
-                    topic,
-                    partition ?? RD_KAFKA_PARTITION_UA,
-                    keyPointer,
-                    keyCount,
-                    valuePointer,
-                    valueCount,
-                    cHeaders,
-                    opaque
-                )
-            }
-        }
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR, let cHeaders {
-            rd_kafka_headers_destroy(cHeaders)
-        }
-        return error
-    }
-
-    private static func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer {
-        let list = rd_kafka_headers_new(headers.count)!
-        for header in headers {
-            withOptionalBytes(header.value) { pointer, count in
-                _ = rd_kafka_header_add(list, header.key, -1, pointer, count)
-            }
-        }
-        return list
-    }
-
-    /// Flushes what is in flight, then fails what is left so no caller waits forever.
-    private static func drain(client: RDKafkaClient, timeout: Duration, logger: Logger) {
-        let error = rd_kafka_flush(client.pointer, Int32(timeout.milliseconds))
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            let left = rd_kafka_outq_len(client.pointer)
-            logger.error("Kafka producer shut down with messages not acknowledged", metadata: ["kafka.unacknowledged": "\(left)"])
-            rd_kafka_purge(client.pointer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
-            rd_kafka_poll(client.pointer, 0)
-        }
-    }
-}
-
-/// Carries one waiting `send` through librdkafka's per-message opaque to the delivery report callback.
-private final class DeliveryBox: Sendable {
-    let topic: String
-    let continuation: CheckedContinuation<Result<KafkaDeliveryReport, KafkaError>, Never>
-
-    init(topic: String, continuation: CheckedContinuation<Result<KafkaDeliveryReport, KafkaError>, Never>) {
-        self.topic = topic
-        self.continuation = continuation
-    }
-
-    func complete(_ message: rd_kafka_message_t) {
-        if message.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            continuation.resume(
-                returning: .success(KafkaDeliveryReport(topic: topic, partition: message.partition, offset: message.offset))
-            )
-        } else {
-            let error = KafkaError.rdKafka(message.err, code: .delivery, context: "message to '\(topic)' not delivered")
-            continuation.resume(returning: .failure(error))
-        }
-    }
-}
-
-/// Calls `body` with a pointer to `bytes` (or NULL and 0 for `nil`).
-func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
-    guard let bytes else { return body(nil, 0) }
-    return bytes.withUnsafeBytes { buffer in
-        // An empty array may have a nil base address; librdkafka treats (non-NULL, 0) as empty, not null.
-        body(buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1), buffer.count)
-    }
-}
-
-extension Duration {
-    /// The duration in whole milliseconds, clamped to what librdkafka's `int` timeouts accept.
-    var milliseconds: Int {
-        let (seconds, attoseconds) = components
-        let total = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return Int(clamping: min(max(total, 0), Int64(Int32.max)))
     }
 }

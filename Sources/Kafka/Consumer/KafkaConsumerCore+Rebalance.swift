@@ -1,0 +1,104 @@
+import Coordination
+import Dispatch
+import Logging
+import Synchronization
+
+extension KafkaConsumerCore {
+    /// librdkafka's rebalance callback (on the poll thread, inside a poll or the final close).
+    ///
+    /// An assignment calls the application's assignment handler first, so it sees the partitions before any of
+    /// their messages. A revocation first drops the buffered messages of the revoked partitions and publishes
+    /// the event, then runs the application's revocation handler and blocks until it returns or
+    /// ``revocationTimeout`` passes, and only then lets librdkafka release the partitions.
+    func rebalance(_ rebalance: RDKafkaRebalance) {
+        let partitions = rebalance.partitions
+        switch rebalance.kind {
+        case .assign:
+            onAssign?(partitions)
+            applyReportingFailure(rebalance)
+            state.withLock { state, _ in state.assigned(partitions, incrementally: rebalance.isCooperative) }
+            logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+            events.yield(.assigned(partitions))
+        case .revoke(let lost):
+            let dropped = buffer.purge(Set(partitions))
+            logger.info(
+                "Kafka partitions revoked",
+                metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.lost": "\(lost)", "kafka.dropped": "\(dropped)"]
+            )
+            events.yield(.revoked(partitions, lost: lost))
+            waitForRevocationHandler(partitions, lost: lost)
+            applyReportingFailure(rebalance)
+            state.withLock { state, _ in state.revoked(partitions) }
+        case .failed(let error):
+            report(error)
+            applyReportingFailure(rebalance)
+            state.withLock { state, _ in state.rebalanceFailed() }
+        }
+    }
+
+    private func applyReportingFailure(_ rebalance: RDKafkaRebalance) {
+        if let failure = rebalance.apply() {
+            report(failure)
+        }
+    }
+
+    /// Runs the application's handler and blocks this (poll) thread until it returns or the bound passes on the
+    /// consumer's time source; a handler that overruns keeps running, but the partitions are released.
+    private func waitForRevocationHandler(_ partitions: [KafkaTopicPartition], lost: Bool) {
+        guard let onRevoke else { return }
+        let race = RevocationRace()
+        Task {
+            await onRevoke(partitions, lost)
+            race.finish(.handlerReturned)
+        }
+        let timeSource = self.timeSource
+        let timeout = revocationTimeout
+        let timer = Task {
+            do {
+                try await timeSource.sleep(for: timeout)
+                race.finish(.timedOut)
+            } catch {
+                // Cancelled: the handler returned first.
+            }
+        }
+        let outcome = race.wait()
+        timer.cancel()
+        if outcome == .timedOut {
+            logger.warning(
+                "revocation handler did not finish in time; releasing the partitions anyway",
+                metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.revocationTimeout": "\(revocationTimeout)"]
+            )
+        }
+    }
+}
+
+/// The revocation handler against its time limit: the first to finish wins, and the blocked poll thread wakes.
+///
+/// The poll thread is a dedicated thread inside librdkafka's rebalance callback, so it blocks on a semaphore
+/// rather than awaiting.
+private final class RevocationRace: Sendable {
+    enum Outcome: UInt8, Sendable {
+        case pending
+        case handlerReturned
+        case timedOut
+    }
+
+    private let outcome = Atomic<UInt8>(Outcome.pending.rawValue)
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Records `result` and wakes the waiting thread, unless the other side finished first.
+    func finish(_ result: Outcome) {
+        let (won, _) = outcome.compareExchange(
+            expected: Outcome.pending.rawValue,
+            desired: result.rawValue,
+            ordering: .acquiringAndReleasing
+        )
+        if won { done.signal() }
+    }
+
+    /// Blocks until one side finished; returns which.
+    func wait() -> Outcome {
+        done.wait()
+        return Outcome(rawValue: outcome.load(ordering: .acquiring)) ?? .pending
+    }
+}

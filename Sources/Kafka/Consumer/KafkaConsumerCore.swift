@@ -1,0 +1,98 @@
+import Coordination
+import Logging
+
+/// The part of a consumer that librdkafka's callbacks reach (on the poll thread) and the application reaches
+/// (from any task): the ``KafkaConsumer/StateMachine`` under its one lock, the message buffer and the events.
+///
+/// It holds no librdkafka handle: the client owns this object's callbacks (through the handle's opaque
+/// pointer), and every C call goes through the ``RDKafkaClient`` the caller passes or the ``RDKafkaRebalance``
+/// librdkafka hands over. The waiters on the state are the application's `pause`/`resume` calls, woken when
+/// the poll loop has applied them or the consumer closes.
+final class KafkaConsumerCore: Sendable {
+    /// What wakes an application's `pause`/`resume` call waiting on the state.
+    enum PauseWake: Sendable {
+        /// Its request was applied (or the task was cancelled): return.
+        case done
+        /// The poll loop applied requests or the consumer is closing: look at the state again.
+        case recheck
+    }
+
+    let state = WaitableState<KafkaConsumer.StateMachine, PauseWake>(KafkaConsumer.StateMachine())
+    let buffer: KafkaMessageBuffer
+    let logger: Logger
+    let revocationTimeout: Duration
+    let timeSource: TimeSource
+    let onAssign: KafkaConsumer.AssignmentHandler?
+    let onRevoke: KafkaConsumer.RevocationHandler?
+    let onStatistics: (@Sendable (KafkaStatistics) -> Void)?
+    let events: AsyncStream<KafkaConsumerEvent>.Continuation
+
+    init(
+        logger: Logger,
+        options: KafkaConsumer.Options,
+        onAssign: KafkaConsumer.AssignmentHandler?,
+        onRevoke: KafkaConsumer.RevocationHandler?,
+        events: AsyncStream<KafkaConsumerEvent>.Continuation
+    ) {
+        self.buffer = KafkaMessageBuffer(capacity: options.maxBufferedMessages)
+        self.logger = logger
+        self.revocationTimeout = options.revocationTimeout
+        self.timeSource = options.timeSource
+        self.onAssign = onAssign
+        self.onRevoke = onRevoke
+        self.onStatistics = options.statisticsHandler
+        self.events = events
+    }
+
+    /// The callbacks librdkafka calls on the poll thread.
+    func makeCallbacks() -> RDKafkaCallbacks {
+        var statistics: (@Sendable (UnsafeRawBufferPointer) -> Void)?
+        if onStatistics != nil {
+            statistics = { [self] json in self.statistics(json) }
+        }
+        return RDKafkaCallbacks(
+            logger: logger,
+            rebalance: { [self] rebalance in self.rebalance(rebalance) },
+            commitFailed: { [self] error in self.report(error, asCommit: true) },
+            statistics: statistics
+        )
+    }
+
+    /// Reads the state machine.
+    func read<Value>(_ body: (KafkaConsumer.StateMachine) -> Value) -> Value {
+        state.withLock { state, _ in body(state) }
+    }
+
+    /// Ends ``KafkaConsumer/messages`` and ``KafkaConsumer/events``, and lets waiting `pause`/`resume` calls return.
+    func finishStreams() {
+        buffer.finish()
+        events.finish()
+        state.withLock { _, waiters in
+            waiters.wakeAll(with: .recheck)
+            return
+        }
+    }
+
+    /// Records the application's pause (or resume) of `partitions` and waits until the poll loop applied it.
+    func requestPause(_ partitions: [KafkaTopicPartition], paused: Bool, client: RDKafkaClient) async {
+        let request = state.withLock { state, _ in state.requestPause(partitions, paused: paused) }
+        guard case .waitForPollLoop(let number) = request else { return }
+        client.wakeConsumerPoll()
+        while await state.wait(cancelled: .done, { state in state.isPauseApplied(number) ? .done : nil }) == .recheck {}
+    }
+
+    func report(_ error: KafkaError, asCommit: Bool = false) {
+        logger.error("\(error)")
+        events.yield(asCommit ? .commitFailed(error) : .error(error))
+    }
+
+    /// librdkafka's statistics callback (on the poll thread).
+    private func statistics(_ json: UnsafeRawBufferPointer) {
+        guard let onStatistics else { return }
+        guard let statistics = KafkaStatistics.parse(json) else {
+            logger.debug("librdkafka statistics could not be parsed")
+            return
+        }
+        onStatistics(statistics)
+    }
+}
