@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Mio
 import MioTokens
+import Settings
 import Synchronization
 import UnixSignals
 
@@ -29,7 +30,9 @@ struct EnrichCommand: AsyncParsableCommand {
             Exit status: 0 every job has its result; 1 the same, but some lines were rejected; 3 a file could not \
             be read or written (the results written so far stay: rerun to resume); 4 interrupted by SIGINT or \
             SIGTERM (rerun to resume); 64 invalid arguments; 78 invalid configuration. See docs/operations.md.
-            """
+
+
+            """ + SettingsReference.flagsHelp
     )
 
     /// The exit statuses, documented in docs/operations.md.
@@ -62,8 +65,6 @@ struct EnrichCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds between progress lines (not the bar).", valueName: "seconds"))
     var progressInterval: Double = 10
 
-    @OptionGroup var settings: SettingsOptions
-
     func validate() throws {
         guard progressInterval > 0 else {
             throw ValidationError("--progress-interval must be positive, got \(progressInterval)")
@@ -87,11 +88,11 @@ struct EnrichCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let effective = try await settings.loadOrExit()
-        let settings = effective.settings
+        let settings = try await CommandSettings.load(requiring: .worker)
         // Retry and refresh notices would tear the progress bar: warnings and worse, unless a level is configured.
-        let levelIsDefault = (effective.sources["log.level"] ?? .default) == .default
-        let logger = makeStandardErrorLogger(label: "mioctx.enrich", level: levelIsDefault ? .warning : settings.log.level)
+        let logger = makeStandardErrorLogger(
+            label: "mioctx.enrich", level: LogSetup(settings, quietLevel: .warning).level
+        )
         let display = ProgressDisplay(mode: resolvedProgressMode, interval: .milliseconds(Int64(progressInterval * 1000)))
 
         let reader: JSONLJobReader
@@ -123,11 +124,11 @@ struct EnrichCommand: AsyncParsableCommand {
         let keyring: TokenKeyring
         let location: TokenStoreLocation
         do {
-            keyring = try settings.tokens.keyring()
-            location = try TokenStoreLocation(parsing: settings.tokens.store)
+            keyring = try settings.keyring()
+            location = try settings.tokenStoreLocation()
         } catch {
             display.message("mioctx enrich: \(error)")
-            throw SettingsOptions.invalidConfigurationExitCode
+            throw CommandSettings.invalidConfigurationExitCode
         }
 
         let summary = try await location.withStore(keyring: keyring, logger: logger) { store in
@@ -136,8 +137,8 @@ struct EnrichCommand: AsyncParsableCommand {
                 handler: handler,
                 sink: sink,
                 configuration: FileEnrichment.Configuration(
-                    engine: WorkerAssembly.engineConfiguration(settings.processing),
-                    gracePeriod: settings.processing.shutdownGracePeriod
+                    engine: WorkerAssembly.engineConfiguration(settings),
+                    gracePeriod: settings[\.processing.shutdownGracePeriod]
                 ),
                 logger: logger
             )
