@@ -27,42 +27,6 @@ struct TokensCommand: AsyncParsableCommand {
     )
 }
 
-/// The token store as the settings name it, for the `tokens` subcommands.
-enum TokenStoreAccess {
-    /// Loads the settings (a token key is required, and the Mio credentials when `requirements` say so), opens
-    /// the store with the configured keys, and runs `body`.
-    static func withStore<T: Sendable>(
-        requiring requirements: SettingRequirement = .tokenKeys,
-        _ body: (any TokenStore, EffectiveSettings) async throws -> T
-    ) async throws -> T {
-        let settings = try await CommandSettings.load(requiring: requirements.union(.tokenKeys))
-        let location = try settings.tokenStoreLocation()
-        let keyring = try settings.keyring()
-        // Errors reach the operator as the command's own message; the pool's startup notices are noise here.
-        var logger = Logger(label: "mioctx.tokens")
-        logger.logLevel = .error
-        return try await location.withStore(keyring: keyring, logger: logger) { try await body($0, settings) }
-    }
-
-    /// Opens the store as ``withStore(requiring:_:)`` does, with a Mio client as the settings configure it
-    /// (shut down afterwards, whether `body` succeeds or not).
-    static func withStoreAndMio<T: Sendable>(
-        _ body: (any TokenStore, MioClient, EffectiveSettings) async throws -> T
-    ) async throws -> T {
-        try await withStore(requiring: .mioCredentials) { store, settings in
-            let mio = MioClient(configuration: WorkerAssembly.mioConfiguration(settings))
-            do {
-                let result = try await body(store, mio, settings)
-                try await mio.shutdown()
-                return result
-            } catch {
-                try? await mio.shutdown()
-                throw error
-            }
-        }
-    }
-}
-
 /// Writes a line to standard error.
 private func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
@@ -356,40 +320,5 @@ extension TokensCommand {
             print(report.json)
             if report.failures > 0 { throw ExitCode(1) }
         }
-    }
-}
-
-/// The JSON that `mioctx tokens refresh` prints.
-struct RefreshReport: Sendable {
-    var userID: String
-    var fingerprints: [String: Int] = [:]
-    var errors: [String: Int] = [:]
-    var statistics: TokenProvider.Statistics
-
-    init(userID: String, results: [Result<String, TokenError>], statistics: TokenProvider.Statistics) {
-        self.userID = userID
-        self.statistics = statistics
-        for result in results {
-            switch result {
-            case .success(let fingerprint): fingerprints[fingerprint, default: 0] += 1
-            case .failure(let error): errors[error.code.description, default: 0] += 1
-            }
-        }
-    }
-
-    var failures: Int { errors.values.reduce(0, +) }
-
-    var json: String {
-        let object: [String: Any] = [
-            "userId": userID,
-            "fingerprints": fingerprints,
-            "errors": errors,
-            "refreshesPerformed": statistics.refreshesPerformed,
-            "refreshesAvoided": statistics.refreshesAvoided,
-            "refreshesJoined": statistics.refreshesJoined,
-            "refreshFailures": statistics.refreshFailures,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
     }
 }
