@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "MioTokens", targets: ["MioTokens"]),
         .library(name: "HTTPEndpoints", targets: ["HTTPEndpoints"]),
         .library(name: "ContextProcessor", targets: ["ContextProcessor"]),
+        .library(name: "Settings", targets: ["Settings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -134,9 +135,25 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        // Every setting declared once: the loader, the flags, `config check` and the docs table come from it.
+        .target(
+            name: "Settings",
+            dependencies: [
+                "ContextProcessor",
+                "Kafka",
+                "Mio",
+                "MioTokens",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
         .executableTarget(
             name: "mioctx",
             dependencies: [
+                "Settings",
+                "Coordination",
                 "Kafka",
                 "Mio",
                 "MioSimulator",
@@ -145,11 +162,9 @@ let package = Package(
                 "ContextProcessor",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -241,6 +256,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "SettingsTests",
+            dependencies: ["Settings", "MioTokens", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

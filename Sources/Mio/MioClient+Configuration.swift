@@ -9,6 +9,11 @@ extension MioClient {
         public static let defaultAPIURL = "https://api.mio.xyz"
         /// The default dashboard URL, where the consent page lives.
         public static let defaultDashboardURL = "https://app.mio.xyz"
+        /// The default request timeout: 30 seconds.
+        public static let defaultRequestTimeout: Duration = .seconds(30)
+        /// The default connection pool size per host: 256, one connection per job a worker has in flight by
+        /// default (fewer would queue requests inside the pool, where their timeouts run while they wait).
+        public static let defaultMaxConnections = 256
         /// The scope the SDK requests: "openid profile email offline_access".
         public static let scope = "openid profile email offline_access"
 
@@ -26,7 +31,7 @@ extension MioClient {
         /// The longest a request may take until its response head arrives, and the longest pause while its
         /// body is read. Default 30 seconds.
         public var requestTimeout: Duration
-        /// The connection pool size per host (HTTP/1.1 connections), default 64.
+        /// The connection pool size per host (HTTP/1.1 connections), default 256.
         public var maxConnections: Int
 
         /// Creates a configuration.
@@ -37,15 +42,15 @@ extension MioClient {
         ///   - apiURL: The API base URL, default `https://api.mio.xyz`.
         ///   - dashboardURL: The dashboard URL, default `https://app.mio.xyz`.
         ///   - requestTimeout: The request timeout, default 30 seconds.
-        ///   - maxConnections: The connection pool size per host, default 64.
+        ///   - maxConnections: The connection pool size per host, default 256.
         public init(
             clientID: String,
             clientSecret: String,
             redirectURL: String,
             apiURL: String = Configuration.defaultAPIURL,
             dashboardURL: String = Configuration.defaultDashboardURL,
-            requestTimeout: Duration = .seconds(30),
-            maxConnections: Int = 64
+            requestTimeout: Duration = Configuration.defaultRequestTimeout,
+            maxConnections: Int = Configuration.defaultMaxConnections
         ) {
             self.clientID = clientID
             self.clientSecret = clientSecret

@@ -1,8 +1,5 @@
-public import ArgumentParser
 import Foundation
-public import Logging
-
-extension Logger.Level: @retroactive ExpressibleByArgument {}
+import Logging
 
 /// A logger that writes to standard error, keeping standard output for what scripts read.
 func makeStandardErrorLogger(label: String, level: Logger.Level) -> Logger {

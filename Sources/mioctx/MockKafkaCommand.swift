@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import ServiceLifecycle
+import Settings
 import UnixSignals
 
 /// `mioctx mock-kafka`: librdkafka's mock cluster on loopback, for the demo, tests and laptops.
@@ -12,7 +13,8 @@ struct MockKafkaCommand: AsyncParsableCommand {
         abstract: "Run a mock Kafka cluster on loopback (librdkafka's, real protocol) until SIGTERM or SIGINT.",
         discussion: """
             The first line of standard output is the cluster's bootstrap servers and nothing else, so a script \
-            can read it: BOOTSTRAP=$(mioctx mock-kafka --topic jobs:6 | head -n1). Logs go to standard error.
+            can read it: BOOTSTRAP=$(mioctx mock-kafka --topic jobs:6 | head -n1). Logs go to standard error, at \
+            the settings' log.level (--log-level, MIOCTX_LOG_LEVEL or the file's).
             """
     )
 
@@ -21,9 +23,6 @@ struct MockKafkaCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("topic"), help: "A topic to create, as NAME:PARTITIONS[:REPLICATION]. Repeatable.")
     var topics: [String] = []
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard brokers > 0 else {
@@ -35,7 +34,8 @@ struct MockKafkaCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = makeStandardErrorLogger(label: "mioctx.mock-kafka", level: logLevel)
+        let settings = try await CommandSettings.load(requiring: [])
+        let logger = makeStandardErrorLogger(label: "mioctx.mock-kafka", level: LogSetup(settings).level)
         let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
         for topic in try topics.map({ try Self.parseTopic($0, brokers: brokers) }) {
             try cluster.createTopic(topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)

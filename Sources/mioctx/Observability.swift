@@ -6,9 +6,9 @@ import Prometheus
 /// swift-log in the configured format and level, and Prometheus for swift-metrics. Tracing stays a no-op unless
 /// a tracer is bootstrapped (see docs/operations.md, "Tracing").
 ///
-/// - Parameter settings: the log settings.
+/// - Parameter log: how to log.
 /// - Returns: the metrics registry, for `MetricsEndpoint` (`GET /metrics`).
-func bootstrapObservability(settings: MioctxSettings) -> PrometheusCollectorRegistry {
-    bootstrapLogging(settings: settings.log)
+func bootstrapObservability(log: LogSetup) -> PrometheusCollectorRegistry {
+    log.bootstrap()
     return MetricsBootstrap.bootstrap()
 }

@@ -6,7 +6,9 @@ import Hummingbird
 import Logging
 import Mio
 import MioTokens
+import Prometheus
 import ServiceLifecycle
+import Settings
 import UnixSignals
 
 /// `mioctx run`: one worker, a member of the consumer group.
@@ -19,67 +21,81 @@ struct RunCommand: AsyncParsableCommand {
             (--config), environment variables over it, flags over both (see `mioctx config check` and \
             docs/configuration.md). An invalid setting stops it before it connects, naming the setting. It \
             exits 0 after a graceful shutdown, non-zero when a result could not be delivered.
-            """
+
+
+            """ + SettingsReference.flagsHelp
     )
 
-    @OptionGroup var options: SettingsOptions
-
     func run() async throws {
-        let settings = try await options.loadOrExit().settings
+        let settings = try await CommandSettings.load(requiring: .worker)
         // Before anything is built: parts capture the metrics factory when they are created.
-        let registry = bootstrapObservability(settings: settings)
-        let logger = makeLogger(settings: settings.log, label: "mioctx")
-        let keyring = try settings.tokens.keyring()
-        let location = try TokenStoreLocation(parsing: settings.tokens.store)
-        try await location.withStore(keyring: keyring, logger: logger) { store in
-            let assembly = try WorkerAssembly(settings: settings, store: store, logger: logger)
-            let worker = assembly.worker
-            let router = Router()
-            HealthEndpoints(checks: [
-                ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(settings.kafka.groupID)' yet" }),
-                ("token store", {
-                    do {
-                        _ = try await store.get(userID: "mioctx-readiness-probe")
-                        return nil
-                    } catch {
-                        return "unreachable: \(error)"
-                    }
-                }),
-            ]).addRoutes(to: router)
-            MetricsEndpoint(registry: registry).addRoutes(to: router)
-            OAuthEndpoints(
-                configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
-                store: store,
-                exchanger: assembly.mio,
-                stateSigner: Self.stateSigner(settings.oauth, logger: logger),
-                logger: logger
-            ).addRoutes(to: router)
-            let http = Application(
-                router: router,
-                configuration: .init(address: .hostname(settings.http.host, port: settings.http.port)),
+        let registry = bootstrapObservability(log: LogSetup(settings))
+        let logger = LogSetup(settings).makeLogger(label: "mioctx")
+        // One group in dependency order: token store, Mio client, token provider, worker, HTTP server. It shuts
+        // them down in reverse, each awaited: the listener closes, the worker drains and commits, refreshes in
+        // flight finish, the client closes its connections, the store its pool.
+        let storeService = try TokenStoreService(settings: settings, logger: logger)
+        let assembly = try WorkerAssembly(settings: settings, store: storeService.store, logger: logger)
+        let http = Self.httpServer(settings: settings, assembly: assembly, store: storeService.store,
+                                   registry: registry, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: storeService)] + assembly.services(startingWorkerAfter: storeService.ready) + [
+                    .init(
+                        service: StartsAfter(gate: storeService.ready, base: http),
+                        failureTerminationBehavior: .gracefullyShutdownGroup
+                    )
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [
-                        .init(service: http, failureTerminationBehavior: .gracefullyShutdownGroup),
-                        .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                    ],
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger
-                )
-            )
-            defer { Task { [mio = assembly.mio] in try? await mio.shutdown() } }
-            try await group.run()
-        }
+        )
+        try await group.run()
+    }
+
+    /// The operations and OAuth listener: health and readiness, metrics, `/oauth/connect` and its callback.
+    static func httpServer(
+        settings: EffectiveSettings,
+        assembly: WorkerAssembly,
+        store: any TokenStore,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) -> some Service {
+        let worker = assembly.worker
+        let groupID = settings[\.kafka.groupID]
+        let router = Router()
+        HealthEndpoints(checks: [
+            ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
+            ("token store", {
+                do {
+                    _ = try await store.get(userID: "mioctx-readiness-probe")
+                    return nil
+                } catch {
+                    return "unreachable: \(error)"
+                }
+            }),
+        ]).addRoutes(to: router)
+        MetricsEndpoint(registry: registry).addRoutes(to: router)
+        OAuthEndpoints(
+            configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
+            store: store,
+            exchanger: assembly.mio,
+            stateSigner: stateSigner(settings[\.oauth.stateKey], logger: logger),
+            logger: logger
+        ).addRoutes(to: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings[\.http.host], port: settings[\.http.port])),
+            logger: logger
+        )
     }
 
     /// The signer of `/oauth/connect`'s state: the shared key when one is set, else a key of this process alone.
-    static func stateSigner(_ settings: MioctxSettings.OAuthSettings, logger: Logger) -> OAuthStateSigner {
-        if let key = settings.stateKey {
+    static func stateSigner(_ key: Data?, logger: Logger) -> OAuthStateSigner {
+        if let key {
             return OAuthStateSigner(key: key)
         }
-        let variable = MioctxSettings.OAuthSettings.stateKeyVariable
+        let variable = SettingsCatalog.shared.oauth.stateKey.otherVariables.first ?? "MIOCTX_OAUTH_STATE_KEY"
         logger.notice(
             "OAuth state is signed with a key of this process only: with several replicas behind one address, set \(variable) so that any replica accepts /oauth/callback"
         )

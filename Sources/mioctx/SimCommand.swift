@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MioSimulator
 import ServiceLifecycle
+import Settings
 
 /// `mioctx sim`: runs the Mio simulator on loopback until SIGTERM or SIGINT.
 ///
@@ -14,8 +15,9 @@ struct SimCommand: AsyncParsableCommand {
         abstract: "Run a Mio API simulator with fault injection on loopback.",
         discussion: """
             Prints its base URL as the first line of standard output and serves until SIGTERM or SIGINT.
-            Client credentials and redirect URL come from the flags, else from MIO_CLIENT_ID, \
-            MIO_CLIENT_SECRET and MIO_REDIRECT_URL, else from built-in demo values.
+            Client credentials and redirect URL come from the flags, else from the settings mio.clientID, \
+            mio.clientSecret and mio.redirectURL (MIO_CLIENT_ID, MIO_CLIENT_SECRET, MIO_REDIRECT_URL), else from \
+            built-in demo values. Its log level is the settings' log.level (--log-level, MIOCTX_LOG_LEVEL).
             Faults can be changed at run time: POST /sim/faults with a JSON object of the settings.
             """
     )
@@ -83,15 +85,11 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Most API requests in progress at once; excess gets 429.")
     var concurrencyLimit: Int?
 
-    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
-    var logLevel = "info"
-
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        func setting(_ flag: String?, _ variable: String, _ fallback: String) -> String {
+        let settings = try await CommandSettings.load(requiring: [])
+        func setting(_ flag: String?, _ configured: String, _ fallback: String) -> String {
             if let flag { return flag }
-            if let value = environment[variable], !value.isEmpty { return value }
-            return fallback
+            return configured.isEmpty ? fallback : configured
         }
         guard let authFailure = MioSimulator.Configuration.ClientAuthenticationFailure(rawValue: clientAuthError)
         else {
@@ -99,9 +97,6 @@ struct SimCommand: AsyncParsableCommand {
         }
         guard let format = MioSimulator.Faults.RetryAfterFormat(rawValue: retryAfterFormat) else {
             throw ValidationError("--retry-after-format must be seconds or http-date")
-        }
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         for (name, seconds) in [("--token-ttl", tokenTTL), ("--code-ttl", codeTTL),
                                 ("--refresh-token-ttl", refreshTokenTTL)] where !(seconds > 0) {
@@ -121,9 +116,9 @@ struct SimCommand: AsyncParsableCommand {
             maxConcurrentRequests: concurrencyLimit
         )
         let configuration = MioSimulator.Configuration(
-            clientID: setting(clientID, "MIO_CLIENT_ID", "sim-client"),
-            clientSecret: setting(clientSecret, "MIO_CLIENT_SECRET", "sim-secret"),
-            redirectURL: setting(redirectURL, "MIO_REDIRECT_URL", "http://127.0.0.1:8080/oauth/callback"),
+            clientID: setting(clientID, settings[\.mio.clientID], "sim-client"),
+            clientSecret: setting(clientSecret, settings[\.mio.clientSecret], "sim-secret"),
+            redirectURL: setting(redirectURL, settings[\.mio.redirectURL], "http://127.0.0.1:8080/oauth/callback"),
             host: host,
             port: port,
             tokenTTL: .milliseconds(Int(tokenTTL * 1000)),
@@ -136,7 +131,7 @@ struct SimCommand: AsyncParsableCommand {
 
         // Logs go to standard error: standard output carries only the base URL.
         var logger = Logger(label: "mio-simulator") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = level
+        logger.logLevel = LogSetup(settings).level
         let simulator = MioSimulator(configuration: configuration, logger: logger) { baseURL in
             FileHandle.standardOutput.write(Data((baseURL + "\n").utf8))
         }

@@ -81,6 +81,64 @@ func runMioctx(_ arguments: [String], environment: [String: String] = [:], direc
         }
     }
 
+    @Test func tokensCommandsUseTheStoreAndKeysOfTheSettingsAsTheWorkerDoes() async throws {
+        try await withTemporaryDirectory { directory in
+            func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+            #expect(try await runMioctx(["tokens", "keygen", "--file", "keys"], directory: directory).status == 0)
+            try #"{"userId":"u1","accessToken":"atk_L","refreshToken":"rtk_L","expiresIn":600}"#.write(
+                to: directory.appendingPathComponent("t.jsonl"), atomically: true, encoding: .utf8
+            )
+            // The environment names the store and the key file: as in the worker's pod.
+            let fromEnvironment = ["MIOCTX_TOKENS_STORE": "sqlite:env.sqlite", "MIOCTX_TOKENS_KEY_FILE": path("keys")]
+            let imported = try await runMioctx(
+                ["tokens", "import", "--file", "t.jsonl"], environment: fromEnvironment, directory: directory
+            )
+            #expect(imported.status == 0, "\(imported.error)")
+            #expect(FileManager.default.fileExists(atPath: path("env.sqlite")))
+            #expect(!FileManager.default.fileExists(atPath: path("mioctx-tokens.sqlite")))
+            let keys = try String(contentsOfFile: path("keys"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let listed = try await runMioctx(
+                ["tokens", "list"], environment: ["MIOCTX_TOKENS_STORE": "sqlite:env.sqlite", "MIOCTX_TOKEN_KEYS": keys],
+                directory: directory
+            )
+            #expect(listed.status == 0, "\(listed.error)")
+            #expect(listed.output.contains("u1\tactive"))
+
+            // The configuration file names them: --config, as for `mioctx run`.
+            try "tokens:\n  store: sqlite:file.sqlite\n  keyFile: \(path("keys"))\n".write(
+                to: directory.appendingPathComponent("mioctx.yaml"), atomically: true, encoding: .utf8
+            )
+            let importedByFile = try await runMioctx(
+                ["tokens", "import", "--config", "mioctx.yaml", "--file", "t.jsonl"], directory: directory
+            )
+            #expect(importedByFile.status == 0, "\(importedByFile.error)")
+            #expect(FileManager.default.fileExists(atPath: path("file.sqlite")))
+            let listedByFile = try await runMioctx(["tokens", "list", "--config", "mioctx.yaml"], directory: directory)
+            #expect(listedByFile.output.contains("u1\tactive"))
+            // The environment wins over the file, the flag over both.
+            let emptyStore = try await runMioctx(
+                ["tokens", "list", "--config", "mioctx.yaml"], environment: ["MIOCTX_TOKENS_STORE": "sqlite:empty.sqlite"],
+                directory: directory
+            )
+            #expect(emptyStore.status == 0)
+            #expect(!emptyStore.output.contains("u1"))
+            let flagged = try await runMioctx(
+                ["tokens", "list", "--config", "mioctx.yaml", "--token-store", "sqlite:env.sqlite"],
+                environment: ["MIOCTX_TOKENS_STORE": "sqlite:empty.sqlite"], directory: directory
+            )
+            #expect(flagged.output.contains("u1\tactive"))
+
+            // Every setting is read and checked, the Mio address too: a bad one is named, with its source.
+            let badAPI = try await runMioctx(
+                ["tokens", "import", "--config", "mioctx.yaml", "--file", "t.jsonl"],
+                environment: ["MIO_API_URL": "not a url"], directory: directory
+            )
+            #expect(badAPI.status == 78)
+            #expect(badAPI.error.contains(#"mio.apiURL: must be an absolute http:// or https:// URL, got "not a url" (from MIO_API_URL)"#))
+        }
+    }
+
     @Test func keygenThenRekeyLetsTheOldKeyGo() async throws {
         try await withTemporaryDirectory { directory in
             let keys = directory.appendingPathComponent("keys").path

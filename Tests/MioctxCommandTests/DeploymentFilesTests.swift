@@ -27,7 +27,7 @@ import Yams
 
     /// The value `config check` shows for `name`, without its source comment.
     static func value(_ output: String, _ name: String) -> String? {
-        ConfigCheckTests.line(output, name).map { line in
+        ConfigCheckProcessTests.line(output, name).map { line in
             let value = line.dropFirst(name.count + 2)
             return String(value.components(separatedBy: "  #").first ?? String(value))
         }

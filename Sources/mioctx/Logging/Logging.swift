@@ -5,35 +5,52 @@ import Darwin
 #endif
 import HTTPEndpoints
 import Logging
+import Settings
 
-/// The log format in force: the one the settings name, else JSON, or text when standard error is a terminal.
-func effectiveLogFormat(_ settings: MioctxSettings.LogSettings) -> MioctxSettings.LogSettings.Format {
-    if let format = settings.format { return format }
-    return isatty(STDERR_FILENO) != 0 ? .text : .json
-}
+/// How a command logs: the level and format of the settings, or a command's own quieter level when the
+/// settings leave the level at its default.
+struct LogSetup: Sendable {
+    var level: Logger.Level
+    /// nil: JSON, or text when standard error is a terminal.
+    var format: LogFormat?
 
-/// A log handler for `label` in the format and at the level of `settings`, writing to standard error.
-func makeLogHandler(settings: MioctxSettings.LogSettings, label: String) -> any LogHandler {
-    var handler: any LogHandler
-    switch effectiveLogFormat(settings) {
-    case .json:
-        handler = JSONLogHandler.standardError(label: label)
-    case .text:
-        handler = StreamLogHandler.standardError(label: label)
+    /// The log settings; `quietLevel` stands in for the default level (a command whose output would be torn by
+    /// notices, such as `enrich`, or the demo).
+    init(_ settings: EffectiveSettings, quietLevel: Logger.Level? = nil) {
+        let levelIsDefault = settings.source(of: \.log.level) == .default
+        self.level = levelIsDefault ? (quietLevel ?? settings[\.log.level]) : settings[\.log.level]
+        self.format = settings[\.log.format]
     }
-    handler.logLevel = settings.level
-    return handler
-}
 
-/// A logger for `label` in the format and at the level of `settings`, writing to standard error.
-func makeLogger(settings: MioctxSettings.LogSettings, label: String) -> Logger {
-    var logger = Logger(label: label) { makeLogHandler(settings: settings, label: $0) }
-    logger.logLevel = settings.level
-    return logger
-}
+    /// The format in force: the configured one, else JSON, or text when standard error is a terminal.
+    var effectiveFormat: LogFormat {
+        if let format { return format }
+        return isatty(STDERR_FILENO) != 0 ? .text : .json
+    }
 
-/// Makes every `Logger(label:)` created from now on (the libraries' too) use the format and level of `settings`.
-/// `LoggingSystem.bootstrap` may run once per process: call this once, first thing in a command's `run()`.
-func bootstrapLogging(settings: MioctxSettings.LogSettings) {
-    LoggingSystem.bootstrap { makeLogHandler(settings: settings, label: $0) }
+    /// A log handler for `label` in this format and level, writing to standard error.
+    func makeHandler(label: String) -> any LogHandler {
+        var handler: any LogHandler
+        switch effectiveFormat {
+        case .json:
+            handler = JSONLogHandler.standardError(label: label)
+        case .text:
+            handler = StreamLogHandler.standardError(label: label)
+        }
+        handler.logLevel = level
+        return handler
+    }
+
+    /// A logger for `label` in this format and level, writing to standard error.
+    func makeLogger(label: String) -> Logger {
+        var logger = Logger(label: label) { makeHandler(label: $0) }
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Makes every `Logger(label:)` created from now on (the libraries' too) use this format and level.
+    /// `LoggingSystem.bootstrap` may run once per process: call this once, first thing in a command's `run()`.
+    func bootstrap() {
+        LoggingSystem.bootstrap { makeHandler(label: $0) }
+    }
 }

@@ -15,6 +15,8 @@ struct SettingsFile: Sendable {
     let provider: FileProvider<YAMLSnapshot>?
     /// `kafka.properties`, by librdkafka name (nested mappings joined with dots).
     let properties: [String: String]
+    /// The key of the librdkafka pass-through map.
+    static let propertiesKey = SettingsCatalog().kafka.properties.key
     /// Keys the file mentions without a usable value (`null`, or a list or mapping where one value belongs): the
     /// file does not set them (the problem, if any, is already reported).
     let keysWithoutValue: Set<String>
@@ -24,12 +26,10 @@ struct SettingsFile: Sendable {
     /// - Parameters:
     ///   - path: The file.
     ///   - pathSource: Where the path came from, for messages.
-    ///   - schema: The keys a file may set.
     /// - Returns: The file, or `nil` when it cannot be used; and every problem found.
     static func load(
         path: String,
-        pathSource: SettingSource,
-        schema: SettingsSchema
+        pathSource: SettingSource
     ) async -> (file: SettingsFile?, problems: [SettingsProblem]) {
         func fileProblem(_ message: String) -> (SettingsFile?, [SettingsProblem]) {
             (nil, [SettingsProblem(setting: "config", message: message, source: pathSource)])
@@ -47,7 +47,7 @@ struct SettingsFile: Sendable {
         } catch {
             return fileProblem("the configuration file \(path) is not valid YAML: \(describe(error))")
         }
-        var walk = Walk(schema: schema, source: .file(path: path))
+        var walk = Walk(source: .file(path: path))
         switch root {
         case .none:
             return (SettingsFile(path: path, provider: nil, properties: [:], keysWithoutValue: []), [])
@@ -95,7 +95,6 @@ struct SettingsFile: Sendable {
 
     /// A walk over the file's mapping, against the schema.
     private struct Walk {
-        let schema: SettingsSchema
         let source: SettingSource
         var problems: [SettingsProblem] = []
         var properties: [String: String] = [:]
@@ -109,9 +108,9 @@ struct SettingsFile: Sendable {
                 }
                 let keyPath = path + [name]
                 let key = keyPath.joined(separator: ".")
-                if key == SettingsSchema.kafkaPropertiesKey {
+                if SettingsCatalog.setting(key) is PropertyMapSetting {
                     visitProperties(value, prefix: [])
-                } else if schema.fileKeys.contains(key) {
+                } else if SettingsCatalog.fileKeys.contains(key) {
                     switch value {
                     case .scalar where value.tag == Tag(.null):
                         keysWithoutValue.insert(key)
@@ -127,7 +126,7 @@ struct SettingsFile: Sendable {
                         keysWithoutValue.insert(key)
                         report(key, "must be a single value, not an alias")
                     }
-                } else if schema.sections.contains(key) {
+                } else if SettingsCatalog.sections.contains(key) {
                     switch value {
                     case .mapping(let nested):
                         visit(nested, path: keyPath)
@@ -137,13 +136,13 @@ struct SettingsFile: Sendable {
                         report(key, "must be a mapping of settings")
                     }
                 } else {
-                    report(key, schema.unknownKeyMessage(key))
+                    report(key, SettingsCatalog.unknownKeyMessage(key))
                 }
             }
         }
 
         mutating func visitProperties(_ node: Node, prefix: [String]) {
-            let key = ([SettingsSchema.kafkaPropertiesKey] + prefix).joined(separator: ".")
+            let key = ([SettingsFile.propertiesKey] + prefix).joined(separator: ".")
             switch node {
             case .mapping(let mapping):
                 for (keyNode, value) in mapping {
@@ -156,7 +155,7 @@ struct SettingsFile: Sendable {
             case .scalar(let scalar) where !prefix.isEmpty:
                 let name = prefix.joined(separator: ".")
                 if node.tag == Tag(.null) {
-                    report("\(SettingsSchema.kafkaPropertiesKey).\(name)", "needs a value")
+                    report("\(SettingsFile.propertiesKey).\(name)", "needs a value")
                 } else {
                     properties[name] = scalar.string
                 }

@@ -1,7 +1,83 @@
 import Foundation
 
-/// Parsers from the text of a setting (every source delivers text) to its typed value. A failure is the
+/// Parses and validates the text of a setting (every layer delivers text) into its typed value. A failure is the
 /// message that follows the setting's name, without the offending value (the loader quotes it unless secret).
+public struct SettingParser<Value: Sendable>: Sendable {
+    /// Parses `text`.
+    public let parse: @Sendable (String) -> Result<Value, SettingParseFailure>
+
+    /// A parser from a function.
+    /// - Parameter parse: Parses and validates a value.
+    public init(_ parse: @escaping @Sendable (String) -> Result<Value, SettingParseFailure>) {
+        self.parse = parse
+    }
+
+    /// A parser that, after this one, maps the value with `transform`.
+    /// - Parameter transform: Applied to an accepted value.
+    /// - Returns: The parser.
+    public func map<Other: Sendable>(_ transform: @escaping @Sendable (Value) -> Other) -> SettingParser<Other> {
+        SettingParser<Other> { parse($0).map(transform) }
+    }
+}
+
+extension SettingParser where Value == Int {
+    /// A whole number in `range`.
+    /// - Parameter range: The values accepted.
+    /// - Returns: The parser.
+    public static func integer(in range: ClosedRange<Int>) -> Self { Self { SettingValueParsing.integer($0, in: range) } }
+}
+
+extension SettingParser where Value == Double {
+    /// A finite number in `range`.
+    /// - Parameter range: The values accepted.
+    /// - Returns: The parser.
+    public static func number(in range: ClosedRange<Double>) -> Self { Self { SettingValueParsing.number($0, in: range) } }
+
+    /// A number without a needless `.0`.
+    public static var format: @Sendable (Double) -> String { { SettingValueParsing.format($0) } }
+}
+
+extension SettingParser where Value == Duration {
+    /// A duration (`500ms`, `30s`, `2m`, `1h` or seconds) in `range`.
+    /// - Parameter range: The values accepted.
+    /// - Returns: The parser.
+    public static func duration(in range: ClosedRange<Duration>) -> Self {
+        Self { SettingValueParsing.duration($0, in: range) }
+    }
+
+    /// `500ms`, `30s`, `2m`, `1h`: a spelling the parser reads back.
+    public static var format: @Sendable (Duration) -> String { { SettingValueParsing.format($0) } }
+}
+
+extension SettingParser where Value == String {
+    /// Text that is not empty once surrounding white space is removed (which it is).
+    public static var nonEmpty: Self { Self { SettingValueParsing.nonEmpty($0) } }
+    /// An absolute `http` or `https` URL with a host.
+    public static var httpURL: Self { Self { SettingValueParsing.httpURL($0) } }
+    /// A Kafka topic name.
+    public static var topic: Self { Self { SettingValueParsing.topic($0) } }
+    /// A `bootstrap.servers` list of `host:port`.
+    public static var bootstrapServers: Self { Self { SettingValueParsing.bootstrapServers($0) } }
+}
+
+extension SettingParser where Value: CaseIterable & RawRepresentable<String> {
+    /// One of the type's cases, by raw value.
+    public static var cases: Self {
+        let values = Value.allCases.map { ($0.rawValue, $0) }
+        return Self { SettingValueParsing.choice($0, values) }
+    }
+}
+
+extension SettingParser {
+    /// One of `values`, by name.
+    /// - Parameter values: The names and their values, in the order messages list them.
+    /// - Returns: The parser.
+    public static func choice(_ values: [(String, Value)]) -> Self {
+        Self { SettingValueParsing.choice($0, values) }
+    }
+}
+
+/// The parsing functions behind ``SettingParser``.
 enum SettingValueParsing {
     /// A whole number in `range`.
     static func integer(_ text: String, in range: ClosedRange<Int>) -> Result<Int, SettingParseFailure> {
@@ -36,7 +112,7 @@ enum SettingValueParsing {
     }
 
     /// One of `values`.
-    static func choice<T>(_ text: String, _ values: [(String, T)]) -> Result<T, SettingParseFailure> {
+    static func choice<T: Sendable>(_ text: String, _ values: [(String, T)]) -> Result<T, SettingParseFailure> {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard let match = values.first(where: { $0.0 == trimmed }) else {
             return .failure("must be one of \(values.map(\.0).joined(separator: ", "))")
@@ -125,15 +201,19 @@ enum SettingValueParsing {
 }
 
 /// Why a setting's text was refused: the text after "key: " in the message.
-struct SettingParseFailure: Error, Sendable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation {
+public struct SettingParseFailure: Error, Sendable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation {
     /// For example `must be between 1 and 100000`.
-    var message: String
+    public var message: String
 
-    init(stringLiteral value: String) {
+    /// A failure from a literal.
+    /// - Parameter value: The message.
+    public init(stringLiteral value: String) {
         message = value
     }
 
-    init(_ message: String) {
+    /// A failure.
+    /// - Parameter message: The message.
+    public init(_ message: String) {
         self.message = message
     }
 }

@@ -1,9 +1,11 @@
 import Foundation
-import MioctxTestSupport
+import Settings
 import Testing
 
-/// `mioctx config check` run as a subprocess: precedence, validation messages, secrets, property merging.
-@Suite struct ConfigCheckTests {
+/// The settings loaded in process as `mioctx config check` loads them: precedence, validation messages, secrets,
+/// property merging. (tests/MioctxCommandTests/ConfigCheckProcessTests.swift checks the process: exit status
+/// and streams.)
+@Suite struct SettingsLoaderTests {
     static let clientSecret = "cs-Zq8vYt3-client-secret"
     static let tokenKey = Data((0..<32).map { UInt8($0 * 7 % 251) }).base64EncodedString()
     static let stateKey = Data((0..<32).map { UInt8(200 - $0) }).base64EncodedString()
@@ -29,8 +31,8 @@ import Testing
         }?.trimmingCharacters(in: .whitespaces)
     }
 
-    @Test func defaultsAloneAreValidAndMarkedDefault() throws {
-        let output = try MioctxProcess.run(["config", "check"], environment: Self.environment())
+    @Test func defaultsAloneAreValidAndMarkedDefault() async throws {
+        let output = try await ConfigCheck.run(["config", "check"], environment: Self.environment())
         #expect(output.status == 0, "\(output.standardError)")
         #expect(Self.line(output.standardOutput, "maxInFlight") == "maxInFlight: 256  # default")
         #expect(Self.line(output.standardOutput, "clientID") == "clientID: client-123  # env MIO_CLIENT_ID")
@@ -38,7 +40,7 @@ import Testing
         #expect(output.standardError.isEmpty)
     }
 
-    @Test func flagOverridesEnvironmentWhichOverridesFileWhichOverridesDefault() throws {
+    @Test func flagOverridesEnvironmentWhichOverridesFileWhichOverridesDefault() async throws {
         let directory = try TemporaryDirectory()
         let file = try directory.write(
             "mioctx.yaml",
@@ -59,7 +61,7 @@ import Testing
             "MIOCTX_PROCESSING_MAX_IN_FLIGHT": "20",
             "MIO_API_URL": "http://sdk-env.example:2",
         ])
-        let output = try MioctxProcess.run(["config", "check", "--config", file, "--max-in-flight", "30"], environment: environment)
+        let output = try await ConfigCheck.run(["config", "check", "--config", file, "--max-in-flight", "30"], environment: environment)
         #expect(output.status == 0, "\(output.standardError)")
         let text = output.standardOutput
         #expect(Self.line(text, "maxInFlight") == "maxInFlight: 30  # flag --max-in-flight")
@@ -71,20 +73,20 @@ import Testing
         #expect(text.contains("# configuration file: \(file)"))
 
         // Without the flag the environment wins; without the environment the file does.
-        let withoutFlag = try MioctxProcess.run(["config", "check", "--config", file], environment: environment)
+        let withoutFlag = try await ConfigCheck.run(["config", "check", "--config", file], environment: environment)
         #expect(Self.line(withoutFlag.standardOutput, "maxInFlight") == "maxInFlight: 20  # env MIOCTX_PROCESSING_MAX_IN_FLIGHT")
-        let fileOnly = try MioctxProcess.run(["config", "check", "--config", file], environment: Self.environment())
+        let fileOnly = try await ConfigCheck.run(["config", "check", "--config", file], environment: Self.environment())
         #expect(Self.line(fileOnly.standardOutput, "maxInFlight") == "maxInFlight: 10  # file")
         #expect(Self.line(fileOnly.standardOutput, "apiURL") == "apiURL: http://file.example:1  # file")
     }
 
-    @Test func mioctxVariableWinsOverTheSDKVariableAndTheFlagOverBoth() throws {
+    @Test func mioctxVariableWinsOverTheSDKVariableAndTheFlagOverBoth() async throws {
         let environment = Self.environment([
             "MIO_API_URL": "http://sdk.example", "MIOCTX_MIO_API_URL": "http://mioctx.example",
         ])
-        let output = try MioctxProcess.run(["config", "check"], environment: environment)
+        let output = try await ConfigCheck.run(["config", "check"], environment: environment)
         #expect(Self.line(output.standardOutput, "apiURL") == "apiURL: http://mioctx.example  # env MIOCTX_MIO_API_URL")
-        let flagged = try MioctxProcess.run(["config", "check", "--mio-api-url", "http://flag.example"], environment: environment)
+        let flagged = try await ConfigCheck.run(["config", "check", "--mio-api-url", "http://flag.example"], environment: environment)
         #expect(Self.line(flagged.standardOutput, "apiURL") == "apiURL: http://flag.example  # flag --mio-api-url")
     }
 
@@ -107,14 +109,14 @@ import Testing
         ("MIOCTX_LOG_LEVEL", "debug", "level: debug"),
         ("MIOCTX_LOG_FORMAT", "text", "format: text"),
     ])
-    func environmentVariableNameIsThePrefixedKeyInUpperSnakeCase(variable: String, value: String, expected: String) throws {
-        let output = try MioctxProcess.run(["config", "check"], environment: Self.environment([variable: value]))
+    func environmentVariableNameIsThePrefixedKeyInUpperSnakeCase(variable: String, value: String, expected: String) async throws {
+        let output = try await ConfigCheck.run(["config", "check"], environment: Self.environment([variable: value]))
         #expect(output.status == 0, "\(output.standardError)")
         let name = String(expected.prefix { $0 != ":" })
         #expect(Self.line(output.standardOutput, name) == "\(expected)  # env \(variable)")
     }
 
-    @Test func kafkaPropertiesMergeByNameAcrossFileEnvironmentAndFlags() throws {
+    @Test func kafkaPropertiesMergeByNameAcrossFileEnvironmentAndFlags() async throws {
         let directory = try TemporaryDirectory()
         let file = try directory.write(
             "mioctx.yaml",
@@ -132,7 +134,7 @@ import Testing
         let environment = Self.environment([
             "MIOCTX_KAFKA_PROPERTIES": #"client.id=from-env,linger.ms=10,ssl.cipher.suites=A\,B"#,
         ])
-        let output = try MioctxProcess.run(
+        let output = try await ConfigCheck.run(
             ["config", "check", "--config", file, "--kafka-property", "linger.ms=20", "--kafka-property", "acks=all"],
             environment: environment
         )
@@ -147,7 +149,7 @@ import Testing
         #expect(Self.line(text, "acks") == "acks: all  # flag --kafka-property")
     }
 
-    @Test func secretsNeverAppearInTheEffectiveConfiguration() throws {
+    @Test func secretsNeverAppearInTheEffectiveConfiguration() async throws {
         let secrets = [
             Self.clientSecret, Self.tokenKey, "sasl-pw-from-file-9x", "sasl-pw-from-flag-7y", "jaas-from-env-5z",
             "pg-password-3w", "ssl-key-pw-1v", Self.stateKey,
@@ -167,7 +169,7 @@ import Testing
             "MIOCTX_KAFKA_PROPERTIES": "sasl.jaas.config=jaas-from-env-5z",
             "MIOCTX_OAUTH_STATE_KEY": Self.stateKey,
         ])
-        let output = try MioctxProcess.run(
+        let output = try await ConfigCheck.run(
             [
                 "config", "check", "--config", file, "--kafka-property", "sasl.password=sasl-pw-from-flag-7y",
                 "--token-store", "postgres://mioctx:pg-password-3w@127.0.0.1:5432/tokens",
@@ -188,7 +190,7 @@ import Testing
         #expect(text.contains("store: postgres://mioctx:***@127.0.0.1:5432/tokens  # flag --token-store"))
     }
 
-    @Test func secretsNeverAppearInProblems() throws {
+    @Test func secretsNeverAppearInProblems() async throws {
         let directory = try TemporaryDirectory()
         // Credentials in the file are refused without quoting them; so is a malformed line holding a password.
         let file = try directory.write(
@@ -211,7 +213,7 @@ import Testing
             ["config", "check", "--config", file, "--token-store", "postgres://u:pg-bad-pw-0q@/nohost"],
             ["config", "check", "--config", malformed],
         ] {
-            let output = try MioctxProcess.run(arguments, environment: environment)
+            let output = try await ConfigCheck.run(arguments, environment: environment)
             #expect(output.status == 78)
             #expect(output.standardOutput.isEmpty)
             for secret in secrets {
@@ -378,7 +380,7 @@ import Testing
     ]
 
     @Test(arguments: invalidCases)
-    func invalidSettingIsNamedWithItsSourceAndFailsTheCheck(_ invalid: InvalidCase) throws {
+    func invalidSettingIsNamedWithItsSourceAndFailsTheCheck(_ invalid: InvalidCase) async throws {
         let directory = try TemporaryDirectory()
         var arguments = ["config", "check"]
         var path = ""
@@ -387,7 +389,7 @@ import Testing
             arguments += ["--config", path]
         }
         arguments += invalid.arguments
-        let output = try MioctxProcess.run(
+        let output = try await ConfigCheck.run(
             arguments,
             environment: Self.environment(invalid.environment, removing: invalid.removing)
         )
@@ -402,7 +404,7 @@ import Testing
         )
     }
 
-    @Test func everyProblemIsReportedInOneRun() throws {
+    @Test func everyProblemIsReportedInOneRun() async throws {
         let directory = try TemporaryDirectory()
         let file = try directory.write(
             "mioctx.yaml",
@@ -414,7 +416,7 @@ import Testing
               ordering: random
             """
         )
-        let output = try MioctxProcess.run(
+        let output = try await ConfigCheck.run(
             ["config", "check", "--config", file, "--http-port=-1", "--requests-per-second", "0"],
             environment: Self.environment(["MIOCTX_LOG_LEVEL": "loud"], removing: ["MIO_CLIENT_SECRET"])
         )
@@ -429,10 +431,10 @@ import Testing
         #expect(output.standardError.hasPrefix("invalid configuration (\(settings.count) problems):"))
     }
 
-    @Test func keyFileSuppliesTheKeysThroughItsOlderVariableName() throws {
+    @Test func keyFileSuppliesTheKeysThroughItsOlderVariableName() async throws {
         let directory = try TemporaryDirectory()
         let keyFile = try directory.write("keys", "k9:\(Self.tokenKey)\n")
-        let output = try MioctxProcess.run(
+        let output = try await ConfigCheck.run(
             ["config", "check"],
             environment: Self.environment(["MIOCTX_TOKEN_KEY_FILE": keyFile], removing: ["MIOCTX_TOKEN_KEYS"])
         )
@@ -441,30 +443,30 @@ import Testing
         #expect(!output.all.contains(Self.tokenKey))
     }
 
-    @Test func emptyFileAndNullValuesLeaveTheDefaults() throws {
+    @Test func emptyFileAndNullValuesLeaveTheDefaults() async throws {
         let directory = try TemporaryDirectory()
         let empty = try directory.write("empty.yaml", "# nothing set yet\n")
         let nulls = try directory.write("nulls.yaml", "processing:\n  maxInFlight:\n  requestsPerSecond: ~\nhttp:\n")
         for file in [empty, nulls] {
-            let output = try MioctxProcess.run(["config", "check", "--config", file], environment: Self.environment())
+            let output = try await ConfigCheck.run(["config", "check", "--config", file], environment: Self.environment())
             #expect(output.status == 0, "\(output.standardError)")
             #expect(Self.line(output.standardOutput, "maxInFlight") == "maxInFlight: 256  # default")
         }
     }
 
-    @Test func totalBelowThePerUserDefaultLowersThePerUserLimit() throws {
-        let output = try MioctxProcess.run(["config", "check", "--max-in-flight", "2"], environment: Self.environment())
+    @Test func totalBelowThePerUserDefaultLowersThePerUserLimit() async throws {
+        let output = try await ConfigCheck.run(["config", "check", "--max-in-flight", "2"], environment: Self.environment())
         #expect(output.status == 0, "\(output.standardError)")
         #expect(Self.line(output.standardOutput, "maxInFlightPerUser") == "maxInFlightPerUser: 2  # default")
     }
 
-    @Test func exampleConfigurationFileIsValidAndHoldsTheDefaults() throws {
+    @Test func exampleConfigurationFileIsValidAndHoldsTheDefaults() async throws {
         let example = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("config/mioctx.yaml")
-        let withFile = try MioctxProcess.run(["config", "check", "--config", example.path], environment: Self.environment())
+        let withFile = try await ConfigCheck.run(["config", "check", "--config", example.path], environment: Self.environment())
         #expect(withFile.status == 0, "\(withFile.standardError)")
-        let defaults = try MioctxProcess.run(["config", "check"], environment: Self.environment())
+        let defaults = try await ConfigCheck.run(["config", "check"], environment: Self.environment())
         func values(_ text: String) -> [String] {
             text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { String($0.split(separator: "#")[0]) }
         }

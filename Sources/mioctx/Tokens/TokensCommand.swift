@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Mio
 import MioTokens
+import Settings
 
 /// `mioctx tokens ...`: manage the token store.
 struct TokensCommand: AsyncParsableCommand {
@@ -10,35 +11,20 @@ struct TokensCommand: AsyncParsableCommand {
         commandName: "tokens",
         abstract: "Manage users' OAuth tokens: keys, import, connect, inspect, revoke, rotate, refresh.",
         discussion: """
-            The store is chosen by --store sqlite:PATH (default sqlite:mioctx-tokens.sqlite) or \
-            --store postgres://user:password@host:port/db. Tokens are encrypted at rest with the keys of \
-            MIOCTX_TOKEN_KEYS (kid:base64key,... first is primary) or of the key file (--key-file or \
-            MIOCTX_TOKEN_KEY_FILE). Mio credentials come from MIO_CLIENT_ID, MIO_CLIENT_SECRET, MIO_REDIRECT_URL, \
-            MIO_API_URL.
-            """,
+            Every subcommand reads the settings as `mioctx run` does: --config or MIOCTX_CONFIG, the environment, \
+            the flags. The store is tokens.store: --token-store (or its older name --store), MIOCTX_TOKENS_STORE \
+            or the file's tokens.store; sqlite:PATH (default sqlite:mioctx-tokens.sqlite) or \
+            postgres://user:password@host:port/db. Tokens are encrypted at rest with the keys of MIOCTX_TOKEN_KEYS \
+            (kid:base64key,... first is primary) or of the key file (tokens.keyFile: --key-file, \
+            MIOCTX_TOKENS_KEY_FILE or MIOCTX_TOKEN_KEY_FILE). Mio credentials come from MIO_CLIENT_ID, \
+            MIO_CLIENT_SECRET, MIO_REDIRECT_URL, and its address from mio.apiURL (MIO_API_URL).
+
+
+            """ + SettingsReference.flagsHelp,
         subcommands: [
             Keygen.self, Import.self, Connect.self, Get.self, List.self, Revoke.self, Rekey.self, Refresh.self,
         ]
     )
-}
-
-/// Options shared by every command that opens the store.
-struct StoreOptions: ParsableArguments {
-    @Option(help: "The token store: sqlite:PATH or postgres://user:password@host:port/database.")
-    var store: String = "sqlite:mioctx-tokens.sqlite"
-
-    @Option(help: "A file of kid:base64key entries (else MIOCTX_TOKEN_KEYS, else MIOCTX_TOKEN_KEY_FILE).")
-    var keyFile: String?
-
-    /// Opens the store with the configured keys and runs `body`.
-    func withStore<T: Sendable>(_ body: (any TokenStore) async throws -> T) async throws -> T {
-        let location = try TokenStoreLocation(parsing: store)
-        let keyring = try TokenKeyring.load(keyFile: keyFile)
-        // Errors reach the operator as the command's own message; the pool's startup notices are noise here.
-        var logger = Logger(label: "mioctx.tokens")
-        logger.logLevel = .error
-        return try await location.withStore(keyring: keyring, logger: logger, body)
-    }
 }
 
 /// Writes a line to standard error.
@@ -106,8 +92,6 @@ extension TokensCommand {
                 """
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Option(help: "The JSON Lines file.")
         var file: String
 
@@ -132,7 +116,7 @@ extension TokensCommand {
                 }
             }
             let toImport = grants
-            let imported = try await storeOptions.withStore { store in
+            let imported = try await TokenStoreAccess.withStore { store, _ in
                 var imported = 0
                 for entry in toImport {
                     do {
@@ -155,8 +139,6 @@ extension TokensCommand {
             abstract: "Exchange an authorization code for a user's tokens and store them."
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Option(help: "The user id.")
         var user: String
 
@@ -164,18 +146,13 @@ extension TokensCommand {
         var code: String
 
         func run() async throws {
-            let mio = MioClient(configuration: try MioClient.Configuration.fromEnvironment())
-            do {
+            let user = user
+            let code = code
+            let record = try await TokenStoreAccess.withStoreAndMio { store, mio, _ in
                 let response = try await mio.exchangeCodeForTokens(code: code)
-                let record = try await storeOptions.withStore { store in
-                    try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
-                }
-                print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
-            } catch {
-                try? await mio.shutdown()
-                throw error
+                return try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
             }
-            try await mio.shutdown()
+            print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
         }
     }
 
@@ -184,8 +161,6 @@ extension TokensCommand {
             abstract: "Show a user's token status and expiry (the tokens only with --reveal)."
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Argument(help: "The user id.")
         var user: String
 
@@ -193,7 +168,7 @@ extension TokensCommand {
         var reveal = false
 
         func run() async throws {
-            guard let record = try await storeOptions.withStore({ try await $0.get(userID: user) }) else {
+            guard let record = try await TokenStoreAccess.withStore({ store, _ in try await store.get(userID: user) }) else {
                 printError("no tokens stored for \(user)")
                 throw ExitCode(1)
             }
@@ -215,8 +190,6 @@ extension TokensCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List users with their token status and expiry.")
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Option(help: "Start after this user id.")
         var after: String?
 
@@ -226,7 +199,7 @@ extension TokensCommand {
         func run() async throws {
             let start = after
             let limit = limit
-            let records = try await storeOptions.withStore { store in
+            let records = try await TokenStoreAccess.withStore { store, _ in
                 var records: [TokenRecord] = []
                 var cursor = start
                 repeat {
@@ -253,13 +226,11 @@ extension TokensCommand {
             abstract: "Revoke a user's tokens: they are wiped and the user must reconnect."
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Argument(help: "The user id.")
         var user: String
 
         func run() async throws {
-            guard try await storeOptions.withStore({ try await $0.setStatus(.revoked, userID: user) }) else {
+            guard try await TokenStoreAccess.withStore({ store, _ in try await store.setStatus(.revoked, userID: user) }) else {
                 printError("no tokens stored for \(user)")
                 throw ExitCode(1)
             }
@@ -272,10 +243,8 @@ extension TokensCommand {
             abstract: "Re-encrypt every row with the primary key, so that older keys can be removed."
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         func run() async throws {
-            let count = try await storeOptions.withStore { try await $0.rekey() }
+            let count = try await TokenStoreAccess.withStore { store, _ in try await store.rekey() }
             print("re-encrypted \(count) row(s) with the primary key")
         }
     }
@@ -292,8 +261,6 @@ extension TokensCommand {
                 """
         )
 
-        @OptionGroup var storeOptions: StoreOptions
-
         @Argument(help: "The user id.")
         var user: String
 
@@ -307,91 +274,51 @@ extension TokensCommand {
         var waitForStdin = false
 
         func run() async throws {
-            let mio = MioClient(configuration: try MioClient.Configuration.fromEnvironment())
             let user = user
             let fingerprint = afterUnauthorizedFingerprint
             let concurrency = max(1, concurrency)
             let waitForStdin = waitForStdin
-            do {
-                let report = try await storeOptions.withStore { store in
-                    guard let record = try await store.get(userID: user) else {
-                        throw TokenError(.noTokens, userID: user, detail: "no tokens stored for this user")
-                    }
-                    // The rejected token is known only by its fingerprint: when the stored token no longer has it,
-                    // a value no token can equal stands for it, and the provider sees that the token was replaced.
-                    let rejected =
-                        fingerprint == nil || TokenRecord.fingerprint(of: record.accessToken) == fingerprint
-                        ? record.accessToken : "\u{0}rejected:\(fingerprint!)"
-                    if waitForStdin {
-                        FileHandle.standardOutput.write(Data("ready\n".utf8))
-                        _ = readLine()
-                    }
-                    var logger = Logger(label: "mioctx.tokens")
-                    logger.logLevel = .error
-                    let provider = TokenProvider(store: store, refresher: mio, logger: logger)
-                    let results = await withTaskGroup(of: Result<String, TokenError>.self) { group in
-                        for _ in 0..<concurrency {
-                            group.addTask {
-                                do {
-                                    let token = try await provider.refreshAfterUnauthorized(
-                                        userID: user, rejected: rejected
-                                    )
-                                    return .success(TokenRecord.fingerprint(of: token))
-                                } catch let error as TokenError {
-                                    return .failure(error)
-                                } catch {
-                                    return .failure(TokenError(.refreshFailed, userID: user, detail: "\(error)"))
-                                }
+            let report = try await TokenStoreAccess.withStoreAndMio { store, mio, settings in
+                guard let record = try await store.get(userID: user) else {
+                    throw TokenError(.noTokens, userID: user, detail: "no tokens stored for this user")
+                }
+                // The rejected token is known only by its fingerprint: when the stored token no longer has it,
+                // a value no token can equal stands for it, and the provider sees that the token was replaced.
+                let rejected =
+                    fingerprint == nil || TokenRecord.fingerprint(of: record.accessToken) == fingerprint
+                    ? record.accessToken : "\u{0}rejected:\(fingerprint!)"
+                if waitForStdin {
+                    FileHandle.standardOutput.write(Data("ready\n".utf8))
+                    _ = readLine()
+                }
+                var logger = Logger(label: "mioctx.tokens")
+                logger.logLevel = .error
+                let provider = WorkerAssembly.tokenProvider(
+                    settings: settings, store: store, refresher: mio, logger: logger
+                )
+                let results = await withTaskGroup(of: Result<String, TokenError>.self) { group in
+                    for _ in 0..<concurrency {
+                        group.addTask {
+                            do {
+                                let token = try await provider.refreshAfterUnauthorized(
+                                    userID: user, rejected: rejected
+                                )
+                                return .success(TokenRecord.fingerprint(of: token))
+                            } catch let error as TokenError {
+                                return .failure(error)
+                            } catch {
+                                return .failure(TokenError(.refreshFailed, userID: user, detail: "\(error)"))
                             }
                         }
-                        var results: [Result<String, TokenError>] = []
-                        for await result in group { results.append(result) }
-                        return results
                     }
-                    return RefreshReport(userID: user, results: results, statistics: provider.statistics)
+                    var results: [Result<String, TokenError>] = []
+                    for await result in group { results.append(result) }
+                    return results
                 }
-                print(report.json)
-                try await mio.shutdown()
-                if report.failures > 0 { throw ExitCode(1) }
-            } catch {
-                try? await mio.shutdown()
-                throw error
+                return RefreshReport(userID: user, results: results, statistics: provider.statistics)
             }
+            print(report.json)
+            if report.failures > 0 { throw ExitCode(1) }
         }
-    }
-}
-
-/// The JSON that `mioctx tokens refresh` prints.
-struct RefreshReport: Sendable {
-    var userID: String
-    var fingerprints: [String: Int] = [:]
-    var errors: [String: Int] = [:]
-    var statistics: TokenProvider.Statistics
-
-    init(userID: String, results: [Result<String, TokenError>], statistics: TokenProvider.Statistics) {
-        self.userID = userID
-        self.statistics = statistics
-        for result in results {
-            switch result {
-            case .success(let fingerprint): fingerprints[fingerprint, default: 0] += 1
-            case .failure(let error): errors[error.code.description, default: 0] += 1
-            }
-        }
-    }
-
-    var failures: Int { errors.values.reduce(0, +) }
-
-    var json: String {
-        let object: [String: Any] = [
-            "userId": userID,
-            "fingerprints": fingerprints,
-            "errors": errors,
-            "refreshesPerformed": statistics.refreshesPerformed,
-            "refreshesAvoided": statistics.refreshesAvoided,
-            "refreshesJoined": statistics.refreshesJoined,
-            "refreshFailures": statistics.refreshFailures,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -9,6 +9,7 @@ import Mio
 import MioSimulator
 import MioTokens
 import ServiceLifecycle
+import Settings
 import UnixSignals
 
 /// `mioctx demo`: the whole pipeline on a laptop, with nothing to set up.
@@ -20,8 +21,10 @@ struct DemoCommand: AsyncParsableCommand {
             Starts librdkafka's mock cluster in process, the Mio simulator on loopback and a temporary SQLite \
             token store with an ephemeral key; connects users through the real OAuth code exchange; produces \
             jobs (including users whose access tokens expired, revoked users, unknown users, summary jobs and \
-            malformed messages); runs the production worker on them, and prints a summary.
-            """
+            malformed messages); runs the production worker on them, and prints a summary. The worker reads the             settings as `mioctx run` does (--max-in-flight, --log-level, ...), except for Kafka, Mio and the token             store, which are the demo's own; its log level is warning unless one is set.
+
+
+            """ + SettingsReference.flagsHelp
     )
 
     @Option(help: "Number of jobs to produce.")
@@ -36,12 +39,6 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Share of Mio requests that fail with 503 (retried by the worker).")
     var errorRate: Double = 0.01
 
-    @Option(help: "Most jobs in flight.")
-    var maxInFlight: Int = 256
-
-    @Option(help: "Log level of the worker (its lines go to standard error).")
-    var logLevel: Logger.Level = .warning
-
     @Option(help: "Seed for the simulator's random faults.")
     var seed: UInt64 = 7
 
@@ -53,13 +50,15 @@ struct DemoCommand: AsyncParsableCommand {
         guard users >= 10 else { throw ValidationError("--users must be at least 10, got \(users)") }
         guard latencyMs >= 0 else { throw ValidationError("--latency-ms must not be negative, got \(latencyMs)") }
         guard (0..<1).contains(errorRate) else { throw ValidationError("--error-rate must be in [0, 1), got \(errorRate)") }
-        guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1, got \(maxInFlight)") }
     }
 
     func run() async throws {
-        let logger = makeStandardErrorLogger(label: "mioctx.demo", level: logLevel)
+        let settings = try await CommandSettings.load(requiring: [])
+        let logger = makeStandardErrorLogger(
+            label: "mioctx.demo", level: LogSetup(settings, quietLevel: .warning).level
+        )
         let registry = MetricsBootstrap.bootstrap()
-        let report = try await DemoRun(options: self, logger: logger).run()
+        let report = try await DemoRun(options: self, settings: settings, logger: logger).run()
         print(report)
         if printMetrics {
             var exposition: [UInt8] = []
@@ -80,10 +79,13 @@ struct DemoRun {
     static let deadLetterTopic = "context-dead-letters"
 
     let options: DemoCommand
+    /// The settings read as `mioctx run` reads them; Kafka, Mio and the token store are replaced by the demo's.
+    let settings: EffectiveSettings
     let logger: Logger
 
-    init(options: DemoCommand, logger: Logger) {
+    init(options: DemoCommand, settings: EffectiveSettings, logger: Logger) {
         self.options = options
+        self.settings = settings
         self.logger = logger
     }
 
@@ -128,44 +130,62 @@ struct DemoRun {
 
         return try await MioSimulator.withSimulator(simulatorConfiguration, logger: logger) { simulator in
             note("Mio simulator at \(simulator.baseURL!), token store \(storePath) (ephemeral key)")
-            let store = try SQLiteTokenStore(path: storePath, keyring: .ephemeral())
-            var settings = MioctxSettings()
-            settings.kafka.bootstrapServers = cluster.bootstrapServers
-            settings.kafka.groupID = "mioctx-demo"
-            settings.kafka.inputTopic = Self.inputTopic
-            settings.kafka.outputTopic = Self.outputTopic
-            settings.kafka.deadLetterTopic = Self.deadLetterTopic
-            settings.mio.apiURL = simulator.baseURL!
-            settings.mio.clientID = simulatorConfiguration.clientID
-            settings.mio.clientSecret = simulatorConfiguration.clientSecret
-            settings.mio.redirectURL = simulatorConfiguration.redirectURL
-            settings.processing.maxInFlight = options.maxInFlight
-            settings.processing.commitInterval = .milliseconds(500)
+            let storeService = TokenStoreService(store: try SQLiteTokenStore(path: storePath, keyring: .ephemeral()))
+            let store = storeService.store
+            var settings = self.settings
+            settings[\.kafka.bootstrapServers] = cluster.bootstrapServers
+            settings[\.kafka.groupID] = "mioctx-demo"
+            settings[\.kafka.inputTopic] = Self.inputTopic
+            settings[\.kafka.outputTopic] = Self.outputTopic
+            settings[\.kafka.deadLetterTopic] = Self.deadLetterTopic
+            settings[\.mio.apiURL] = simulator.baseURL!
+            settings[\.mio.clientID] = simulatorConfiguration.clientID
+            settings[\.mio.clientSecret] = simulatorConfiguration.clientSecret
+            settings[\.mio.redirectURL] = simulatorConfiguration.redirectURL
+            if settings.source(of: \.processing.commitInterval) == .default {
+                settings[\.processing.commitInterval] = .milliseconds(500)
+            }
             let assembly = try WorkerAssembly(settings: settings, store: store, logger: logger)
-            defer { Task { [mio = assembly.mio] in try? await mio.shutdown() } }
-
-            let population = makePopulation()
-            note("connecting \(population.connected.count) users through the OAuth code exchange")
-            try await connect(population, simulator: simulator, mio: assembly.mio, store: store)
-
-            let (jobs, malformed) = makeJobs(population)
-            note("producing \(jobs.count) jobs and \(malformed.count) malformed messages")
-            try await produce(jobs: jobs, malformed: malformed, bootstrapServers: cluster.bootstrapServers)
-
-            note("running the worker (max \(options.maxInFlight) jobs in flight)")
-            let started = ContinuousClock.now
+            // One group in dependency order, as in `mioctx run`: the worker starts once the jobs are produced.
+            let jobsProduced = StartGate()
             let group = ServiceGroup(
-                configuration: .init(services: [assembly.worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(
+                    services: [.init(service: storeService)] + assembly.services(startingWorkerAfter: jobsProduced),
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
             )
-            async let workerRun: Void = group.run()
-            let (results, deadLetters) = try await collect(
-                results: jobs.count,
-                deadLetters: malformed.count,
-                bootstrapServers: cluster.bootstrapServers
-            )
-            let elapsed = ContinuousClock.now - started
+            async let groupRun: Void = group.run()
+            let results: [String: [String: Any]]
+            let deadLetters: [KafkaMessage]
+            let elapsed: Duration
+            do {
+                let population = makePopulation()
+                note("connecting \(population.connected.count) users through the OAuth code exchange")
+                try await connect(population, simulator: simulator, mio: assembly.mio, store: store)
+
+                let (jobs, malformed) = makeJobs(population)
+                note("producing \(jobs.count) jobs and \(malformed.count) malformed messages")
+                try await produce(jobs: jobs, malformed: malformed, bootstrapServers: cluster.bootstrapServers)
+
+                note("running the worker (max \(settings[\.processing.maxInFlight]) jobs in flight)")
+                let started = ContinuousClock.now
+                jobsProduced.open()
+                let collected = try await collect(
+                    results: jobs.count,
+                    deadLetters: malformed.count,
+                    bootstrapServers: cluster.bootstrapServers
+                )
+                results = collected.0
+                deadLetters = collected.1
+                elapsed = ContinuousClock.now - started
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await groupRun
+                throw error
+            }
             await group.triggerGracefulShutdown()
-            try await workerRun
+            try await groupRun
             let stats = simulator.stats()
             return DemoReport(
                 results: results,
@@ -324,74 +344,5 @@ struct DemoRun {
             try await group.waitForAll()
             return (byID, dead)
         }
-    }
-}
-
-/// The demo's closing summary.
-struct DemoReport {
-    /// Seconds since 1970 of an RFC 3339 timestamp with fractional seconds (the results' `completedAt`).
-    static func parseTimestamp(_ text: String) -> Double? {
-        (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))?
-            .timeIntervalSince1970
-    }
-
-    var results: [String: [String: Any]]
-    var deadLetters: [KafkaMessage]
-    var elapsed: Duration
-    var tokenStatistics: TokenProvider.Statistics
-    var simulatorStats: MioSimulator.Stats
-    var committed: [KafkaTopicPartition: Int64]
-
-    var text: String {
-        var lines: [String] = []
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let completions = results.values.compactMap { ($0["completedAt"] as? String).flatMap(Self.parseTimestamp) }.sorted()
-        let window = (completions.last ?? 0) - (completions.first ?? 0)
-        lines.append("mioctx demo: \(results.count) jobs processed in \(String(format: "%.2f", seconds)) s "
-            + "including the consumer group join; \(String(format: "%.0f", Double(max(completions.count - 1, 0)) / max(window, 0.001))) jobs/s "
-            + "between the first and the last result")
-        lines.append("")
-        lines.append("results by status:")
-        var byStatus: [String: Int] = [:]
-        for result in results.values {
-            byStatus[result["status"] as? String ?? "?", default: 0] += 1
-        }
-        for (status, count) in byStatus.sorted(by: { $0.value > $1.value }) {
-            lines.append("  \(status.padding(toLength: 22, withPad: " ", startingAt: 0)) \(count)")
-        }
-        let durations = results.values.compactMap { ($0["durationMs"] as? NSNumber)?.doubleValue }.sorted()
-        if !durations.isEmpty {
-            let p50 = durations[durations.count / 2]
-            let p99 = durations[min(durations.count - 1, Int(Double(durations.count) * 0.99))]
-            lines.append("")
-            lines.append("job latency: p50 \(Int(p50)) ms, p99 \(Int(p99)) ms")
-        }
-        lines.append("token refreshes: \(tokenStatistics.refreshesPerformed) performed, "
-            + "\(tokenStatistics.refreshesJoined + tokenStatistics.refreshesAvoided) avoided (joined or already done), "
-            + "\(tokenStatistics.usersMarkedReauthRequired) users marked reauth_required")
-        lines.append("Mio simulator: \(simulatorStats.reuseDetections) refresh-token reuse detections, "
-            + "peak \(simulatorStats.concurrency.peak) concurrent requests, "
-            + "\(simulatorStats.faultsInjected.values.reduce(0, +)) faults injected")
-        lines.append("dead-lettered messages: \(deadLetters.count)")
-        var reasons: [String: Int] = [:]
-        for message in deadLetters {
-            reasons[message.header(KafkaResultSink.DeadLetterHeader.reason)?.stringValue ?? "?", default: 0] += 1
-        }
-        for (reason, count) in reasons.sorted(by: { $0.key < $1.key }) {
-            lines.append("  \(reason.padding(toLength: 22, withPad: " ", startingAt: 0)) \(count)")
-        }
-        lines.append("committed offsets: \(committed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
-        lines.append("")
-        lines.append("sample results:")
-        var shown = Set<String>()
-        for result in results.values.sorted(by: { ($0["id"] as? String ?? "") < ($1["id"] as? String ?? "") }) {
-            let status = result["status"] as? String ?? "?"
-            guard !shown.contains(status) else { continue }
-            shown.insert(status)
-            if let data = try? JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]) {
-                lines.append("  " + String(decoding: data, as: UTF8.self))
-            }
-        }
-        return lines.joined(separator: "\n")
     }
 }

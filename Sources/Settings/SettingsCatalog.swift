@@ -1,0 +1,343 @@
+public import ContextProcessor
+public import Foundation
+import Kafka
+public import Logging
+import Mio
+import MioTokens
+
+/// Every setting of mioctx, declared once, in the order of the documentation.
+///
+/// A section is a struct whose stored properties are the declarations; ``SettingsCatalog/all`` walks them in
+/// declaration order. Read a value with its key path: `settings[\.processing.maxInFlight]`. Adding a setting is
+/// one declaration here plus its use; its key, variable, flag, default, validation, `config check` line and
+/// row of docs/configuration.md follow from it. Defaults come from the libraries' configuration types.
+public struct SettingsCatalog: Sendable {
+    /// `kafka.*`: the consumer group and its topics.
+    public struct Kafka: Sendable {
+        /// The declaration of `kafka.bootstrapServers`.
+        public let bootstrapServers = Setting<String>(
+            "kafka.bootstrapServers", flags: ["--kafka-bootstrap-servers"], default: "127.0.0.1:9092",
+            parser: .bootstrapServers, "librdkafka `bootstrap.servers`: `host:port,host:port`"
+        )
+        /// The declaration of `kafka.groupId`.
+        public let groupID = Setting<String>(
+            "kafka.groupId", flags: ["--group-id"], default: "mioctx", parser: .nonEmpty,
+            "consumer group; all replicas of a deployment share it"
+        )
+        /// The declaration of `kafka.inputTopic`.
+        public let inputTopic = Setting<String>(
+            "kafka.inputTopic", flags: ["--input-topic"], default: "context-requests", parser: .topic,
+            "topic of jobs `{id, userId, query}`"
+        )
+        /// The declaration of `kafka.outputTopic`.
+        public let outputTopic = Setting<String>(
+            "kafka.outputTopic", flags: ["--output-topic"], default: "context-results", parser: .topic,
+            "one result per job, keyed by user id; must differ from the input topic"
+        )
+        /// The declaration of `kafka.deadLetterTopic`.
+        public let deadLetterTopic = Setting<String>(
+            "kafka.deadLetterTopic", flags: ["--dead-letter-topic"], default: "context-dead-letters", parser: .topic,
+            "undecodable jobs with the reason in headers; must differ from the input topic"
+        )
+        /// The declaration of `kafka.properties`.
+        public let properties = PropertyMapSetting(
+            "kafka.properties", flag: "--kafka-property",
+            reserved: [
+                "bootstrap.servers": "is set by kafka.bootstrapServers, not as a property",
+                "group.id": "is set by kafka.groupId, not as a property",
+                "enable.auto.commit": "cannot be set: mioctx commits an offset only after its result is delivered",
+                "enable.auto.offset.store":
+                    "cannot be set: mioctx stores an offset only after its result is delivered",
+            ],
+            "any librdkafka property (SASL, SSL, tuning), see below"
+        )
+    }
+
+    /// `mio.*`: the Mio API and the OAuth application.
+    public struct Mio: Sendable {
+        /// The declaration of `mio.apiURL`.
+        public let apiURL = Setting<String>(
+            "mio.apiURL", variables: ["MIO_API_URL"], flags: ["--mio-api-url"],
+            default: MioClient.Configuration.defaultAPIURL, parser: .httpURL, "Mio API base URL"
+        )
+        /// The declaration of `mio.dashboardURL`.
+        public let dashboardURL = Setting<String>(
+            "mio.dashboardURL", variables: ["MIO_DASHBOARD_URL"], default: MioClient.Configuration.defaultDashboardURL,
+            parser: .httpURL, "dashboard with the consent page users are sent to"
+        )
+        /// The declaration of `mio.requestTimeout`.
+        public let requestTimeout = Setting<Duration>(
+            "mio.requestTimeout", default: MioClient.Configuration.defaultRequestTimeout,
+            in: .milliseconds(1) ... .seconds(600), "timeout of one HTTP request to Mio (1ms to 10m)"
+        )
+        /// The declaration of `mio.maxConnections`.
+        public let maxConnections = Setting<Int>(
+            "mio.maxConnections", default: MioClient.Configuration.defaultMaxConnections,
+            parser: .integer(in: 1...10_000),
+            "concurrent HTTP connections to Mio (1 to 10000; never fewer than processing.maxInFlight)"
+        )
+        /// The declaration of `mio.clientID`.
+        public let clientID = Setting<String>(
+            "mio.clientID", layers: .environmentOnly, variables: ["MIO_CLIENT_ID"], default: "",
+            parser: .init { .success($0) }, format: { $0 }, requirement: .mioCredentials,
+            documentedDefault: "required", "OAuth application id"
+        )
+        /// The declaration of `mio.clientSecret`.
+        public let clientSecret = Setting<String>(
+            "mio.clientSecret", layers: .environmentOnly, variables: ["MIO_CLIENT_SECRET"], default: "",
+            parser: .init { .success($0) }, format: { $0 }, secrecy: .secret, requirement: .mioCredentials,
+            documentedDefault: "required", "OAuth client secret; never printed"
+        )
+        /// The declaration of `mio.redirectURL`.
+        public let redirectURL = Setting<String>(
+            "mio.redirectURL", layers: .environmentOnly, variables: ["MIO_REDIRECT_URL"], default: "",
+            parser: .httpURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
+            "redirect URL registered in Mio (absolute http/https)"
+        )
+    }
+
+    /// `tokens.*`: the token store and its encryption keys.
+    public struct Tokens: Sendable {
+        /// The declaration of `tokens.store`.
+        public let store = Setting<String>(
+            "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
+            parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
+            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=require]` "
+                + "(replicas share it)"
+        )
+        /// The declaration of `tokens.keys`.
+        public let keys = Setting<String?>(
+            "tokens.keys", layers: .environmentOnly, variables: [TokenKeyring.keysEnvironmentVariable], default: nil,
+            parser: .tokenKeys, format: { $0 ?? "~" }, secrecy: .secret, documentedDefault: "none",
+            "`kid:base64key,...` (first is primary) encrypting tokens at rest; never printed"
+        )
+        /// The declaration of `tokens.keyFile`.
+        public let keyFile = Setting<String?>(
+            "tokens.keyFile", variables: [TokenKeyring.keyFileEnvironmentVariable], flags: ["--key-file"],
+            default: nil, parser: SettingParser<String>.nonEmpty.map { $0 }, format: { $0 ?? "~" },
+            documentedDefault: "none", "file of `kid:base64key` lines, used when `MIOCTX_TOKEN_KEYS` is unset"
+        )
+        /// The declaration of `tokens.proactiveRefreshThreshold`.
+        public let proactiveRefreshThreshold = Setting<Double>(
+            "tokens.proactiveRefreshThreshold", default: TokenProvider.Configuration().proactiveRefreshThreshold,
+            parser: .number(in: 0...0.9), format: SettingParser<Double>.format,
+            "refresh before use when less than this share of the token's lifetime is left (0 to 0.9; 0: never)"
+        )
+    }
+
+    /// `processing.retry.*`: retries of a job after a retriable failure.
+    public struct Retry: Sendable {
+        /// The declaration of `processing.retry.maxAttempts`.
+        public let maxAttempts = Setting<Int>(
+            "processing.retry.maxAttempts", flags: ["--max-attempts"], default: RetryPolicy().maxAttempts,
+            parser: .integer(in: 1...100),
+            "calls per job, the first included (1 to 100); the one retry after a token refresh is extra"
+        )
+        /// The declaration of `processing.retry.maxTimePerJob`.
+        public let maxTimePerJob = Setting<Duration>(
+            "processing.retry.maxTimePerJob", default: RetryPolicy().maxTimePerJob,
+            in: .milliseconds(100) ... .seconds(3600), "no retry starts after a job has run this long (100ms to 1h)"
+        )
+        /// The declaration of `processing.retry.initialBackoff`.
+        public let initialBackoff = Setting<Duration>(
+            "processing.retry.initialBackoff", default: RetryPolicy().initialBackoff,
+            in: .milliseconds(1) ... .seconds(60),
+            "backoff cap before the first retry, doubling per attempt, full jitter (1ms to 1m)"
+        )
+        /// The declaration of `processing.retry.maxBackoff`.
+        public let maxBackoff = Setting<Duration>(
+            "processing.retry.maxBackoff", default: RetryPolicy().maxBackoff, in: .milliseconds(1) ... .seconds(600),
+            "largest backoff cap, at least initialBackoff (up to 10m); a longer `Retry-After` is honoured"
+        )
+    }
+
+    /// `processing.*`: limits, ordering, commits and grace periods.
+    public struct Processing: Sendable {
+        /// The declaration of `processing.maxInFlight`.
+        public let maxInFlight = Setting<Int>(
+            "processing.maxInFlight", flags: ["--max-in-flight"], default: SchedulingConfiguration().maxInFlight,
+            parser: .integer(in: 1...100_000),
+            "jobs started and not finished (1 to 100000); at the limit the consumer pauses"
+        )
+        /// The declaration of `processing.maxInFlightPerUser`.
+        public let maxInFlightPerUser = Setting<Int>(
+            "processing.maxInFlightPerUser", flags: ["--max-in-flight-per-user"],
+            default: SchedulingConfiguration().maxInFlightPerUser, parser: .integer(in: 1...100_000),
+            "jobs in flight for one user (1 to maxInFlight; when only maxInFlight is set below the default, "
+                + "it follows it down)"
+        )
+        /// The declaration of `processing.ordering`.
+        public let ordering = Setting<SchedulingConfiguration.Ordering>(
+            "processing.ordering", flags: ["--ordering"], default: SchedulingConfiguration().ordering,
+            parser: .cases, format: { $0.rawValue },
+            "`unordered`, or `key`: jobs with the same Kafka key (else user id) run one at a time, in order"
+        )
+        /// The declaration of `processing.requestsPerSecond`.
+        public let requestsPerSecond = Setting<Double?>(
+            "processing.requestsPerSecond", flags: ["--requests-per-second"], default: nil, parser: .rate,
+            format: { $0.map(SettingParser<Double>.format) ?? "unlimited" }, documentedDefault: "unlimited",
+            "cap on getContext calls per second for this replica (> 0, at most 1000000; `unlimited`: no cap)"
+        )
+        /// `processing.retry.*`.
+        public let retry = Retry()
+        /// The declaration of `processing.commitInterval`.
+        public let commitInterval = Setting<Duration>(
+            "processing.commitInterval", default: SettingsCatalog.workerDefaults.commitInterval,
+            in: .milliseconds(10) ... .seconds(60),
+            "how often finished offsets are committed (10ms to 1m); also on revoke and shutdown"
+        )
+        /// The declaration of `processing.shutdownGracePeriod`.
+        public let shutdownGracePeriod = Setting<Duration>(
+            "processing.shutdownGracePeriod", flags: ["--shutdown-grace-period"],
+            default: SettingsCatalog.workerDefaults.shutdownGracePeriod, in: .zero ... .seconds(3600),
+            "on SIGTERM/SIGINT, time for in-flight jobs to finish (0 to 1h)"
+        )
+        /// The declaration of `processing.revocationGracePeriod`.
+        public let revocationGracePeriod = Setting<Duration>(
+            "processing.revocationGracePeriod", default: SettingsCatalog.workerDefaults.revocationGracePeriod,
+            in: .zero ... .seconds(600), "on a partition revoke, time for its in-flight jobs to finish (0 to 10m)"
+        )
+    }
+
+    /// `http.*`: the operations and OAuth listener.
+    public struct HTTP: Sendable {
+        /// The declaration of `http.host`.
+        public let host = Setting<String>(
+            "http.host", default: "0.0.0.0", parser: .nonEmpty,
+            "address of the HTTP server (health, metrics, OAuth endpoints)"
+        )
+        /// The declaration of `http.port`.
+        public let port = Setting<Int>(
+            "http.port", flags: ["--http-port"], default: 8080, parser: .integer(in: 0...65_535),
+            "its port (0 to 65535; 0: any free port)"
+        )
+    }
+
+    /// `oauth.*`: the OAuth endpoints.
+    public struct OAuth: Sendable {
+        /// The declaration of `oauth.stateKey`.
+        public let stateKey = Setting<Data?>(
+            "oauth.stateKey", layers: .environmentOnly, variables: ["MIOCTX_OAUTH_STATE_KEY"], default: nil,
+            parser: .stateKey, format: { $0 == nil ? "~" : EffectiveSettings.redacted }, secrecy: .secret,
+            documentedDefault: "none (a random key per process)",
+            "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing the `state` of "
+                + "`/oauth/connect`; replicas behind one address must share it, or a callback that reaches another "
+                + "replica is refused; never printed"
+        )
+    }
+
+    /// `log.*`: the process's log lines on standard error.
+    public struct Log: Sendable {
+        /// The declaration of `log.level`.
+        public let level = Setting<Logger.Level>(
+            "log.level", flags: ["--log-level"], default: .info, parser: .cases, format: { $0.rawValue },
+            "`trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`"
+        )
+        /// The declaration of `log.format`.
+        public let format = Setting<LogFormat?>(
+            "log.format", flags: ["--log-format"], default: nil,
+            parser: .choice([("json", .json), ("text", .text), ("auto", nil)]), format: { $0?.rawValue ?? "auto" },
+            "`json`, `text`, or `auto` (json, or text when standard error is a terminal)"
+        )
+    }
+
+    /// `kafka.*`.
+    public let kafka = Kafka()
+    /// `mio.*`.
+    public let mio = Mio()
+    /// `tokens.*`.
+    public let tokens = Tokens()
+    /// `processing.*`.
+    public let processing = Processing()
+    /// `http.*`.
+    public let http = HTTP()
+    /// `oauth.*`.
+    public let oauth = OAuth()
+    /// `log.*`.
+    public let log = Log()
+
+    /// The catalog.
+    public init() {}
+
+    /// The worker's own defaults (commit interval, grace periods).
+    static let workerDefaults = KafkaWorker.Configuration(
+        kafka: KafkaConfiguration(bootstrapServers: ""), groupID: "", inputTopic: "", outputTopic: "",
+        deadLetterTopic: ""
+    )
+
+    /// A store location with the password of a PostgreSQL URL hidden.
+    static let redactedStore: @Sendable (String) -> String = { text in
+        guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") else { return text }
+        return TokenStoreLocation.postgres(url: text).description
+    }
+}
+
+/// The format of log lines.
+public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+    /// One JSON object per line.
+    case json
+    /// swift-log's text lines.
+    case text
+}
+
+extension SettingParser where Value == String {
+    /// `sqlite:PATH` or a PostgreSQL URL.
+    static var tokenStore: Self {
+        Self { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            let expected = "must be sqlite:PATH or postgres://user:password@host:port/database"
+            do {
+                _ = try TokenStoreLocation(parsing: text)
+                return .success(text)
+            } catch let error as TokenError where text.hasPrefix("postgres") || text.hasPrefix("sqlite:") {
+                return .failure(SettingParseFailure(error.detail ?? expected))
+            } catch {
+                return .failure(SettingParseFailure(expected))
+            }
+        }
+    }
+}
+
+extension SettingParser where Value == String? {
+    /// A key list `kid:base64key,...`; a problem names the entry, never the key.
+    static var tokenKeys: Self {
+        Self { text in
+            do {
+                _ = try TokenKeyring(parsing: text)
+                return .success(text)
+            } catch let error as TokenError {
+                return .failure(SettingParseFailure(error.detail ?? "is not a valid key list"))
+            } catch {
+                return .failure("is not a valid key list")
+            }
+        }
+    }
+}
+
+extension SettingParser where Value == Double? {
+    /// A number of requests per second greater than 0, or `unlimited`.
+    static var rate: Self {
+        Self { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            if text == "unlimited" { return .success(nil) }
+            guard let rate = Double(text), rate.isFinite else {
+                return .failure("must be a number of requests per second greater than 0, or unlimited")
+            }
+            guard rate > 0 else { return .failure("must be greater than 0 (leave it unset, or unlimited, for no cap)") }
+            guard rate <= 1_000_000 else { return .failure("must be at most 1000000") }
+            return .success(rate)
+        }
+    }
+}
+
+extension SettingParser where Value == Data? {
+    /// Base64 of at least 32 bytes.
+    static var stateKey: Self {
+        Self { text in
+            guard let key = Data(base64Encoded: text.trimmingCharacters(in: .whitespaces)), key.count >= 32 else {
+                return .failure("must be base64 of at least 32 random bytes (create one with `openssl rand -base64 32`)")
+            }
+            return .success(key)
+        }
+    }
+}

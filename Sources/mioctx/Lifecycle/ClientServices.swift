@@ -1,0 +1,27 @@
+import Mio
+import MioTokens
+import ServiceLifecycle
+
+/// The Mio client as a service: idle until graceful shutdown, then it shuts the client's connections down and
+/// waits for that. In a group it comes after the token store and before what calls Mio.
+struct MioClientService: Service {
+    let client: MioClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}
+
+/// The token provider as a service: idle until graceful shutdown, then it lets token refreshes in flight finish,
+/// so that none is cut off between Mio's answer and the store's write. In a group it comes after the Mio client
+/// and the store (they close after it) and before the worker.
+struct TokenProviderService: Service {
+    let provider: TokenProvider
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        // MERGE (issue #13, item 4): await the provider's wait for refreshes in flight here, e.g.
+        // `await provider.finishRefreshes()`, added to MioTokens by another part of this refactor.
+    }
+}
