@@ -21,7 +21,6 @@ struct TokenProviderService: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
-        // MERGE (issue #13, item 4): await the provider's wait for refreshes in flight here, e.g.
-        // `await provider.finishRefreshes()`, added to MioTokens by another part of this refactor.
+        await provider.finishRefreshes()
     }
 }
