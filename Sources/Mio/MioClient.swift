@@ -1,6 +1,7 @@
 public import CoreMetrics
 public import Foundation
 public import Logging
+import JSON
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1

@@ -1,5 +1,8 @@
 import ArgumentParser
-import ContextProcessor
+import FilePipeline
+import KafkaPipeline
+import Pipeline
+import PipelineMioBridge
 import Foundation
 import Logging
 import Mio

@@ -1,4 +1,7 @@
-import ContextProcessor
+import FilePipeline
+import KafkaPipeline
+import Pipeline
+import PipelineMioBridge
 import Kafka
 import Logging
 import Mio
@@ -59,8 +62,8 @@ struct WorkerAssembly {
         )
         let processing = settings.processing
         let handler = JobHandler(
-            api: mio,
-            tokens: tokens,
+            api: MioContextAPI(mio),
+            tokens: MioTokenSource(tokens),
             configuration: JobHandler.Configuration(
                 retry: RetryPolicy(
                     maxAttempts: processing.retry.maxAttempts,

@@ -1,4 +1,4 @@
-import ContextProcessor
+import Pipeline
 import Foundation
 import Logging
 import MioTokens

@@ -1,5 +1,5 @@
 import Configuration
-import ContextProcessor
+import Pipeline
 import Foundation
 import Logging
 import MioTokens
