@@ -1,8 +1,6 @@
 import ArgumentParser
-import FilePipeline
 import KafkaPipeline
 import Pipeline
-import PipelineMioBridge
 import Foundation
 import HTTPEndpoints
 import Hummingbird

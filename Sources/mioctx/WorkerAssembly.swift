@@ -1,4 +1,3 @@
-import FilePipeline
 import KafkaPipeline
 import Pipeline
 import PipelineMioBridge
