@@ -18,7 +18,11 @@ let package = Package(
         .library(name: "MioSimulator", targets: ["MioSimulator"]),
         .library(name: "MioTokens", targets: ["MioTokens"]),
         .library(name: "HTTPEndpoints", targets: ["HTTPEndpoints"]),
-        .library(name: "ContextProcessor", targets: ["ContextProcessor"]),
+        .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "Pipeline", targets: ["Pipeline"]),
+        .library(name: "PipelineMioBridge", targets: ["PipelineMioBridge"]),
+        .library(name: "KafkaPipeline", targets: ["KafkaPipeline"]),
+        .library(name: "FilePipeline", targets: ["FilePipeline"]),
         .library(name: "Settings", targets: ["Settings"]),
     ],
     dependencies: [
@@ -50,6 +54,11 @@ let package = Package(
             name: "Coordination",
             swiftSettings: upcomingFeatures
         ),
+        // Leaf: the one JSON string reader and the one escaper/writer (Mio, the pipeline, the log handler).
+        .target(
+            name: "JSON",
+            swiftSettings: upcomingFeatures
+        ),
         .target(
             name: "Kafka",
             dependencies: [
@@ -64,6 +73,7 @@ let package = Package(
             name: "Mio",
             dependencies: [
                 "Coordination",
+                "JSON",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -109,6 +119,7 @@ let package = Package(
             name: "HTTPEndpoints",
             dependencies: [
                 "Coordination",
+                "JSON",
                 "MioTokens",
                 "Mio",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -120,13 +131,34 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        // The pipeline core: messages, scheduling, handling, the engine. No Kafka, no HTTP, no SQL, no Mio.
         .target(
-            name: "ContextProcessor",
+            name: "Pipeline",
             dependencies: [
-                "Kafka",
-                "Mio",
-                "MioTokens",
+                "Coordination",
+                "JSON",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
+        // Mio's and the token store's errors in the pipeline's classification; the client and provider behind its
+        // protocols.
+        .target(
+            name: "PipelineMioBridge",
+            dependencies: ["Pipeline", "Mio", "MioTokens"],
+            swiftSettings: upcomingFeatures
+        ),
+        // The pipeline over Kafka: worker, result sink, offset commits.
+        .target(
+            name: "KafkaPipeline",
+            dependencies: [
+                "Coordination",
+                "Kafka",
+                "Pipeline",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -135,11 +167,24 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        // The pipeline over JSON Lines files (`mioctx enrich`); no librdkafka.
+        .target(
+            name: "FilePipeline",
+            dependencies: [
+                "Coordination",
+                "JSON",
+                "Pipeline",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
         // Every setting declared once: the loader, the flags, `config check` and the docs table come from it.
+        // It depends on the libraries whose `Configuration` types own the defaults.
         .target(
             name: "Settings",
             dependencies: [
-                "ContextProcessor",
+                "Pipeline",
+                "KafkaPipeline",
                 "Kafka",
                 "Mio",
                 "MioTokens",
@@ -159,7 +204,10 @@ let package = Package(
                 "MioSimulator",
                 "MioTokens",
                 "HTTPEndpoints",
-                "ContextProcessor",
+                "Pipeline",
+                "PipelineMioBridge",
+                "KafkaPipeline",
+                "FilePipeline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -208,6 +256,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // The TLS fixtures are read from the source tree by path.
+            exclude: ["Fixtures"],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(
@@ -225,12 +275,31 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
-        .testTarget(
-            name: "ContextProcessorTests",
+        .target(
+            name: "PipelineTestSupport",
             dependencies: [
-                "ContextProcessor",
-                "HTTPEndpoints",
-                "Kafka",
+                "Mio",
+                "MioSimulator",
+                "MioTokens",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            path: "Tests/PipelineTestSupport",
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "JSONTests",
+            dependencies: ["JSON"],
+            swiftSettings: upcomingFeatures
+        ),
+        // The core alone, and with the Mio bridge against the simulator; links no librdkafka.
+        .testTarget(
+            name: "PipelineTests",
+            dependencies: [
+                "Coordination",
+                "Pipeline",
+                "PipelineMioBridge",
                 "Mio",
                 "MioSimulator",
                 "MioTokens",
@@ -239,6 +308,39 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "FilePipelineTests",
+            dependencies: [
+                "FilePipeline",
+                "Pipeline",
+                "PipelineMioBridge",
+                "PipelineTestSupport",
+                "Mio",
+                "MioSimulator",
+                "MioTokens",
+                "MioctxTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcomingFeatures
+        ),
+        .testTarget(
+            name: "KafkaPipelineTests",
+            dependencies: [
+                "KafkaPipeline",
+                "Pipeline",
+                "PipelineMioBridge",
+                "PipelineTestSupport",
+                "HTTPEndpoints",
+                "Kafka",
+                "Mio",
+                "MioSimulator",
+                "MioTokens",
+                "MioctxTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

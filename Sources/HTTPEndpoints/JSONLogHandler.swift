@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import JSON
 public import Logging
 
 /// A swift-log handler that writes one JSON object per line, for log shippers (Loki, Elasticsearch, CloudWatch):
@@ -128,24 +129,9 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    /// Appends `text` as a JSON string literal (RFC 8259 escapes; other characters as UTF-8).
+    /// Appends `text` as a JSON string literal, escaped by the package's one escaper (``JSONString``).
     static func appendQuoted(_ text: String, to out: inout String) {
-        out.unicodeScalars.append("\"")
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        out.unicodeScalars.append("\"")
+        out += JSONString.quoted(text)
     }
 
     /// Now, as RFC 3339 in UTC with microseconds: `2025-05-01T12:00:00.123456Z`.

@@ -1,5 +1,6 @@
 import Coordination
 import Foundation
+import JSON
 import Logging
 import NIOCore
 import NIOFoundationCompat

@@ -2,6 +2,7 @@ public import Coordination
 public import CoreMetrics
 public import Foundation
 public import Logging
+import JSON
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1

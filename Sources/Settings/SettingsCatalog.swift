@@ -1,4 +1,5 @@
-public import ContextProcessor
+public import Pipeline
+import KafkaPipeline
 public import Foundation
 import Kafka
 public import Logging

@@ -1,5 +1,6 @@
 import ArgumentParser
-import ContextProcessor
+import KafkaPipeline
+import Pipeline
 import Foundation
 import HTTPEndpoints
 import Hummingbird

@@ -1,4 +1,6 @@
-import ContextProcessor
+import KafkaPipeline
+import Pipeline
+import PipelineMioBridge
 import Kafka
 import Logging
 import Mio
@@ -58,8 +60,8 @@ struct WorkerAssembly {
         let mio = MioClient(configuration: mioConfiguration(settings), logger: logger)
         let tokens = tokenProvider(settings: settings, store: store, refresher: mio, logger: logger)
         let handler = JobHandler(
-            api: mio,
-            tokens: tokens,
+            api: MioContextAPI(mio),
+            tokens: MioTokenSource(tokens),
             configuration: JobHandler.Configuration(
                 retry: RetryPolicy(
                     maxAttempts: settings[\.processing.retry.maxAttempts],

@@ -1,4 +1,5 @@
-import ContextProcessor
+import KafkaPipeline
+import Pipeline
 import Foundation
 import Kafka
 import MioSimulator

@@ -1,5 +1,6 @@
 import ArgumentParser
-import ContextProcessor
+import FilePipeline
+import Pipeline
 import Foundation
 import Logging
 import Mio

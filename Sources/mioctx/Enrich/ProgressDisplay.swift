@@ -1,4 +1,5 @@
-import ContextProcessor
+import FilePipeline
+import Pipeline
 import Foundation
 import Synchronization
 

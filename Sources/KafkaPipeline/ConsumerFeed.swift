@@ -1,0 +1,175 @@
+import Coordination
+import CoreMetrics
+import Kafka
+import Logging
+import Pipeline
+import ServiceLifecycle
+import Synchronization
+import Tracing
+
+/// Feeds consumed messages to the engine, follows its events, commits periodically; drains on shutdown.
+final class ConsumerFeed: Service, Sendable {
+    let engine: ProcessingEngine
+    let book: OffsetBook
+    private let configuration: KafkaWorker.Configuration
+    private let consumer: KafkaConsumer
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+    private let sink: KafkaResultSink
+    private let clock: TimeSource
+    /// Whether to stop, and the failure that asked for it if any: the feed's `run()` waits on it.
+    private let stop = WaitableState<Stop, Void>(Stop())
+
+    private struct Stop: Sendable {
+        var requested = false
+        var failure: KafkaWorker.Failure?
+    }
+
+    init(
+        configuration: KafkaWorker.Configuration,
+        consumer: KafkaConsumer,
+        handler: JobHandler,
+        sink: KafkaResultSink,
+        book: OffsetBook,
+        metrics: WorkerMetrics,
+        metricsFactory: any MetricsFactory,
+        tracer: any Tracer,
+        logger: Logger
+    ) {
+        self.clock = handler.timeSource
+        self.configuration = configuration
+        self.consumer = consumer
+        self.metrics = metrics
+        self.book = book
+        self.sink = sink
+        self.logger = logger
+        let stop = self.stop
+        self.engine = ProcessingEngine(
+            handler: handler,
+            sink: sink,
+            configuration: configuration.engine,
+            logger: logger,
+            metricsFactory: metricsFactory,
+            tracer: tracer
+        ) { event in
+            switch event {
+            case .done(let source):
+                book.markDone(source)
+            case .pauseInput, .resumeInput:
+                // The feed stops reading at the limit; the consumer's bounded buffer then pauses the partitions.
+                break
+            case .deliveryFailed(let source, let error):
+                logger.critical(
+                    "a result could not be delivered; stopping so that the job is not skipped",
+                    metadata: ["job.source": "\(source)", "error": "\(error)"]
+                )
+                stop.withLock { stop, waiters in
+                    stop.failure = stop.failure ?? KafkaWorker.Failure(message: error.description)
+                    stop.requested = true
+                    waiters.wakeAll(with: ())
+                }
+            case .cancelled:
+                break
+            }
+        }
+    }
+
+    var failure: KafkaWorker.Failure? { stop.withLock { stop, _ in stop.failure } }
+
+    private let stopping = Mutex(false)
+
+    /// Whether the pipeline stopped taking jobs (shutdown or failure).
+    var isStopping: Bool { stopping.withLock { $0 } }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.engine.run() }
+            group.addTask { await self.feed() }
+            group.addTask { await self.reportPauses() }
+            group.addTask { await self.commitPeriodically() }
+            group.addTask { await self.followMembership() }
+
+            await withGracefulShutdownHandler {
+                await self.stop.wait(cancelled: ()) { stop in stop.requested ? () : nil }
+            } onGracefulShutdown: {
+                self.stop.withLock { stop, waiters in
+                    stop.requested = true
+                    waiters.wakeAll(with: ())
+                }
+            }
+            stopping.withLock { $0 = true }
+            logger.info("worker stopping: draining jobs in flight", metadata: ["pending": "\(engine.pendingCount)"])
+            let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
+            await book.commit(with: consumer, attempts: 20, logger: logger)
+            logger.info("worker drained", metadata: ["complete": "\(drained)"])
+            group.cancelAll()
+        }
+    }
+
+    /// Reads messages and submits them, waiting while the engine is at its limit.
+    private func feed() async {
+        // While the consumer joins its group: the first results then go out at once.
+        await sink.prepare(logger: logger)
+        for await message in consumer.messages {
+            await engine.waitForCapacity()
+            guard !Task.isCancelled else { return }
+            let source = JobSource(partition: PartitionID(topic: message.topic, partition: message.partition), offset: message.offset)
+            guard book.received(source) else { continue }
+            let item = InputItem(
+                value: message.value ?? [],
+                key: message.key,
+                headers: message.headers.map { MessageHeader(name: $0.key, value: $0.value) },
+                source: source
+            )
+            guard engine.submit(item) else { return }
+        }
+    }
+
+    /// Backpressure: at the in-flight limit the feed stops reading; the consumer's buffer fills up and pauses
+    /// every assigned partition (it keeps polling, so it stays in the group), and resumes them once the engine
+    /// has drained it below half. Pausing only then, not at every touch of the limit, keeps librdkafka's
+    /// prefetched messages: each pause discards them and a resume costs a fetch round trip.
+    /// It also reports the rewinds the consumer undid (see docs/kafka.md).
+    private func reportPauses() async {
+        var rewindsUndone = 0
+        while !Task.isCancelled {
+            metrics.partitionsPaused(consumer.pausedPartitionCount)
+            let total = consumer.rewindsUndone
+            metrics.undidRewinds(total - rewindsUndone)
+            rewindsUndone = total
+            do {
+                try await clock.sleep(for: .seconds(1))
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// Counts rebalances and tracks the assignment for the metrics.
+    private func followMembership() async {
+        for await event in consumer.events {
+            switch event {
+            case .assigned:
+                metrics.rebalanced("assigned")
+                metrics.partitionsAssigned(consumer.assignment.count)
+            case .revoked(let partitions, let lost):
+                metrics.rebalanced(lost ? "lost" : "revoked")
+                // The event comes before the consumer forgets the partitions.
+                metrics.partitionsAssigned(Set(consumer.assignment).subtracting(partitions).count)
+            case .commitFailed, .error:
+                continue
+            }
+        }
+    }
+
+    private func commitPeriodically() async {
+        while !Task.isCancelled {
+            do {
+                try await clock.sleep(for: configuration.commitInterval)
+            } catch {
+                return
+            }
+            await book.commit(with: consumer, logger: logger)
+        }
+    }
+}

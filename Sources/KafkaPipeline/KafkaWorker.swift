@@ -1,0 +1,233 @@
+public import CoreMetrics
+public import Kafka
+public import Logging
+public import Pipeline
+public import ServiceLifecycle
+public import Tracing
+
+/// One member of the consumer group: Kafka jobs in, results out, offsets committed at least once.
+///
+/// The worker runs three services in dependency order: the producer, the consumer and the feed that
+/// hands messages to the `ProcessingEngine`. On graceful shutdown they stop in reverse: the feed stops taking
+/// jobs, lets those in flight finish within ``Configuration/shutdownGracePeriod`` and commits; the consumer
+/// leaves the group (its final revocation commits again); the producer flushes.
+///
+/// A job's offset becomes committable only when its result, or its dead-letter copy, was acknowledged by
+/// Kafka and every earlier offset of its partition is too (`OffsetTracker`). Committable offsets are
+/// committed every ``Configuration/commitInterval``, and synchronously on revocation and shutdown. A result
+/// that cannot be delivered stops the worker with an error instead of skipping the job.
+public final class KafkaWorker: Service, Sendable {
+    /// Settings of a worker.
+    public struct Configuration: Sendable {
+        /// librdkafka properties shared by the consumer and the producer (bootstrap servers, security, tuning).
+        public var kafka: KafkaConfiguration
+        /// The consumer group.
+        public var groupID: String
+        /// Where jobs are read.
+        public var inputTopic: String
+        /// Where results are written, keyed by user id.
+        public var outputTopic: String
+        /// Where invalid messages go, unchanged, with the reason in headers.
+        public var deadLetterTopic: String
+        /// Limits, ordering and delivery retries of the engine.
+        public var engine: ProcessingEngine.Configuration
+        /// How often committable offsets are committed. Default 1 s: after a crash, at most about this much
+        /// finished work is repeated.
+        public var commitInterval: Duration = .seconds(1)
+        /// How long shutdown lets jobs in flight finish before cancelling them. Default 30 s.
+        public var shutdownGracePeriod: Duration = .seconds(30)
+        /// How long a revocation lets jobs of the revoked partitions finish. Default 10 s.
+        public var revocationGracePeriod: Duration = .seconds(10)
+
+        /// Creates a configuration with production defaults.
+        public init(
+            kafka: KafkaConfiguration,
+            groupID: String,
+            inputTopic: String,
+            outputTopic: String,
+            deadLetterTopic: String,
+            engine: ProcessingEngine.Configuration = .init()
+        ) {
+            self.kafka = kafka
+            self.groupID = groupID
+            self.inputTopic = inputTopic
+            self.outputTopic = outputTopic
+            self.deadLetterTopic = deadLetterTopic
+            self.engine = engine
+        }
+    }
+
+    /// A failure that stopped the worker.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        /// What went wrong.
+        public var message: String
+        public var description: String { "worker stopped: \(message)" }
+    }
+
+    /// librdkafka consumer defaults of the worker, unless the configuration overrides them.
+    static let consumerDefaults: [String: String] = [
+        // Incremental rebalances: the partitions that stay put keep working during a rebalance.
+        "partition.assignment.strategy": "cooperative-sticky",
+        // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
+        "queued.max.messages.kbytes": "4096",
+        // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
+        "fetch.wait.max.ms": "100",
+    ]
+
+    /// The configuration in force.
+    public let configuration: Configuration
+    private let producer: KafkaProducer
+    private let consumer: KafkaConsumer
+    private let feed: ConsumerFeed
+    private let logger: Logger
+
+    /// Creates a worker; it connects when ``run()`` starts.
+    ///
+    /// - Parameters:
+    ///   - configuration: topics, group, limits.
+    ///   - handler: processes one job to its result (tokens, Mio, retries); its time source also times the engine's
+    ///     delivery retries, the commits and their retries, and the metrics' sampling.
+    ///   - logger: the worker's logger; librdkafka's log lines go to it too.
+    ///   - metricsFactory: receives the job metrics of the engine and the worker's own: offset commits, paused and
+    ///     assigned partitions, rebalances, consumer lag per partition (from librdkafka's statistics, every
+    ///     `statistics.interval.ms`, default 5 s). Default: the bootstrapped `MetricsSystem.factory`.
+    ///   - tracer: spans per job (``JobSpan``) and the trace context of results' headers. Default: the bootstrapped
+    ///     `InstrumentationSystem.tracer`.
+    /// - Throws: ``KafkaError`` when a librdkafka property is refused (it names the property).
+    public init(
+        configuration: Configuration,
+        handler: JobHandler,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: any Tracer = InstrumentationSystem.tracer
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let metrics = WorkerMetrics(factory: metricsFactory)
+        let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
+        let book = OffsetBook(metrics: metrics, clock: handler.timeSource)
+        // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
+        let revocationTargets = RevocationTargets()
+        var consumerOptions = KafkaConsumer.Options()
+        // Four times the in-flight limit: refilling the buffer after a pause (a fetch round trip) then never
+        // starves the engine, and job messages are small (a few hundred bytes each).
+        consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
+        consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
+        consumerOptions.statisticsHandler = { metrics.update($0) }
+        let revocationGracePeriod = configuration.revocationGracePeriod
+        var consumerConfiguration = configuration.kafka
+        consumerConfiguration.properties = configuration.kafka.properties.merging(Self.consumerDefaults) { user, _ in user }
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration,
+            groupID: configuration.groupID,
+            topics: [configuration.inputTopic],
+            options: consumerOptions,
+            logger: logger,
+            onAssign: { partitions in book.open(partitions.map(PartitionID.init)) }
+        ) { partitions, lost in
+            guard let consumer = revocationTargets.consumer, let engine = revocationTargets.engine else { return }
+            await Self.revoke(
+                partitions,
+                lost: lost,
+                engine: engine,
+                consumer: consumer,
+                book: book,
+                gracePeriod: revocationGracePeriod,
+                logger: logger
+            )
+        }
+        revocationTargets.consumer = consumer
+        let sink = KafkaResultSink(
+            producer: producer,
+            outputTopic: configuration.outputTopic,
+            deadLetterTopic: configuration.deadLetterTopic,
+            tracer: tracer
+        )
+        let feed = ConsumerFeed(
+            configuration: configuration,
+            consumer: consumer,
+            handler: handler,
+            sink: sink,
+            book: book,
+            metrics: metrics,
+            metricsFactory: metricsFactory,
+            tracer: tracer,
+            logger: logger
+        )
+        revocationTargets.engine = feed.engine
+        self.producer = producer
+        self.consumer = consumer
+        self.feed = feed
+    }
+
+    /// Runs until graceful shutdown or cancellation; throws ``Failure`` when a result could not be delivered.
+    public func run() async throws {
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: producer, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: consumer, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: feed, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            Task { await group.triggerGracefulShutdown() }
+        }
+        if let failure = feed.failure {
+            throw failure
+        }
+    }
+
+    /// Whether the worker is a member of its consumer group and taking jobs.
+    public var isReady: Bool { consumer.hasJoinedGroup && !feed.isStopping }
+
+    /// Jobs received and not finished.
+    public var pendingJobs: Int { feed.engine.pendingCount }
+
+    /// The partitions assigned to this worker.
+    public var assignment: [KafkaTopicPartition] { consumer.assignment }
+
+    /// The offsets this worker committed last, by partition.
+    public var committedOffsets: [KafkaTopicPartition: Int64] { feed.book.lastCommitted }
+
+    /// Lets the jobs of revoked partitions finish (bounded), commits them, and forgets the partitions.
+    private static func revoke(
+        _ partitions: [KafkaTopicPartition],
+        lost: Bool,
+        engine: ProcessingEngine,
+        consumer: KafkaConsumer,
+        book: OffsetBook,
+        gracePeriod: Duration,
+        logger: Logger
+    ) async {
+        let ids = partitions.map(PartitionID.init)
+        // First, so that a message of these partitions still in the pipeline's hands is not submitted.
+        book.close(ids)
+        for id in ids {
+            _ = engine.dropQueued(partition: id)
+        }
+        if !lost {
+            await withTaskGroup(of: Void.self) { group in
+                for id in ids {
+                    group.addTask {
+                        if !(await engine.waitUntilIdle(partition: id, timeout: gracePeriod)) {
+                            logger.warning(
+                                "jobs of a revoked partition did not finish in time; they will be repeated by its next owner",
+                                metadata: ["kafka.partition": "\(id)", "pending": "\(engine.pendingCount(in: id))"]
+                            )
+                        }
+                    }
+                }
+            }
+            await book.commit(Set(ids), with: consumer, attempts: 20, logger: logger)
+        }
+        book.forget(ids)
+    }
+}
+
+/// Weak references for the revocation handler, set once in `KafkaWorker.init` before any callback can run
+/// (callbacks start with `run()`), read only afterwards: that ordering is why `@unchecked Sendable` is safe.
+private final class RevocationTargets: @unchecked Sendable {
+    weak var consumer: KafkaConsumer?
+    weak var engine: ProcessingEngine?
+}
