@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordination
 import KafkaPipeline
 import Pipeline
 import Foundation
@@ -27,6 +28,9 @@ struct DemoCommand: AsyncParsableCommand {
 
             """ + SettingsReference.flagsHelp
     )
+
+    /// The demo's one time source: how long the worker took, and the grants' receipt times.
+    private static let time = TimeSource.system
 
     @Option(help: "Number of jobs to produce.")
     var jobs: Int = 2000
@@ -170,7 +174,7 @@ struct DemoRun {
                 try await produce(jobs: jobs, malformed: malformed, bootstrapServers: cluster.bootstrapServers)
 
                 note("running the worker (max \(settings[\.processing.maxInFlight]) jobs in flight)")
-                let started = ContinuousClock.now
+                let started = Self.time.now()
                 jobsProduced.open()
                 let collected = try await collect(
                     results: jobs.count,
@@ -179,7 +183,7 @@ struct DemoRun {
                 )
                 results = collected.0
                 deadLetters = collected.1
-                elapsed = ContinuousClock.now - started
+                elapsed = Self.time.now() - started
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await groupRun
@@ -227,7 +231,7 @@ struct DemoRun {
                 }
                 group.addTask {
                     let response = try await mio.exchangeCodeForTokens(code: simulator.authorize(userID: user))
-                    var grant = TokenGrant(response: response, receivedAt: Date())
+                    var grant = TokenGrant(response: response, receivedAt: Self.time.wallNow())
                     if expired.contains(user) {
                         // Mio no longer accepts this access token although it looks fresh: the 401 path.
                         grant = TokenGrant(
@@ -323,7 +327,7 @@ struct DemoRun {
             group.addTask { try await consumer.run() }
             var byID: [String: [String: Any]] = [:]
             var dead: [KafkaMessage] = []
-            var lastProgress = ContinuousClock.now
+            var lastProgress = Self.time.now()
             for await message in consumer.messages {
                 if message.topic == Self.deadLetterTopic {
                     dead.append(message)
@@ -333,8 +337,8 @@ struct DemoRun {
                 {
                     byID[id] = object
                 }
-                if ContinuousClock.now - lastProgress > .seconds(1) {
-                    lastProgress = ContinuousClock.now
+                if Self.time.now() - lastProgress > .seconds(1) {
+                    lastProgress = Self.time.now()
                     note("\(byID.count)/\(results) results, \(dead.count)/\(deadLetters) dead letters")
                 }
                 if byID.count >= results && dead.count >= deadLetters {

@@ -1,6 +1,7 @@
 import FilePipeline
-import Pipeline
+import Coordination
 import Foundation
+import Pipeline
 import Synchronization
 
 /// Progress and messages on standard error: a bar redrawn in place on a terminal, or plain lines.
@@ -16,11 +17,14 @@ final class ProgressDisplay: Sendable {
     private let mode: EnrichCommand.ProgressMode
     private let interval: Duration
     private let state = Mutex(State())
-    private let started = ContinuousClock.now
+    private let time: TimeSource
+    private let started: Duration
 
-    init(mode: EnrichCommand.ProgressMode, interval: Duration) {
+    init(mode: EnrichCommand.ProgressMode, interval: Duration, time: TimeSource = .system) {
         self.mode = mode
         self.interval = interval
+        self.time = time
+        self.started = time.now()
     }
 
     /// Redraws the bar (5 times a second) or prints a line every interval, until cancelled.
@@ -32,8 +36,8 @@ final class ProgressDisplay: Sendable {
         case .none, .auto: return
         }
         while !Task.isCancelled {
-            do { try await Task.sleep(for: period) } catch { return }
-            let line = Self.describe(enrichment.progress, totalLines: totalLines, elapsed: ContinuousClock.now - started)
+            do { try await time.sleep(for: period) } catch { return }
+            let line = Self.describe(enrichment.progress, totalLines: totalLines, elapsed: time.now() - started)
             if mode == .bar {
                 let bar = Self.bar(enrichment.progress, totalLines: totalLines) + " " + line
                 write("\r\u{1B}[2K" + bar, showsBar: true)

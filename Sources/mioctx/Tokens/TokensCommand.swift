@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordination
 import Foundation
 import Logging
 import Mio
@@ -102,7 +103,7 @@ extension TokensCommand {
             } catch {
                 throw ValidationError("cannot read \(file): \(error.localizedDescription)")
             }
-            let now = Date()
+            let now = TimeSource.system.wallNow()
             var grants: [(line: Int, userID: String, grant: TokenGrant)] = []
             var bad = 0
             for (index, line) in contents.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -150,7 +151,7 @@ extension TokensCommand {
             let code = code
             let record = try await TokenStoreAccess.withStoreAndMio { store, mio, _ in
                 let response = try await mio.exchangeCodeForTokens(code: code)
-                return try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: Date()))
+                return try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: TimeSource.system.wallNow()))
             }
             print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
         }
