@@ -30,7 +30,7 @@ struct DemoCommand: AsyncParsableCommand {
     )
 
     /// The demo's one time source: how long the worker took, and the grants' receipt times.
-    private static let time = TimeSource.system
+    static let time = TimeSource.system
 
     @Option(help: "Number of jobs to produce.")
     var jobs: Int = 2000
@@ -174,7 +174,7 @@ struct DemoRun {
                 try await produce(jobs: jobs, malformed: malformed, bootstrapServers: cluster.bootstrapServers)
 
                 note("running the worker (max \(settings[\.processing.maxInFlight]) jobs in flight)")
-                let started = Self.time.now()
+                let started = DemoCommand.time.now()
                 jobsProduced.open()
                 let collected = try await collect(
                     results: jobs.count,
@@ -183,7 +183,7 @@ struct DemoRun {
                 )
                 results = collected.0
                 deadLetters = collected.1
-                elapsed = Self.time.now() - started
+                elapsed = DemoCommand.time.now() - started
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await groupRun
@@ -231,7 +231,7 @@ struct DemoRun {
                 }
                 group.addTask {
                     let response = try await mio.exchangeCodeForTokens(code: simulator.authorize(userID: user))
-                    var grant = TokenGrant(response: response, receivedAt: Self.time.wallNow())
+                    var grant = TokenGrant(response: response, receivedAt: DemoCommand.time.wallNow())
                     if expired.contains(user) {
                         // Mio no longer accepts this access token although it looks fresh: the 401 path.
                         grant = TokenGrant(
@@ -327,7 +327,7 @@ struct DemoRun {
             group.addTask { try await consumer.run() }
             var byID: [String: [String: Any]] = [:]
             var dead: [KafkaMessage] = []
-            var lastProgress = Self.time.now()
+            var lastProgress = DemoCommand.time.now()
             for await message in consumer.messages {
                 if message.topic == Self.deadLetterTopic {
                     dead.append(message)
@@ -337,8 +337,8 @@ struct DemoRun {
                 {
                     byID[id] = object
                 }
-                if Self.time.now() - lastProgress > .seconds(1) {
-                    lastProgress = Self.time.now()
+                if DemoCommand.time.now() - lastProgress > .seconds(1) {
+                    lastProgress = DemoCommand.time.now()
                     note("\(byID.count)/\(results) results, \(dead.count)/\(deadLetters) dead letters")
                 }
                 if byID.count >= results && dead.count >= deadLetters {
