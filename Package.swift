@@ -362,7 +362,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SettingsTests",
-            dependencies: ["Settings", "MioTokens", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Settings", "MioTokens", "MioctxTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcomingFeatures
         ),
         .testTarget(

@@ -25,14 +25,12 @@ public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
     /// - Parameter body: Runs under the lock with the state and the waiters.
     /// - Returns: What `body` returns.
     public func withLock<Result>(_ body: (inout State, inout Waiters<Value>) throws -> Result) rethrows -> Result {
-        var woken: [Waiters<Value>.Wakeup] = []
+        var woken = Waiters<Value>.Woken()
         let result = try storage.withLock { storage in
             defer { woken = storage.waiters.takeWoken() }
             return try body(&storage.state, &storage.waiters)
         }
-        for wakeup in woken {
-            wakeup.continuation.resume(returning: wakeup.value)
-        }
+        woken.resume()
         return result
     }
 
@@ -42,14 +40,14 @@ public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
     ///   - decide: Runs under the lock: a value to return now, or `nil` to wait (in the order of arrival).
     /// - Returns: The value decided, the value a waker gave, or `cancelled`.
     public func wait(cancelled: Value, _ decide: (inout State) -> Value?) async -> Value {
-        let ticket: Waiters<Value>.Ticket
-        let immediate: Value? = storage.withLock { storage in
-            decide(&storage.state)
+        // One lock to decide or take a ticket; the continuation decides again, as the state may change between.
+        let decided: (value: Value?, ticket: Waiters<Value>.Ticket?) = storage.withLock { storage in
+            if let value = decide(&storage.state) {
+                return (value, nil)
+            }
+            return (nil, storage.waiters.makeTicket())
         }
-        if let immediate {
-            return immediate
-        }
-        ticket = storage.withLock { $0.waiters.makeTicket() }
+        guard let ticket = decided.ticket else { return decided.value! }
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
                 let now: Value? = storage.withLock { storage in
@@ -86,10 +84,25 @@ public struct Waiters<Value: Sendable>: Sendable {
         let value: Value
     }
 
+    /// The tasks woken under the lock, to resume after it. The first is kept apart so that the common case, one
+    /// task woken at a time (a message for a waiting reader, a freed slot), allocates nothing.
+    struct Woken {
+        var first: Wakeup?
+        var more: [Wakeup] = []
+
+        func resume() {
+            guard let first else { return }
+            first.continuation.resume(returning: first.value)
+            for wakeup in more {
+                wakeup.continuation.resume(returning: wakeup.value)
+            }
+        }
+    }
+
     private var entries: [(ticket: Ticket, continuation: UnsafeContinuation<Value, Never>)] = []
     private var head = 0
     private var nextTicket: UInt64 = 0
-    private var woken: [Wakeup] = []
+    private var woken = Woken()
 
     init() {}
 
@@ -105,7 +118,7 @@ public struct Waiters<Value: Sendable>: Sendable {
     @discardableResult
     public mutating func wakeFirst(with value: Value) -> Bool {
         guard head < entries.count else { return false }
-        woken.append(Wakeup(continuation: entries[head].continuation, value: value))
+        append(Wakeup(continuation: entries[head].continuation, value: value))
         head += 1
         compact()
         return true
@@ -118,7 +131,7 @@ public struct Waiters<Value: Sendable>: Sendable {
     public mutating func wakeAll(with value: Value) -> Int {
         let count = self.count
         for entry in entries[head...] {
-            woken.append(Wakeup(continuation: entry.continuation, value: value))
+            append(Wakeup(continuation: entry.continuation, value: value))
         }
         entries.removeAll(keepingCapacity: true)
         head = 0
@@ -139,10 +152,18 @@ public struct Waiters<Value: Sendable>: Sendable {
         return entries.remove(at: index).continuation
     }
 
-    mutating func takeWoken() -> [Wakeup] {
-        guard !woken.isEmpty else { return [] }
-        defer { woken.removeAll(keepingCapacity: true) }
+    mutating func takeWoken() -> Woken {
+        guard woken.first != nil else { return Woken() }
+        defer { woken = Woken() }
         return woken
+    }
+
+    private mutating func append(_ wakeup: Wakeup) {
+        if woken.first == nil {
+            woken.first = wakeup
+        } else {
+            woken.more.append(wakeup)
+        }
     }
 
     private mutating func compact() {

@@ -13,24 +13,3 @@ enum MioctxProcess {
         return try CapturedProcess(try mioctxExecutable(), arguments, environment: environment, in: directory).runToEnd()
     }
 }
-
-/// A temporary directory for one test's files, removed at the end.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("mioctx-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
-    }
-
-    /// Writes `contents` to `name` and returns its path.
-    func write(_ name: String, _ contents: String) throws -> String {
-        let file = url.appendingPathComponent(name)
-        try contents.write(to: file, atomically: true, encoding: .utf8)
-        return file.path
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import MioctxTestSupport
 import Settings
 
 /// `mioctx config check` in process: the settings loaded as the command loads them, with what it would print.
@@ -27,26 +28,5 @@ enum ConfigCheck {
         } catch let error as SettingsError {
             return Output(status: 78, standardOutput: "", standardError: error.description + "\n")
         }
-    }
-}
-
-/// A temporary directory for one test's files, removed at the end.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("mioctx-settings-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
-    }
-
-    /// Writes `contents` to `name` and returns its path.
-    func write(_ name: String, _ contents: String) throws -> String {
-        let file = url.appendingPathComponent(name)
-        try contents.write(to: file, atomically: true, encoding: .utf8)
-        return file.path
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MioctxTestSupport
 import Logging
 import MioTokens
 import Settings

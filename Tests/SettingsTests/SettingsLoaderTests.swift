@@ -1,4 +1,5 @@
 import Foundation
+import MioctxTestSupport
 import Settings
 import Testing
 
