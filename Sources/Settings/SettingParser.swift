@@ -49,6 +49,19 @@ extension SettingParser where Value == Duration {
     public static var format: @Sendable (Duration) -> String { { SettingValueParsing.format($0) } }
 }
 
+extension SettingParser where Value == Bool {
+    /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), in any case.
+    public static var boolean: Self {
+        Self { text in
+            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+            case "true", "yes", "on", "1": .success(true)
+            case "false", "no", "off", "0": .success(false)
+            default: .failure("must be true or false")
+            }
+        }
+    }
+}
+
 extension SettingParser where Value == String {
     /// Text that is not empty once surrounding white space is removed (which it is).
     public static var nonEmpty: Self { Self { SettingValueParsing.nonEmpty($0) } }

@@ -242,6 +242,15 @@ public struct SettingsCatalog: Sendable {
         )
     }
 
+    /// `process.*`: the process itself.
+    public struct Process: Sendable {
+        /// The declaration of `process.coreDumps`.
+        public let coreDumps = Setting<Bool>(
+            "process.coreDumps", default: false, parser: .boolean, format: { String($0) },
+            "allow core dumps (they hold tokens and keys in memory: off sets RLIMIT_CORE to 0 at start)"
+        )
+    }
+
     /// `kafka.*`.
     public let kafka = Kafka()
     /// `mio.*`.
@@ -256,6 +265,8 @@ public struct SettingsCatalog: Sendable {
     public let oauth = OAuth()
     /// `log.*`.
     public let log = Log()
+    /// `process.*`.
+    public let process = Process()
 
     /// The catalog.
     public init() {}
