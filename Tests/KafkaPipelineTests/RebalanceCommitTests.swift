@@ -71,16 +71,10 @@ struct RebalanceCommitTests {
     /// lost and the repeats stay within the first worker's in-flight limit plus one commit interval of the
     /// run's throughput.
     ///
-    /// Disabled: it found a second problem. In its run the first worker kept its membership (no lost revocation,
-    /// no ILLEGAL_GENERATION), but after partitions 0–2 came back from the peer, two of them were never
-    /// committed to the end (pending 0, every partition assigned). Its buffer was full when they were revoked
-    /// (`kafka.dropped` 1,565), so they were paused in librdkafka; the state machine forgets that pause on
-    /// revocation, but librdkafka keeps an application pause on the partition across the unassign (librdkafka#1849,
-    /// confluent-kafka-go#193: "paused partitions remain paused after a rebalance"), so the partition comes back
-    /// paused and is never resumed. Not yet checked with librdkafka's log; the fix belongs to the consumer's
-    /// rebalance path (resume, or remember, a revoked partition that is paused in librdkafka).
-    @Test(.disabled("a revoked partition paused by the full buffer seems to come back paused (see the comment)"))
-    func aPeerJoiningAndLeavingCostsTheFirstMemberNoWork() async throws {
+    /// It also found a second problem, fixed with it: a partition revoked while the full buffer had it paused came
+    /// back paused (librdkafka keeps an application pause across the unassign, librdkafka#1849) and was never
+    /// resumed, so its work stopped; the consumer now resumes such partitions before releasing them.
+    @Test func aPeerJoiningAndLeavingCostsTheFirstMemberNoWork() async throws {
         let capture = LogCapture()
         let logger = capture.logger(label: "peer", level: .info)
         let simulator = MioSimulator.Configuration(faults: MioSimulator.Faults(latencyMs: 10))
