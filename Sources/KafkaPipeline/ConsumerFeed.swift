@@ -7,7 +7,7 @@ import ServiceLifecycle
 import Synchronization
 import Tracing
 
-/// Feeds consumed messages to the engine, follows its events, commits periodically; drains on shutdown.
+/// Feeds consumed messages to the engine, follows its events, stores finished offsets; drains on shutdown.
 final class ConsumerFeed: Service, Sendable {
     let engine: ProcessingEngine
     let book: OffsetBook
@@ -54,7 +54,14 @@ final class ConsumerFeed: Service, Sendable {
         ) { event in
             switch event {
             case .done(let source):
-                book.markDone(source)
+                // Stored at once (no I/O); librdkafka commits the stored marks every commit interval.
+                if let mark = book.markDone(source) {
+                    do throws(KafkaError) {
+                        try consumer.storeOffsets([mark])
+                    } catch {
+                        logger.warning("offset could not be stored", metadata: ["error": "\(error)"])
+                    }
+                }
             case .pauseInput, .resumeInput:
                 // The feed stops reading at the limit; the consumer's bounded buffer then pauses the partitions.
                 break
@@ -86,7 +93,6 @@ final class ConsumerFeed: Service, Sendable {
             group.addTask { await self.engine.run() }
             group.addTask { await self.feed() }
             group.addTask { await self.reportPauses() }
-            group.addTask { await self.commitPeriodically() }
             group.addTask { await self.followMembership() }
 
             await withGracefulShutdownHandler {
@@ -100,7 +106,10 @@ final class ConsumerFeed: Service, Sendable {
             stopping.withLock { $0 = true }
             logger.info("worker stopping: draining jobs in flight", metadata: ["pending": "\(engine.pendingCount)"])
             let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
-            await book.commit(with: consumer, attempts: 20, logger: logger)
+            // No explicit commit here: every finished mark is already stored, and the consumer's close (next in
+            // the shutdown order) revokes the partitions, whose handler commits them synchronously; librdkafka
+            // also commits the stored offsets of the partitions it unassigns. A commit from here could go out
+            // while a peer's rebalance is under way and cost this member its assignment (docs/kafka.md).
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
             group.cancelAll()
         }
@@ -159,17 +168,6 @@ final class ConsumerFeed: Service, Sendable {
             case .commitFailed, .error:
                 continue
             }
-        }
-    }
-
-    private func commitPeriodically() async {
-        while !Task.isCancelled {
-            do {
-                try await clock.sleep(for: configuration.commitInterval)
-            } catch {
-                return
-            }
-            await book.commit(with: consumer, logger: logger)
         }
     }
 }

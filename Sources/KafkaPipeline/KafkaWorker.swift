@@ -9,12 +9,15 @@ public import Tracing
 ///
 /// The worker runs three services in dependency order: the producer, the consumer and the feed that
 /// hands messages to the `ProcessingEngine`. On graceful shutdown they stop in reverse: the feed stops taking
-/// jobs, lets those in flight finish within ``Configuration/shutdownGracePeriod`` and commits; the consumer
-/// leaves the group (its final revocation commits again); the producer flushes.
+/// jobs and lets those in flight finish within ``Configuration/shutdownGracePeriod``; the consumer leaves the
+/// group (its final revocation commits what was finished); the producer flushes.
 ///
 /// A job's offset becomes committable only when its result, or its dead-letter copy, was acknowledged by
-/// Kafka and every earlier offset of its partition is too (`OffsetTracker`). Committable offsets are
-/// committed every ``Configuration/commitInterval``, and synchronously on revocation and shutdown. A result
+/// Kafka and every earlier offset of its partition is too (`OffsetTracker`). Committable offsets are stored in
+/// the consumer as they advance and librdkafka commits them every ``Configuration/commitInterval`` while the
+/// group is stable; revoked partitions (a rebalance, or leaving the group at shutdown) are committed
+/// synchronously in the revocation. The librdkafka properties `enable.auto.commit` and
+/// `enable.auto.offset.store` are reserved: a configuration naming them is refused. A result
 /// that cannot be delivered stops the worker with an error instead of skipping the job.
 public final class KafkaWorker: Service, Sendable {
     /// Settings of a worker.
@@ -31,8 +34,8 @@ public final class KafkaWorker: Service, Sendable {
         public var deadLetterTopic: String
         /// Limits, ordering and delivery retries of the engine.
         public var engine: ProcessingEngine.Configuration
-        /// How often committable offsets are committed. Default 1 s: after a crash, at most about this much
-        /// finished work is repeated.
+        /// How often librdkafka commits the stored offsets (`auto.commit.interval.ms`). Default 1 s: after a
+        /// crash, at most about this much finished work is repeated.
         public var commitInterval: Duration = .seconds(1)
         /// How long shutdown lets jobs in flight finish before cancelling them. Default 30 s.
         public var shutdownGracePeriod: Duration = .seconds(30)
@@ -93,7 +96,7 @@ public final class KafkaWorker: Service, Sendable {
     ///     `statistics.interval.ms`, default 5 s). Default: the bootstrapped `MetricsSystem.factory`.
     ///   - tracer: spans per job (``JobSpan``) and the trace context of results' headers. Default: the bootstrapped
     ///     `InstrumentationSystem.tracer`.
-    /// - Throws: ``KafkaError`` when a librdkafka property is refused (it names the property).
+    /// - Throws: ``KafkaError`` when a librdkafka property is refused or reserved (it names the property).
     public init(
         configuration: Configuration,
         handler: JobHandler,
@@ -114,6 +117,10 @@ public final class KafkaWorker: Service, Sendable {
         consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
         consumerOptions.statisticsHandler = { metrics.update($0) }
+        // At least once without explicit commits outside revocations: finished marks are stored, librdkafka
+        // commits them every interval while the group is stable (docs/kafka.md, "Commits").
+        consumerOptions.autoCommitInterval = configuration.commitInterval
+        consumerOptions.commitHandler = { offsets, failure in book.committed(offsets, failure: failure) }
         let revocationGracePeriod = configuration.revocationGracePeriod
         var consumerConfiguration = configuration.kafka
         consumerConfiguration.properties = configuration.kafka.properties.merging(Self.consumerDefaults) { user, _ in user }
@@ -219,7 +226,7 @@ public final class KafkaWorker: Service, Sendable {
                     }
                 }
             }
-            await book.commit(Set(ids), with: consumer, attempts: 20, logger: logger)
+            await book.commitRevoked(Set(ids), with: consumer, attempts: 20, logger: logger)
         }
         book.forget(ids)
     }

@@ -5,6 +5,9 @@ import Pipeline
 import Synchronization
 
 /// Offsets received, finished and committed, shared by the pipeline, the engine's events and revocations.
+///
+/// Finished marks are stored in the consumer as they advance (`ConsumerFeed`) and librdkafka commits them every
+/// commit interval; the book itself commits only the marks of revoked partitions, inside the revocation.
 final class OffsetBook: Sendable {
     private struct State {
         var tracker = OffsetTracker()
@@ -14,8 +17,7 @@ final class OffsetBook: Sendable {
     }
 
     private let state = Mutex(State())
-    /// Whether a commit is under way: commits run one at a time, in arrival order, so that an older commit never
-    /// lands after a newer one.
+    /// Whether a revocation commit is under way: they run one at a time, in arrival order.
     private let commitTurn = WaitableState<Bool, Bool>(false)
     private let metrics: WorkerMetrics
     private let clock: TimeSource
@@ -44,8 +46,16 @@ final class OffsetBook: Sendable {
         state.withLock { $0.open.subtract(partitions) }
     }
 
-    func markDone(_ source: JobSource) {
-        state.withLock { _ = $0.tracker.markDone(source.offset, in: source.partition) }
+    /// Records a finished job (its result or dead-letter copy acknowledged by Kafka).
+    ///
+    /// - Returns: its partition's committable mark (the next offset to read) when it advanced: store it.
+    func markDone(_ source: JobSource) -> KafkaTopicPartitionOffset? {
+        state.withLock { state in
+            guard state.tracker.markDone(source.offset, in: source.partition),
+                let mark = state.tracker.committableOffsets[source.partition]
+            else { return nil }
+            return KafkaTopicPartitionOffset(source.partition.kafka, offset: mark)
+        }
     }
 
     func forget(_ partitions: [PartitionID]) {
@@ -62,61 +72,63 @@ final class OffsetBook: Sendable {
         }
     }
 
-    /// Commits, and waits for, the committable offsets that advanced (of `partitions`, or all).
-    ///
-    /// - Parameter attempts: tries for a retriable failure (a rebalance in progress, a coordinator moving),
-    ///   100 ms apart; the periodic commit uses 1 (the next period retries), revocation and shutdown more.
-    func commit(
-        _ partitions: Set<PartitionID>? = nil,
-        with consumer: KafkaConsumer,
-        attempts: Int = 1,
-        logger: Logger
-    ) async {
-        for attempt in 1...max(1, attempts) {
-            switch await commitOnce(partitions, with: consumer, logger: logger) {
-            case .done:
-                return
-            case .failed(let error):
-                guard attempt < attempts, error.isRetriable else {
-                    // Not fatal: the offsets stay committable and the next commit carries them.
-                    logger.warning("offset commit failed", metadata: ["error": "\(error)", "attempts": "\(attempt)"])
-                    return
-                }
-                try? await clock.sleep(for: .milliseconds(100))
-            }
-        }
-    }
-
-    private enum CommitOutcome {
-        case done
-        case failed(KafkaError)
-    }
-
-    private func commitOnce(_ partitions: Set<PartitionID>?, with consumer: KafkaConsumer, logger: Logger) async -> CommitOutcome {
-        await takeCommitTurn()
-        defer { releaseCommitTurn() }
-        let offsets = state.withLock { state in
-            state.tracker.committableOffsets.compactMap { partition, offset -> KafkaTopicPartitionOffset? in
-                guard partitions?.contains(partition) ?? true, offset > (state.committed[partition] ?? -1) else { return nil }
-                return KafkaTopicPartitionOffset(partition.kafka, offset: offset)
-            }
-        }
-        guard !offsets.isEmpty else { return .done }
-        do throws(KafkaError) {
-            try await consumer.commit(offsets)
-        } catch {
-            metrics.committed(success: false)
-            return .failed(error)
-        }
-        metrics.committed(success: true)
+    /// Records the result of a commit (librdkafka's offset commit callback, for automatic and revocation commits
+    /// alike): the metrics and ``lastCommitted``.
+    func committed(_ offsets: [KafkaTopicPartitionOffset], failure: KafkaError?) {
+        metrics.committed(success: failure == nil)
         state.withLock { state in
             for offset in offsets {
                 let partition = PartitionID(offset.topicPartition)
                 state.committed[partition] = max(state.committed[partition] ?? -1, offset.offset)
             }
         }
-        logger.debug("offsets committed", metadata: ["kafka.offsets": "\(offsets)"])
-        return .done
+    }
+
+    /// The committable marks of `partitions` that are ahead of the last commit.
+    private func marks(of partitions: Set<PartitionID>) -> [KafkaTopicPartitionOffset] {
+        state.withLock { state in
+            state.tracker.committableOffsets.compactMap { partition, offset -> KafkaTopicPartitionOffset? in
+                guard partitions.contains(partition), offset > (state.committed[partition] ?? -1) else { return nil }
+                return KafkaTopicPartitionOffset(partition.kafka, offset: offset)
+            }
+        }
+    }
+
+    /// Commits the marks of revoked partitions synchronously: call it only inside the revocation handler (not on
+    /// `lost`), where librdkafka cannot be rejoining the group, so the commit carries the current generation.
+    /// Any other explicit commit could go out behind this member's own JoinGroup, be answered
+    /// ILLEGAL_GENERATION, and make librdkafka 2.0.2 drop the member's assignment (docs/kafka.md).
+    ///
+    /// The marks are stored first, so that librdkafka's own commit of the removed partitions' stored offsets is
+    /// a second chance.
+    ///
+    /// - Parameter attempts: tries for a retriable failure, 100 ms apart.
+    func commitRevoked(_ partitions: Set<PartitionID>, with consumer: KafkaConsumer, attempts: Int, logger: Logger) async {
+        await takeCommitTurn()
+        defer { releaseCommitTurn() }
+        let offsets = marks(of: partitions)
+        guard !offsets.isEmpty else { return }
+        do throws(KafkaError) {
+            try consumer.storeOffsets(offsets)
+        } catch {
+            logger.warning("offsets of revoked partitions could not be stored", metadata: ["error": "\(error)"])
+        }
+        for attempt in 1...max(1, attempts) {
+            do throws(KafkaError) {
+                try await consumer.commit(offsets)
+                logger.debug("offsets of revoked partitions committed", metadata: ["kafka.offsets": "\(offsets)"])
+                return
+            } catch {
+                guard attempt < attempts, error.isRetriable else {
+                    logger.warning(
+                        "offset commit of revoked partitions failed; their next owner repeats the work since the last commit",
+                        metadata: ["error": "\(error)", "attempts": "\(attempt)"]
+                    )
+                    return
+                }
+                try? await clock.sleep(for: .milliseconds(100))
+            }
+        }
     }
 
     /// Waits for the commit turn, in arrival order. A cancelled task still waits (a commit at shutdown must land

@@ -46,7 +46,7 @@ public struct SettingsCatalog: Sendable {
             reserved: [
                 "bootstrap.servers": "is set by kafka.bootstrapServers, not as a property",
                 "group.id": "is set by kafka.groupId, not as a property",
-                "enable.auto.commit": "cannot be set: mioctx commits an offset only after its result is delivered",
+                "enable.auto.commit": "cannot be set: mioctx commits an offset only after its result is delivered (librdkafka auto-commits the offsets mioctx stores)",
                 "enable.auto.offset.store":
                     "cannot be set: mioctx stores an offset only after its result is delivered",
             ],
@@ -185,7 +185,7 @@ public struct SettingsCatalog: Sendable {
         public let commitInterval = Setting<Duration>(
             "processing.commitInterval", default: SettingsCatalog.workerDefaults.commitInterval,
             in: .milliseconds(10) ... .seconds(60),
-            "how often finished offsets are committed (10ms to 1m); also on revoke and shutdown"
+            "how often librdkafka commits the finished offsets (10ms to 1m); revoked partitions also at once"
         )
         /// The declaration of `processing.shutdownGracePeriod`.
         public let shutdownGracePeriod = Setting<Duration>(

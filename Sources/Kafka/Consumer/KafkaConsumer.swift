@@ -4,10 +4,14 @@ public import ServiceLifecycle
 
 /// A member of a Kafka consumer group.
 ///
-/// Messages arrive through ``messages``, an `AsyncSequence` backed by a bounded buffer. Offsets are never
-/// committed behind the application's back: `enable.auto.commit` and `enable.auto.offset.store` are off
-/// unless the configuration turns them on, and the application commits what it has finished with
-/// ``commit(_:)`` or ``commitAsync(_:)``.
+/// Messages arrive through ``messages``, an `AsyncSequence` backed by a bounded buffer. Only offsets the
+/// application finished are committed. By default `enable.auto.commit` and `enable.auto.offset.store` are off
+/// (unless the configuration turns them on) and the application commits with ``commit(_:)`` or
+/// ``commitAsync(_:)``. With ``Options/autoCommitInterval`` the consumer is at-least-once the librdkafka way:
+/// the application stores what it finished with ``storeOffsets(_:)``, librdkafka commits the stored offsets
+/// every interval, only while the group is stable, and the application commits synchronously only in its
+/// revocation handler (see docs/kafka.md: an explicit commit sent while the member rejoins its group makes
+/// librdkafka 2.0.2 lose the assignment).
 ///
 /// When partitions are revoked (a rebalance, or ``close()``), the consumer first drops its buffered messages
 /// of those partitions, then calls the revocation handler and waits for it, at most
@@ -32,6 +36,14 @@ public final class KafkaConsumer: Service, Sendable {
         /// when set and the configuration does not name that property, it defaults to
         /// ``defaultStatisticsInterval``. Default `nil`: no statistics.
         public var statisticsHandler: (@Sendable (KafkaStatistics) -> Void)?
+        /// When set, librdkafka commits the offsets stored with ``KafkaConsumer/storeOffsets(_:)`` this often
+        /// (`enable.auto.commit=true`, `enable.auto.offset.store=false`, `auto.commit.interval.ms`), only while
+        /// the group is stable; the configuration must then not name `enable.auto.commit` or
+        /// `enable.auto.offset.store`. Default `nil`: nothing is committed unless the application commits.
+        public var autoCommitInterval: Duration?
+        /// Receives the result of every offset commit on the poll thread (keep it quick): the automatic ones and
+        /// the application's, the offsets committed and the failure, if any. Default `nil`.
+        public var commitHandler: CommitHandler?
         /// The clock the revocation bound is measured on. Default `.system`; tests inject a manual clock.
         public var timeSource: TimeSource = .system
 
@@ -49,6 +61,16 @@ public final class KafkaConsumer: Service, Sendable {
     /// Called on the poll thread when partitions are assigned, before any of their messages is polled.
     /// Keep it quick: it runs inside librdkafka's rebalance callback.
     public typealias AssignmentHandler = @Sendable (_ partitions: [KafkaTopicPartition]) -> Void
+
+    /// Called on the poll thread with the result of an offset commit.
+    ///
+    /// - Parameters:
+    ///   - offsets: the offsets committed (the next offset to read of each partition); empty when it failed.
+    ///   - failure: the failure of the commit, or of its first failed partition; `nil` when it succeeded.
+    public typealias CommitHandler = @Sendable (_ offsets: [KafkaTopicPartitionOffset], _ failure: KafkaError?) -> Void
+
+    /// Properties that ``Options/autoCommitInterval`` sets and the configuration may not.
+    public static let autoCommitProperties = ["enable.auto.commit", "enable.auto.offset.store"]
 
     /// The `statistics.interval.ms` used with a ``Options/statisticsHandler`` unless the configuration sets one.
     public static let defaultStatisticsInterval: Duration = .seconds(5)
@@ -85,7 +107,8 @@ public final class KafkaConsumer: Service, Sendable {
     ///   - logger: receives librdkafka's own log lines too.
     ///   - onAssign: called when partitions are assigned, before any of their messages arrives.
     ///   - onRevoke: called before a revocation completes; finish and commit the partitions' work there.
-    /// - Throws: ``KafkaError`` with code `configuration` naming a property librdkafka refused.
+    /// - Throws: ``KafkaError`` with code `configuration` naming a property librdkafka refused, or one of
+    ///   ``autoCommitProperties`` set while ``Options/autoCommitInterval`` is.
     public init(
         configuration: KafkaConfiguration,
         groupID: String,
@@ -100,6 +123,17 @@ public final class KafkaConsumer: Service, Sendable {
         }
         var properties = configuration.withDefaults(Self.defaultProperties)
         properties["group.id"] = groupID
+        if let interval = options.autoCommitInterval {
+            if let reserved = Self.autoCommitProperties.first(where: { configuration.properties[$0] != nil }) {
+                throw KafkaError(
+                    code: .configuration,
+                    message: "\(reserved) is set by mioctx (offsets are stored when work is finished and committed every commit interval); remove it from the Kafka properties"
+                )
+            }
+            properties["enable.auto.commit"] = "true"
+            properties["enable.auto.offset.store"] = "false"
+            properties["auto.commit.interval.ms"] = String(max(1, interval.wholeMilliseconds))
+        }
         if let reset = properties["auto.offset.reset"], ["latest", "largest", "end"].contains(reset) {
             // The rewind the consumer undoes (see `KafkaConsumerCore.deliver`) moves a partition to this position:
             // with `latest` that is a jump forward, a skip no consumer can tell from compaction.
@@ -183,6 +217,19 @@ public final class KafkaConsumer: Service, Sendable {
         guard !offsets.isEmpty else { return }
         let client = self.client
         if let failure = await runBlocking({ client.commit(offsets) }) {
+            throw failure
+        }
+    }
+
+    /// Stores finished offsets for the automatic commit (``Options/autoCommitInterval``); it does no I/O.
+    /// Offsets of partitions no longer assigned are skipped.
+    ///
+    /// - Parameter offsets: for each partition, the offset of the next message to read (last finished + 1).
+    /// - Throws: ``KafkaError`` with code `commit` when librdkafka refused the store (for example without
+    ///   ``Options/autoCommitInterval`` and with `enable.auto.offset.store` on).
+    public func storeOffsets(_ offsets: [KafkaTopicPartitionOffset]) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        if let failure = client.storeOffsets(offsets) {
             throw failure
         }
     }

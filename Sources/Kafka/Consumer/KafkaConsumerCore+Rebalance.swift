@@ -27,6 +27,12 @@ extension KafkaConsumerCore {
             )
             events.yield(.revoked(partitions, lost: lost))
             waitForRevocationHandler(partitions, lost: lost)
+            // librdkafka keeps a pause across the unassign (librdkafka#1849): a partition paused by the full buffer
+            // would come back paused at its next assignment, while the state machine forgets the pause here.
+            let paused = state.withLock { state, _ in state.pausedInLibrary.intersection(partitions) }
+            if !paused.isEmpty, let failure = rebalance.resume(paused.sorted()) {
+                report(failure)
+            }
             applyReportingFailure(rebalance)
             state.withLock { state, _ in state.revoked(partitions) }
         case .failed(let error):

@@ -25,6 +25,7 @@ final class KafkaConsumerCore: Sendable {
     let onAssign: KafkaConsumer.AssignmentHandler?
     let onRevoke: KafkaConsumer.RevocationHandler?
     let onStatistics: (@Sendable (KafkaStatistics) -> Void)?
+    let onCommit: KafkaConsumer.CommitHandler?
     let events: AsyncStream<KafkaConsumerEvent>.Continuation
 
     init(
@@ -41,6 +42,7 @@ final class KafkaConsumerCore: Sendable {
         self.onAssign = onAssign
         self.onRevoke = onRevoke
         self.onStatistics = options.statisticsHandler
+        self.onCommit = options.commitHandler
         self.events = events
     }
 
@@ -53,7 +55,7 @@ final class KafkaConsumerCore: Sendable {
         return RDKafkaCallbacks(
             logger: logger,
             rebalance: { [self] rebalance in self.rebalance(rebalance) },
-            commitFailed: { [self] error in self.report(error, asCommit: true) },
+            committed: { [self] offsets, failure in self.committed(offsets, failure: failure) },
             statistics: statistics
         )
     }
@@ -84,6 +86,23 @@ final class KafkaConsumerCore: Sendable {
     func report(_ error: KafkaError, asCommit: Bool = false) {
         logger.error("\(error)")
         events.yield(asCommit ? .commitFailed(error) : .error(error))
+    }
+
+    /// librdkafka's offset commit callback (on the poll thread): every commit's result, automatic or not.
+    private func committed(_ offsets: [KafkaTopicPartitionOffset], failure: KafkaError?) {
+        if let failure {
+            // A commit refused during a rebalance is no loss: the offsets stay stored (or committable) and the
+            // next commit, in the new generation, carries those of the partitions still assigned.
+            if failure.isRetriable {
+                logger.info("offset commit deferred: \(failure)")
+            } else {
+                logger.warning("\(failure)")
+            }
+            events.yield(.commitFailed(failure))
+        } else if !offsets.isEmpty {
+            logger.debug("offsets committed", metadata: ["kafka.offsets": "\(offsets)"])
+        }
+        onCommit?(offsets, failure)
     }
 
     /// librdkafka's statistics callback (on the poll thread).

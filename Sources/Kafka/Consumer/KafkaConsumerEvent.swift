@@ -5,7 +5,7 @@ public enum KafkaConsumerEvent: Sendable, Hashable {
     /// These partitions were taken away. `lost` means the session expired: they already belong to another
     /// member and no commit for them can succeed.
     case revoked([KafkaTopicPartition], lost: Bool)
-    /// An asynchronous commit failed.
+    /// A commit failed (an automatic one, or the application's).
     case commitFailed(KafkaError)
     /// librdkafka reported an error while polling (most are transient; the client recovers by itself).
     case error(KafkaError)

@@ -13,8 +13,10 @@ final class RDKafkaCallbacks: Sendable {
     /// Called for each rebalance, inside `rd_kafka_consumer_poll`; it must apply the change
     /// (``RDKafkaRebalance/apply()``) before returning.
     let rebalance: (@Sendable (RDKafkaRebalance) -> Void)?
-    /// Called when an asynchronous commit failed (as a whole, or for one of its partitions).
-    let commitFailed: (@Sendable (KafkaError) -> Void)?
+    /// Called with the result of every offset commit (librdkafka's automatic ones and the application's, sync or
+    /// not): the offsets committed, and the failure of the commit as a whole or of its first failed partition.
+    /// A commit with nothing to commit (`_NO_OFFSET`) is not reported.
+    let committed: (@Sendable (_ offsets: [KafkaTopicPartitionOffset], _ failure: KafkaError?) -> Void)?
     /// Called with each statistics JSON document (`statistics.interval.ms`); the buffer is valid during the call.
     let statistics: (@Sendable (UnsafeRawBufferPointer) -> Void)?
     /// Called after each delivery report of a producer, once the waiting `send` has been resumed.
@@ -23,13 +25,13 @@ final class RDKafkaCallbacks: Sendable {
     init(
         logger: Logger,
         rebalance: (@Sendable (RDKafkaRebalance) -> Void)? = nil,
-        commitFailed: (@Sendable (KafkaError) -> Void)? = nil,
+        committed: (@Sendable (_ offsets: [KafkaTopicPartitionOffset], _ failure: KafkaError?) -> Void)? = nil,
         statistics: (@Sendable (UnsafeRawBufferPointer) -> Void)? = nil,
         deliveryReported: (@Sendable () -> Void)? = nil
     ) {
         self.logger = logger
         self.rebalance = rebalance
-        self.commitFailed = commitFailed
+        self.committed = committed
         self.statistics = statistics
         self.deliveryReported = deliveryReported
     }
@@ -52,12 +54,18 @@ final class RDKafkaCallbacks: Sendable {
                 rebalance(RDKafkaRebalance(handle: handle, error: error, list: partitions))
             }
         }
-        if commitFailed != nil {
+        if committed != nil {
             rd_kafka_conf_set_offset_commit_cb(conf) { handle, error, offsets, _ in
-                guard let handle, let commitFailed = RDKafkaCallbacks.of(handle)?.commitFailed else { return }
-                if let failure = RDKafkaCallbacks.commitFailure(error, offsets) {
-                    commitFailed(failure)
+                guard let handle, let committed = RDKafkaCallbacks.of(handle)?.committed else { return }
+                guard error != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+                var succeeded: [KafkaTopicPartitionOffset] = []
+                if error == RD_KAFKA_RESP_ERR_NO_ERROR, let offsets {
+                    for entry in RDKafkaTopicPartitionList.entries(offsets)
+                    where entry.err == RD_KAFKA_RESP_ERR_NO_ERROR && entry.offset >= 0 {
+                        succeeded.append(KafkaTopicPartitionOffset(entry.topicPartition, offset: entry.offset))
+                    }
                 }
+                committed(succeeded, RDKafkaCallbacks.commitFailure(error, offsets))
             }
         }
         if statistics != nil {
@@ -80,7 +88,7 @@ final class RDKafkaCallbacks: Sendable {
         }
     }
 
-    /// The failure an asynchronous commit's result reports, if any (`_NO_OFFSET`, nothing to commit, is none).
+    /// The failure a commit's result reports, if any (`_NO_OFFSET`, nothing to commit, is none).
     private static func commitFailure(
         _ error: rd_kafka_resp_err_t,
         _ offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?

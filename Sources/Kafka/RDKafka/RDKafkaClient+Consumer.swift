@@ -71,6 +71,24 @@ extension RDKafkaClient {
         }
     }
 
+    /// Stores offsets for librdkafka's automatic commit (`enable.auto.offset.store=false`); no I/O. A partition no
+    /// longer assigned (`_STATE`: revoked or lost) is skipped: its next owner reads it from the committed offset.
+    ///
+    /// - Returns: the error when the store was refused as a whole, or for an assigned partition.
+    func storeOffsets(_ offsets: [KafkaTopicPartitionOffset]) -> KafkaError? {
+        RDKafkaTopicPartitionList.with(offsets) { list in
+            let error = rd_kafka_offsets_store(pointer, list)
+            for entry in RDKafkaTopicPartitionList.entries(list)
+            where entry.err != RD_KAFKA_RESP_ERR_NO_ERROR && entry.err != RD_KAFKA_RESP_ERR__STATE {
+                return .rdKafka(entry.err, code: .commit, context: "could not store the offset of \(entry.topicPartition)")
+            }
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR || error == RD_KAFKA_RESP_ERR__STATE else {
+                return .rdKafka(error, code: .commit, context: "could not store offsets \(offsets)")
+            }
+            return nil
+        }
+    }
+
     /// Sends a commit without waiting; its result reaches ``RDKafkaCallbacks/commitFailed`` when it fails.
     ///
     /// - Returns: the error when the commit could not even be sent.

@@ -40,6 +40,18 @@ struct RDKafkaRebalance {
         }
     }
 
+    /// Resumes `partitions` in librdkafka (inside the callback, before a revocation is applied): librdkafka keeps a
+    /// pause on a partition across its unassign, so a revoked partition left paused would come back paused.
+    ///
+    /// - Returns: the error when librdkafka refused the resume.
+    func resume(_ partitions: [KafkaTopicPartition]) -> KafkaError? {
+        let error = RDKafkaTopicPartitionList.with(partitions) { rd_kafka_resume_partitions(handle, $0) }
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            return .rdKafka(error, code: .partitionControl, context: "resume of revoked partitions failed")
+        }
+        return nil
+    }
+
     /// Applies the change in librdkafka: an incremental assign or unassign with the cooperative protocol; with the
     /// eager one, an assign of the whole new assignment, or of nothing on a revocation. A failed rebalance drops
     /// the whole assignment.
