@@ -329,6 +329,7 @@ let package = Package(
         .testTarget(
             name: "KafkaPipelineTests",
             dependencies: [
+                "Coordination",
                 "KafkaPipeline",
                 "Pipeline",
                 "PipelineMioBridge",
