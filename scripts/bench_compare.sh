@@ -8,7 +8,9 @@
 #   scripts/bench_compare.sh /tmp/old/.build/release/mioctx .build/release/mioctx 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
-old="${1:?the old build's mioctx}"; new="${2:?the new build's mioctx}"; rounds="${3:-2}"
+old="${1:?usage: bench_compare.sh OLD_BINARY NEW_BINARY [ROUNDS]}"
+new="${2:?usage: bench_compare.sh OLD_BINARY NEW_BINARY [ROUNDS]}"
+rounds="${3:-2}"
 for round in $(seq 1 "$rounds"); do
     for build in old new; do
         binary=$old; [ "$build" = new ] && binary=$new
