@@ -54,14 +54,9 @@ final class ConsumerFeed: Service, Sendable {
         ) { event in
             switch event {
             case .done(let source):
-                // Stored at once (no I/O); librdkafka commits the stored marks every commit interval.
-                if let mark = book.markDone(source) {
-                    do throws(KafkaError) {
-                        try consumer.storeOffsets([mark])
-                    } catch {
-                        logger.warning("offset could not be stored", metadata: ["error": "\(error)"])
-                    }
-                }
+                // The mark waits in the book; `storeMarks` stores the advanced marks every `storeInterval` and
+                // librdkafka commits the stored marks every commit interval.
+                book.markDone(source)
             case .pauseInput, .resumeInput:
                 // The feed stops reading at the limit; the consumer's bounded buffer then pauses the partitions.
                 break
@@ -93,6 +88,7 @@ final class ConsumerFeed: Service, Sendable {
             group.addTask { await self.engine.run() }
             group.addTask { await self.feed() }
             group.addTask { await self.reportPauses() }
+            group.addTask { await self.storeMarks() }
             group.addTask { await self.followMembership() }
 
             await withGracefulShutdownHandler {
@@ -110,8 +106,37 @@ final class ConsumerFeed: Service, Sendable {
             // the shutdown order) revokes the partitions, whose handler commits them synchronously; librdkafka
             // also commits the stored offsets of the partitions it unassigns. A commit from here could go out
             // while a peer's rebalance is under way and cost this member its assignment (docs/kafka.md).
+            storeFinishedMarks()
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
             group.cancelAll()
+        }
+    }
+
+    /// How often the marks that advanced are stored in the consumer: one librdkafka call for all partitions,
+    /// not one per finished job (a partition list built and a partition looked up each time). It adds at most this
+    /// much finished work to what a crash repeats.
+    static let storeInterval: Duration = .milliseconds(100)
+
+    /// Stores the advanced marks every ``storeInterval`` until cancelled.
+    private func storeMarks() async {
+        while !Task.isCancelled {
+            do {
+                try await clock.sleep(for: Self.storeInterval)
+            } catch {
+                return
+            }
+            storeFinishedMarks()
+        }
+    }
+
+    /// Stores the marks that advanced since the last call (no I/O: librdkafka commits them later).
+    private func storeFinishedMarks() {
+        let marks = book.takeUnstoredMarks()
+        guard !marks.isEmpty else { return }
+        do throws(KafkaError) {
+            try consumer.storeOffsets(marks)
+        } catch {
+            logger.warning("offsets could not be stored", metadata: ["error": "\(error)"])
         }
     }
 

@@ -14,6 +14,8 @@ final class OffsetBook: Sendable {
         var committed: [PartitionID: Int64] = [:]
         /// Partitions assigned and not revoked: only their messages are taken.
         var open: Set<PartitionID> = []
+        /// Marks that advanced since they were last taken to be stored in the consumer.
+        var unstored: [PartitionID: Int64] = [:]
     }
 
     private let state = Mutex(State())
@@ -46,15 +48,24 @@ final class OffsetBook: Sendable {
         state.withLock { $0.open.subtract(partitions) }
     }
 
-    /// Records a finished job (its result or dead-letter copy acknowledged by Kafka).
-    ///
-    /// - Returns: its partition's committable mark (the next offset to read) when it advanced: store it.
-    func markDone(_ source: JobSource) -> KafkaTopicPartitionOffset? {
+    /// Records a finished job (its result or dead-letter copy acknowledged by Kafka); a committable mark that
+    /// advanced waits in the book until ``takeUnstoredMarks()``.
+    func markDone(_ source: JobSource) {
         state.withLock { state in
             guard state.tracker.markDone(source.offset, in: source.partition),
                 let mark = state.tracker.committableOffsets[source.partition]
-            else { return nil }
-            return KafkaTopicPartitionOffset(source.partition.kafka, offset: mark)
+            else { return }
+            state.unstored[source.partition] = mark
+        }
+    }
+
+    /// The committable marks (the next offset to read) that advanced since the last call, one per partition:
+    /// the feed stores them in the consumer in one call, instead of one librdkafka call per finished job.
+    func takeUnstoredMarks() -> [KafkaTopicPartitionOffset] {
+        state.withLock { state in
+            guard !state.unstored.isEmpty else { return [] }
+            defer { state.unstored.removeAll(keepingCapacity: true) }
+            return state.unstored.map { KafkaTopicPartitionOffset($0.key.kafka, offset: $0.value) }
         }
     }
 
@@ -62,6 +73,7 @@ final class OffsetBook: Sendable {
         state.withLock { state in
             for partition in partitions {
                 state.tracker.forget(partition)
+                state.unstored[partition] = nil
             }
         }
     }
