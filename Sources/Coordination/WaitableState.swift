@@ -1,4 +1,4 @@
-import Synchronization
+public import Synchronization
 
 /// State under one lock that tasks can wait on: the one way in this package to suspend a task until another
 /// part changes some state (a message arrives, a slot frees up, a turn comes, virtual time moves on).
@@ -8,12 +8,21 @@ import Synchronization
 /// code under the lock. A waiting task that is cancelled is resumed with the value given to
 /// ``wait(cancelled:_:)``, exactly once.
 public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
-    private struct Storage {
-        var state: State
-        var waiters = Waiters<Value>()
+    // Inlinable (with what it touches): the engine's state, the consumer's and the message buffer take this lock
+    // for every job, and an unspecialized generic call across the module boundary cost measurable CPU per job.
+    @usableFromInline
+    struct Storage {
+        @usableFromInline var state: State
+        @usableFromInline var waiters = Waiters<Value>()
+
+        @inlinable
+        init(state: State) {
+            self.state = state
+        }
     }
 
-    private let storage: Mutex<Storage>
+    @usableFromInline
+    let storage: Mutex<Storage>
 
     /// Creates the state.
     /// - Parameter state: The initial state.
@@ -24,6 +33,7 @@ public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
     /// Reads or changes the state; waiters woken by `body` are resumed once the lock is released.
     /// - Parameter body: Runs under the lock with the state and the waiters.
     /// - Returns: What `body` returns.
+    @inlinable
     public func withLock<Result>(_ body: (inout State, inout Waiters<Value>) throws -> Result) rethrows -> Result {
         var woken = Waiters<Value>.Woken()
         let result = try storage.withLock { storage in
@@ -39,6 +49,7 @@ public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
     ///   - cancelled: The value returned when the task is (or gets) cancelled while waiting.
     ///   - decide: Runs under the lock: a value to return now, or `nil` to wait (in the order of arrival).
     /// - Returns: The value decided, the value a waker gave, or `cancelled`.
+    @inlinable
     public func wait(cancelled: Value, _ decide: (inout State) -> Value?) async -> Value {
         // One lock to decide or take a ticket; the continuation decides again, as the state may change between.
         let decided: (value: Value?, ticket: Waiters<Value>.Ticket?) = storage.withLock { storage in
@@ -75,21 +86,39 @@ public final class WaitableState<State: Sendable, Value: Sendable>: Sendable {
 /// they are resumed after the lock is released.
 public struct Waiters<Value: Sendable>: Sendable {
     /// Identifies one waiting task, so that its cancellation removes exactly it.
+    @usableFromInline
     struct Ticket: Hashable, Sendable {
-        let id: UInt64
+        @usableFromInline let id: UInt64
+
+        @inlinable
+        init(id: UInt64) {
+            self.id = id
+        }
     }
 
-    struct Wakeup {
-        let continuation: UnsafeContinuation<Value, Never>
-        let value: Value
+    @usableFromInline
+    struct Wakeup: Sendable {
+        @usableFromInline let continuation: UnsafeContinuation<Value, Never>
+        @usableFromInline let value: Value
+
+        @inlinable
+        init(continuation: UnsafeContinuation<Value, Never>, value: Value) {
+            self.continuation = continuation
+            self.value = value
+        }
     }
 
     /// The tasks woken under the lock, to resume after it. The first is kept apart so that the common case, one
     /// task woken at a time (a message for a waiting reader, a freed slot), allocates nothing.
-    struct Woken {
-        var first: Wakeup?
-        var more: [Wakeup] = []
+    @usableFromInline
+    struct Woken: Sendable {
+        @usableFromInline var first: Wakeup?
+        @usableFromInline var more: [Wakeup] = []
 
+        @inlinable
+        init() {}
+
+        @inlinable
         func resume() {
             guard let first else { return }
             first.continuation.resume(returning: first.value)
@@ -99,22 +128,26 @@ public struct Waiters<Value: Sendable>: Sendable {
         }
     }
 
-    private var entries: [(ticket: Ticket, continuation: UnsafeContinuation<Value, Never>)] = []
-    private var head = 0
-    private var nextTicket: UInt64 = 0
-    private var woken = Woken()
+    @usableFromInline var entries: [(ticket: Ticket, continuation: UnsafeContinuation<Value, Never>)] = []
+    @usableFromInline var head = 0
+    @usableFromInline var nextTicket: UInt64 = 0
+    @usableFromInline var woken = Woken()
 
+    @inlinable
     init() {}
 
     /// The number of tasks waiting.
+    @inlinable
     public var count: Int { entries.count - head }
 
     /// Whether no task is waiting.
+    @inlinable
     public var isEmpty: Bool { count == 0 }
 
     /// Wakes the oldest waiting task with `value`.
     /// - Parameter value: What its `wait` returns.
     /// - Returns: Whether a task was waiting.
+    @inlinable
     @discardableResult
     public mutating func wakeFirst(with value: Value) -> Bool {
         guard head < entries.count else { return false }
@@ -127,6 +160,7 @@ public struct Waiters<Value: Sendable>: Sendable {
     /// Wakes every waiting task with `value`.
     /// - Parameter value: What their `wait` returns.
     /// - Returns: How many tasks were waiting.
+    @inlinable
     @discardableResult
     public mutating func wakeAll(with value: Value) -> Int {
         let count = self.count
@@ -138,27 +172,32 @@ public struct Waiters<Value: Sendable>: Sendable {
         return count
     }
 
+    @inlinable
     mutating func makeTicket() -> Ticket {
         defer { nextTicket += 1 }
         return Ticket(id: nextTicket)
     }
 
+    @inlinable
     mutating func enqueue(_ continuation: UnsafeContinuation<Value, Never>, ticket: Ticket) {
         entries.append((ticket, continuation))
     }
 
+    @inlinable
     mutating func remove(_ ticket: Ticket) -> UnsafeContinuation<Value, Never>? {
         guard let index = entries[head...].firstIndex(where: { $0.ticket == ticket }) else { return nil }
         return entries.remove(at: index).continuation
     }
 
+    @inlinable
     mutating func takeWoken() -> Woken {
         guard woken.first != nil else { return Woken() }
         defer { woken = Woken() }
         return woken
     }
 
-    private mutating func append(_ wakeup: Wakeup) {
+    @inlinable
+    mutating func append(_ wakeup: Wakeup) {
         if woken.first == nil {
             woken.first = wakeup
         } else {
@@ -166,7 +205,8 @@ public struct Waiters<Value: Sendable>: Sendable {
         }
     }
 
-    private mutating func compact() {
+    @inlinable
+    mutating func compact() {
         if head >= 64, head * 2 >= entries.count {
             entries.removeFirst(head)
             head = 0
