@@ -368,7 +368,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: ["MioctxTestSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "MioctxTestSupport", "Kafka", .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: upcomingFeatures
         ),
     ]

@@ -40,9 +40,20 @@ public struct SettingsCatalog: Sendable {
             "kafka.deadLetterTopic", flags: ["--dead-letter-topic"], default: "context-dead-letters", parser: .topic,
             "undecodable jobs with the reason in headers; must differ from the input topic"
         )
+        /// The declaration of `kafka.topicPartitions`.
+        public let topicPartitions = Setting<Int>(
+            "kafka.topicPartitions", flags: ["--partitions"], default: 6, parser: .integer(in: 1...10_000),
+            "partitions of each topic `mioctx topics` creates (1 to 10000; the most replicas that share the work)"
+        )
+        /// The declaration of `kafka.topicReplicationFactor`.
+        public let topicReplicationFactor = Setting<Int>(
+            "kafka.topicReplicationFactor", flags: ["--replication-factor"], default: -1,
+            parser: .replicationFactor,
+            "replicas of each partition `mioctx topics` creates (1 to 64; -1: the brokers' `default.replication.factor`)"
+        )
         /// The declaration of `kafka.properties`.
         public let properties = PropertyMapSetting(
-            "kafka.properties", flag: "--kafka-property",
+            "kafka.properties", flags: ["--kafka-property", SettingsArguments.shortPropertyFlag],
             reserved: [
                 "bootstrap.servers": "is set by kafka.bootstrapServers, not as a property",
                 "group.id": "is set by kafka.groupId, not as a property",
