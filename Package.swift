@@ -329,6 +329,7 @@ let package = Package(
         .testTarget(
             name: "KafkaPipelineTests",
             dependencies: [
+                .product(name: "Yams", package: "Yams"),
                 "Coordination",
                 "KafkaPipeline",
                 "Pipeline",
