@@ -62,8 +62,8 @@ final class ConsumerFeed: Service, Sendable {
                 break
             case .deliveryFailed(let source, let error):
                 logger.critical(
-                    "a result could not be delivered; stopping so that the job is not skipped",
-                    metadata: ["job.source": "\(source)", "error": "\(error)"]
+                    "stopping, so that the job is not skipped: \(error)",
+                    metadata: ["job.source": "\(source)"]
                 )
                 stop.withLock { stop, waiters in
                     stop.failure = stop.failure ?? KafkaWorker.Failure(message: error.description)
@@ -155,6 +155,11 @@ final class ConsumerFeed: Service, Sendable {
                 headers: message.headers.map { MessageHeader(name: $0.key, value: $0.value) },
                 source: source
             )
+            if let dropped = message.droppedValueBytes {
+                // Over the job limit: the consumer did not copy the value; the dead-letter copy goes without it.
+                guard engine.submit(item, parsed: .failure(.messageTooLarge(bytes: dropped))) else { return }
+                continue
+            }
             guard engine.submit(item) else { return }
         }
     }

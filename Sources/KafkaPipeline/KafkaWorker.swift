@@ -1,3 +1,4 @@
+import Coordination
 public import CoreMetrics
 public import Kafka
 public import Logging
@@ -41,6 +42,9 @@ public final class KafkaWorker: Service, Sendable {
         public var shutdownGracePeriod: Duration = .seconds(30)
         /// How long a revocation lets jobs of the revoked partitions finish. Default 10 s.
         public var revocationGracePeriod: Duration = .seconds(10)
+        /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
+        /// above it the consumer pauses its partitions. Default 32 MiB.
+        public var maxBufferedBytes: Int = 32 * 1024 * 1024
 
         /// Creates a configuration with production defaults.
         public init(
@@ -73,6 +77,9 @@ public final class KafkaWorker: Service, Sendable {
         "partition.assignment.strategy": "cooperative-sticky",
         // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
         "queued.max.messages.kbytes": "4096",
+        // Bounds one fetch answer (librdkafka's default is 50 MiB); librdkafka raises it to message.max.bytes if
+        // that is larger.
+        "fetch.max.bytes": "8388608",
         // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
         "fetch.wait.max.ms": "100",
     ]
@@ -107,7 +114,13 @@ public final class KafkaWorker: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         let metrics = WorkerMetrics(factory: metricsFactory)
-        let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
+        var producerConfiguration = configuration.kafka
+        // A message no broker took within the outage limit is reported then (librdkafka's default is 5 minutes),
+        // so that the engine sees the outage (`maxOutage`) and stops, or sends it again if others got through.
+        producerConfiguration.properties = configuration.kafka.properties.merging(
+            ["message.timeout.ms": String(max(1, min(configuration.engine.maxOutage.wholeMilliseconds, Int64(Int32.max))))]
+        ) { user, _ in user }
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let book = OffsetBook(metrics: metrics, clock: handler.timeSource)
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
@@ -115,6 +128,9 @@ public final class KafkaWorker: Service, Sendable {
         // Four times the in-flight limit: refilling the buffer after a pause (a fetch round trip) then never
         // starves the engine, and job messages are small (a few hundred bytes each).
         consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
+        consumerOptions.maxBufferedBytes = configuration.maxBufferedBytes
+        // A message over the job limit is dead-lettered as `message_too_large` without its value ever being copied.
+        consumerOptions.maxValueBytes = Job.maxMessageBytes
         consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
         consumerOptions.statisticsHandler = { metrics.update($0) }
         // At least once without explicit commits outside revocations: finished marks are stored, librdkafka

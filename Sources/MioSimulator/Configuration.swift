@@ -108,6 +108,9 @@ extension MioSimulator {
         public var maxConcurrentRequests: Int?
         /// The endpoints the random faults, latency and hangs apply to. Default all.
         public var targets: [Target]
+        /// Users whose `POST /v1/context` answer is padded to this many bytes of `content` (the usual content,
+        /// then `x`s): oversized answers for one user among many. Default none.
+        public var answerBytes: [String: Int]
 
         /// Creates fault settings; by default no fault.
         public init(
@@ -122,8 +125,10 @@ extension MioSimulator {
             retryAfterFormat: RetryAfterFormat = .seconds,
             requestsPerSecondPerClient: Double? = nil,
             maxConcurrentRequests: Int? = nil,
-            targets: [Target] = Target.allCases
+            targets: [Target] = Target.allCases,
+            answerBytes: [String: Int] = [:]
         ) {
+            self.answerBytes = answerBytes
             self.latencyMs = latencyMs
             self.jitterMs = jitterMs
             self.rate500 = rate500
@@ -155,6 +160,7 @@ extension MioSimulator {
             try take(.retryAfterSeconds, &self.retryAfterSeconds)
             try take(.retryAfterFormat, &self.retryAfterFormat)
             try take(.targets, &self.targets)
+            try take(.answerBytes, &self.answerBytes)
             self.requestsPerSecondPerClient = try container.decodeIfPresent(
                 Double.self,
                 forKey: .requestsPerSecondPerClient
@@ -191,12 +197,15 @@ extension MioSimulator {
             if retryAfterSeconds < 0 { return "retryAfterSeconds must be >= 0" }
             if let limit = requestsPerSecondPerClient, !(limit > 0) { return "requestsPerSecondPerClient must be > 0" }
             if let limit = maxConcurrentRequests, limit < 1 { return "maxConcurrentRequests must be >= 1" }
+            if answerBytes.values.contains(where: { $0 < 0 || $0 > 64 * 1024 * 1024 }) {
+                return "answerBytes must be between 0 and 67108864"
+            }
             return nil
         }
 
         private enum CodingKeys: String, CodingKey, CaseIterable {
             case latencyMs, jitterMs, rate500, rate503, rate429, hangRate, hangMs, retryAfterSeconds
-            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets
+            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets, answerBytes
         }
     }
 }

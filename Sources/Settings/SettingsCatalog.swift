@@ -190,6 +190,26 @@ public struct SettingsCatalog: Sendable {
             format: { $0.map(SettingParser<Double>.format) ?? "unlimited" }, documentedDefault: "unlimited",
             "cap on getContext calls per second for this replica (> 0, at most 1000000; `unlimited`: no cap)"
         )
+        /// The declaration of `processing.maxResultBytes`.
+        public let maxResultBytes = Setting<Int>(
+            "processing.maxResultBytes", default: ProcessingEngine.Configuration.defaultMaxResultBytes,
+            parser: .integer(in: 1024...1_000_000_000),
+            "largest result in bytes; a larger Mio answer gives a `too_large` result without it. `run` refuses a "
+                + "value that does not fit the producer's `message.max.bytes` with 16 KiB to spare"
+        )
+        /// The declaration of `processing.maxBufferedBytes`.
+        public let maxBufferedBytes = Setting<Int>(
+            "processing.maxBufferedBytes", default: SettingsCatalog.workerDefaults.maxBufferedBytes,
+            parser: .integer(in: 1_048_576...4_294_967_296),
+            "bytes of input messages the consumer holds for the engine (1 MiB to 4 GiB); above it, fetching pauses"
+        )
+        /// The declaration of `processing.maxOutage`.
+        public let maxOutage = Setting<Duration>(
+            "processing.maxOutage", default: ProcessingEngine.Configuration().maxOutage,
+            in: .seconds(1) ... .seconds(86_400),
+            "how long no result may reach Kafka (no broker takes any) before the worker stops (1s to 24h); also "
+                + "the producer's `message.timeout.ms` unless set"
+        )
         /// `processing.retry.*`.
         public let retry = Retry()
         /// The declaration of `processing.commitInterval`.

@@ -29,6 +29,13 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await CommandSettings.load(requiring: .worker)
+        do {
+            try WorkerAssembly.checkResultLimit(settings)
+        } catch {
+            // Before anything connects, like an invalid setting: every result at the limit would be refused.
+            FileHandle.standardError.write(Data("invalid_configuration: \(error)\n".utf8))
+            throw CommandSettings.invalidConfigurationExitCode
+        }
         // Before anything is built: parts capture the metrics factory when they are created.
         let registry = bootstrapObservability(log: LogSetup(settings))
         let logger = LogSetup(settings).makeLogger(label: "mioctx")

@@ -30,6 +30,8 @@ struct WorkerAssembly {
         configuration.commitInterval = settings[\.processing.commitInterval]
         configuration.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
         configuration.revocationGracePeriod = settings[\.processing.revocationGracePeriod]
+        configuration.maxBufferedBytes = settings[\.processing.maxBufferedBytes]
+        try Self.checkResultLimit(settings)
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
@@ -110,6 +112,29 @@ struct WorkerAssembly {
         )
     }
 
+    /// Room left in a Kafka message besides the result: the key (a user id), the headers (job id, trace
+    /// context) and the record's framing.
+    static let resultEnvelopeBytes = 16 * 1024
+
+    /// librdkafka's default `message.max.bytes`.
+    static let defaultMessageMaxBytes = 1_000_000
+
+    /// Refuses a result limit that the producer's `message.max.bytes` (the passthrough value, else librdkafka's
+    /// default) cannot carry with ``resultEnvelopeBytes`` to spare: every result at the limit would be refused.
+    static func checkResultLimit(_ settings: EffectiveSettings) throws {
+        let limit = settings[\.processing.maxResultBytes]
+        let given = settings.kafkaProperties["message.max.bytes"]
+        let messageMaxBytes = given.flatMap { Int($0.filter { $0 != " " }) } ?? defaultMessageMaxBytes
+        guard limit + resultEnvelopeBytes > messageMaxBytes else { return }
+        let source = given == nil ? "librdkafka's default" : "kafka.properties"
+        throw ResultLimitError(
+            message: "processing.maxResultBytes (\(limit)) does not fit Kafka's message.max.bytes (\(messageMaxBytes), "
+                + "\(source)) with \(resultEnvelopeBytes) bytes for the key, headers and framing: lower "
+                + "processing.maxResultBytes to at most \(messageMaxBytes - resultEnvelopeBytes), or raise "
+                + "kafka.properties message.max.bytes (and the output topic's max.message.bytes)"
+        )
+    }
+
     /// The engine's limits from the processing settings.
     static func engineConfiguration(_ settings: EffectiveSettings) -> ProcessingEngine.Configuration {
         let maxInFlight = settings[\.processing.maxInFlight]
@@ -121,7 +146,15 @@ struct WorkerAssembly {
                 // Resume reading a little below the limit, not at the first free slot, so the input does
                 // not flip between paused and resumed with every finished job.
                 readahead: max(16, maxInFlight / 4)
-            )
+            ),
+            maxResultBytes: settings[\.processing.maxResultBytes],
+            maxOutage: settings[\.processing.maxOutage]
         )
     }
+}
+
+/// `processing.maxResultBytes` cannot fit the producer's `message.max.bytes`.
+struct ResultLimitError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
