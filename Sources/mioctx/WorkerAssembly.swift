@@ -30,6 +30,7 @@ struct WorkerAssembly {
         configuration.commitInterval = settings[\.processing.commitInterval]
         configuration.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
         configuration.revocationGracePeriod = settings[\.processing.revocationGracePeriod]
+        configuration.maxRunAhead = settings[\.processing.maxRunAhead]
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
