@@ -227,7 +227,16 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `processing.revocationGracePeriod`.
         public let revocationGracePeriod = Setting<Duration>(
             "processing.revocationGracePeriod", default: SettingsCatalog.workerDefaults.revocationGracePeriod,
-            in: .zero ... .seconds(600), "on a partition revoke, time for its in-flight jobs to finish (0 to 10m)"
+            in: .zero ... .seconds(600),
+            "on a partition revoke, time for its in-flight jobs to finish (0 to 10m; shortened to fit half the "
+                + "group's rebalance window, docs/kafka.md)"
+        )
+        /// The declaration of `processing.maxRunAhead`.
+        public let maxRunAhead = Setting<Int?>(
+            "processing.maxRunAhead", default: nil, parser: .runAhead,
+            format: { $0.map(String.init) ?? "maxInFlight" }, documentedDefault: "maxInFlight",
+            "offsets a partition's work may run past its committable mark before the partition pauses (1 to "
+                + "1000000, or `maxInFlight`); bounds what a crash repeats behind one slow job"
         )
     }
 
@@ -353,6 +362,17 @@ extension SettingParser where Value == String? {
             } catch {
                 return .failure("is not a valid key list")
             }
+        }
+    }
+}
+
+extension SettingParser where Value == Int? {
+    /// A run-ahead cap in offsets, or `maxInFlight` (nil) for the in-flight limit.
+    static var runAhead: Self {
+        Self { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            if text == "maxInFlight" { return .success(nil) }
+            return SettingValueParsing.integer(text, in: 1...1_000_000).map { $0 }
         }
     }
 }

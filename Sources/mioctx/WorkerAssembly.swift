@@ -32,6 +32,7 @@ struct WorkerAssembly {
         configuration.revocationGracePeriod = settings[\.processing.revocationGracePeriod]
         configuration.maxBufferedBytes = settings[\.processing.maxBufferedBytes]
         try Self.checkResultLimit(settings)
+        configuration.maxRunAhead = settings[\.processing.maxRunAhead]
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
