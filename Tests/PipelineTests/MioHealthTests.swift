@@ -71,9 +71,13 @@ import Testing
         // Each answer raises the limit by 1/limit: about one per round trip of `limit` answers.
         for ticket in tickets[2 ..< 6] { health.record(ticket, .answered) }
         #expect(health.concurrencyLimit == 4)
-        health.record(tickets[6], .answered)
+        let more = try await health.admit()
+        health.record(more, .answered)
         #expect(health.concurrencyLimit == 5)
+        // A limit far from used does not grow: 2 attempts in flight under a limit of 5.
+        health.record(tickets[6], .answered)
         health.record(tickets[7], .answered)
+        #expect(health.concurrencyLimit == 5)
         // An attempt started after the cut cuts again.
         let late = try await health.admit()
         health.record(late, .rateLimited(retryAfter: nil))
