@@ -69,7 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         HealthEndpoints(checks: [
             // A stopped line fails readiness, so that a rolling deploy with a wrong secret or key halts at its
             // first pod; an open breaker does not (a paused worker must not be restarted).
-            ("mio", { health?.haltReason.map { "line stopped: \($0)" } }),
+            ("mio", { health?.readinessFailure }),
             ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
             ("token store", {
                 do {

@@ -2,7 +2,9 @@ import Coordination
 import Foundation
 import Pipeline
 import PipelineMioBridge
+import Mio
 import MioSimulator
+import MioTokens
 import Synchronization
 import Testing
 
@@ -127,6 +129,59 @@ import Testing
         #expect(health.haltReason == nil)
         #expect(health.isTakingJobs)
     }
+
+    func handler(_ api: ScriptedAPI, _ clock: VirtualClock, health: MioHealth, tokens: ScriptedTokens = ScriptedTokens(),
+                 retry: RetryPolicy = RetryPolicy()) -> JobHandler {
+        JobHandler(api: api, tokens: tokens, configuration: .init(retry: retry), health: health, clock: clock.timeSource,
+                   random: { 0 }, logger: quietLogger)
+    }
+
+    @Test func a429DoesNotUseUpAttemptsButTheTimeWindowDoes() async throws {
+        let clock = VirtualClock()
+        let health = health(clock, .init())
+        let retry = RetryPolicy(maxAttempts: 3, maxTimeRateLimited: .seconds(60))
+        // Ten 429s with Retry-After 2 s, then an answer: more than the 3 attempts, well within the 60 s.
+        let api = ScriptedAPI(Array(repeating: .failure(.http(429, retryAfter: .seconds(2))), count: 10) + [.content("ctx")])
+        let result = try await handler(api, clock, health: health, retry: retry).handle(job())
+        #expect(result.status == .ok)
+        #expect(result.attempts == 11)
+        // Every wait was the worker's pause, not the job's own backoff.
+        #expect(clock.sleeps == Array(repeating: .seconds(2), count: 10))
+
+        // Only 429s for longer than the window: `rate_limited` in the end.
+        let endless = ScriptedAPI([.failure(.http(429, retryAfter: .seconds(2)))])
+        let limited = try await handler(endless, clock, health: health, retry: retry).handle(job())
+        #expect(limited.status == .rateLimited)
+        #expect(limited.attempts == 31)
+    }
+
+    @Test func attemptsFailedWhileTheBreakerIsOpenAreNotTheJobs() async throws {
+        let clock = VirtualClock()
+        let health = health(clock, .init(failureThreshold: 1, probeInterval: .seconds(1), maxProbeInterval: .seconds(8),
+                                         adaptiveConcurrency: false))
+        // Twelve 503s, more than maxAttempts: the first opens the breaker, the others fail probes.
+        let api = ScriptedAPI(Array(repeating: .failure(.http(503)), count: 12) + [.content("ctx")])
+        let result = try await handler(api, clock, health: health, retry: RetryPolicy(maxAttempts: 2)).handle(job())
+        #expect(result.status == .ok)
+        #expect(result.attempts == 13)
+        #expect(health.breakerState == .closed)
+    }
+
+    @Test func aStoppedLineHoldsTheJobWithoutAResult() async throws {
+        let clock = VirtualClock()
+        let health = health(clock, .init(haltProbeInterval: .seconds(30)))
+        let tokens = ScriptedTokens(accessErrors: Array(repeating: TokenError(.keyConfiguration, userID: "u1",
+                                                                              detail: "key id k9 is not configured"),
+                                                        count: 3))
+        let api = ScriptedAPI([.content("ctx")])
+        let result = try await handler(api, clock, health: health, tokens: tokens).handle(job())
+        // Three tries 30 s apart found the key missing; the fourth found it (the key was configured meanwhile).
+        #expect(result.status == .ok)
+        #expect(clock.sleeps == [.seconds(30), .seconds(30), .seconds(30)])
+        #expect(health.haltReason == nil)
+    }
+
+    func job() -> Job { Job(id: "j1", userID: "u1", query: "q") }
 
     /// An outage of every context request for a few seconds, then recovery: with the health, no job spends its
     /// attempts on it (without, each job gives up after 3 attempts within about a second).

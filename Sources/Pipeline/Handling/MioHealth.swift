@@ -229,6 +229,10 @@ public final class MioHealth: Sendable {
     /// Why the line is stopped (what the operator must fix), or `nil` while it runs.
     public var haltReason: String? { state.withLock { state, _ in state.halt?.reason } }
 
+    /// What fails readiness: `line stopped: <what to fix>` while the line is stopped, else `nil`. An open breaker
+    /// does not: a paused worker must not be restarted.
+    public var readinessFailure: String? { haltReason.map { "line stopped: \($0)" } }
+
     /// One line for readiness and operators: `closed, concurrency limit 256`, `open`, ...
     public var summary: String {
         state.withLock { state, _ in
