@@ -354,6 +354,7 @@ let package = Package(
             name: "HTTPEndpointsTests",
             dependencies: [
                 "HTTPEndpoints",
+                "Pipeline",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

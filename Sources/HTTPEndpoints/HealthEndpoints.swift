@@ -9,13 +9,20 @@ public struct HealthEndpoints: Sendable {
     /// One readiness check: `nil` when ready, else the reason it is not.
     public typealias Check = @Sendable () async -> String?
 
+    /// A line of state shown in `/readyz`'s body whether ready or not (e.g. Mio's breaker); it never fails it.
+    public typealias Detail = @Sendable () async -> String
+
     private let checks: [(name: String, check: Check)]
+    private let details: [(name: String, detail: Detail)]
 
     /// Creates the endpoints.
     ///
-    /// - Parameter checks: named readiness checks, run in order on every `/readyz` request.
-    public init(checks: [(name: String, check: Check)]) {
+    /// - Parameters:
+    ///   - checks: named readiness checks, run in order on every `/readyz` request.
+    ///   - details: named lines of state added to `/readyz`'s body after the verdict (`name: line`).
+    public init(checks: [(name: String, check: Check)], details: [(name: String, detail: Detail)] = []) {
         self.checks = checks
+        self.details = details
     }
 
     /// Adds `/healthz` and `/readyz` to `router`.
@@ -31,7 +38,10 @@ public struct HealthEndpoints: Sendable {
                 }
             }
             let ready = failures.isEmpty
-            let body = ready ? "ready\n" : failures.joined(separator: "\n") + "\n"
+            var body = ready ? "ready\n" : failures.joined(separator: "\n") + "\n"
+            for (name, detail) in details {
+                body += "\(name): \(await detail())\n"
+            }
             return Response(
                 status: ready ? .ok : .serviceUnavailable,
                 headers: [.contentType: "text/plain; charset=utf-8"],

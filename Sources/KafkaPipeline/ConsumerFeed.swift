@@ -19,6 +19,7 @@ final class ConsumerFeed: Service, Sendable {
     private let logger: Logger
     private let sink: KafkaResultSink
     private let clock: TimeSource
+    private let health: MioHealth?
     /// Whether to stop, and the failure that asked for it if any: the feed's `run()` waits on it.
     private let stop = WaitableState<Stop, Void>(Stop())
 
@@ -40,6 +41,7 @@ final class ConsumerFeed: Service, Sendable {
         logger: Logger
     ) {
         self.clock = handler.timeSource
+        self.health = handler.health
         self.configuration = configuration
         self.consumer = consumer
         self.metrics = metrics
@@ -151,6 +153,9 @@ final class ConsumerFeed: Service, Sendable {
         await sink.prepare(logger: logger)
         for await message in consumer.messages {
             await engine.waitForCapacity()
+            // While Mio is down or the line is stopped no job is taken: the consumer's buffer fills up and pauses
+            // the partitions, and the consumer keeps polling, so the worker stays in its group.
+            if let health { await health.waitUntilTakingJobs() }
             guard !Task.isCancelled else { return }
             var accepted = true
             let admission = gate.admit(message) { accepted = submit($0) }

@@ -161,6 +161,56 @@ public struct SettingsCatalog: Sendable {
             "processing.retry.maxBackoff", default: RetryPolicy().maxBackoff, in: .milliseconds(1) ... .seconds(600),
             "largest backoff cap, at least initialBackoff (up to 10m); a longer `Retry-After` is honoured"
         )
+        /// The declaration of `processing.retry.maxTimeRateLimited`.
+        public let maxTimeRateLimited = Setting<Duration>(
+            "processing.retry.maxTimeRateLimited", default: .seconds(600), in: .seconds(1) ... .seconds(86_400),
+            "429s do not use up attempts: a job ends `rate_limited` only after this long of them (1s to 24h)"
+        )
+    }
+
+    /// `processing.breaker.*`: the circuit breaker over Mio's health and the adaptive concurrency limit.
+    public struct Breaker: Sendable {
+        /// The declaration of `processing.breaker.failureThreshold`.
+        public let failureThreshold = Setting<Int>(
+            "processing.breaker.failureThreshold", default: MioHealth.Configuration().failureThreshold,
+            parser: .integer(in: 1...100_000),
+            "failed Mio attempts (5xx, timeouts, connection failures) in the window that open the breaker (1 to 100000)"
+        )
+        /// The declaration of `processing.breaker.failureRatio`.
+        public let failureRatio = Setting<Double>(
+            "processing.breaker.failureRatio", default: MioHealth.Configuration().failureRatio,
+            parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "share of failed attempts in the window that opens the breaker, with the threshold (0 to 1)"
+        )
+        /// The declaration of `processing.breaker.window`.
+        public let window = Setting<Duration>(
+            "processing.breaker.window", default: MioHealth.Configuration().window,
+            in: .seconds(1) ... .seconds(600), "sliding window of Mio attempts the breaker judges (1s to 10m)"
+        )
+        /// The declaration of `processing.breaker.probeInterval`.
+        public let probeInterval = Setting<Duration>(
+            "processing.breaker.probeInterval", default: MioHealth.Configuration().probeInterval,
+            in: .milliseconds(10) ... .seconds(600),
+            "wait before one probe tests Mio after the breaker opened, doubling per failed probe (10ms to 10m)"
+        )
+        /// The declaration of `processing.breaker.maxProbeInterval`.
+        public let maxProbeInterval = Setting<Duration>(
+            "processing.breaker.maxProbeInterval", default: MioHealth.Configuration().maxProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "longest wait between probes, at least probeInterval (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.haltProbeInterval`.
+        public let haltProbeInterval = Setting<Duration>(
+            "processing.breaker.haltProbeInterval", default: MioHealth.Configuration().haltProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "with the line stopped by a deployment fault (wrong secret or key), wait between tries (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.adaptiveConcurrency`.
+        public let adaptiveConcurrency = Setting<Bool>(
+            "processing.breaker.adaptiveConcurrency", default: MioHealth.Configuration().adaptiveConcurrency,
+            parser: .boolean, format: { String($0) },
+            "429s and timeouts halve the limit of Mio calls in flight, answers raise it by one per round trip"
+        )
     }
 
     /// `processing.*`: limits, ordering, commits and grace periods.
@@ -212,6 +262,8 @@ public struct SettingsCatalog: Sendable {
         )
         /// `processing.retry.*`.
         public let retry = Retry()
+        /// `processing.breaker.*`.
+        public let breaker = Breaker()
         /// The declaration of `processing.commitInterval`.
         public let commitInterval = Setting<Duration>(
             "processing.commitInterval", default: SettingsCatalog.workerDefaults.commitInterval,

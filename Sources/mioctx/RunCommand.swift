@@ -72,7 +72,11 @@ struct RunCommand: AsyncParsableCommand {
         let worker = assembly.worker
         let groupID = settings[\.kafka.groupID]
         let router = Router()
+        let health = assembly.health
         HealthEndpoints(checks: [
+            // A stopped line fails readiness, so that a rolling deploy with a wrong secret or key halts at its
+            // first pod; an open breaker does not (a paused worker must not be restarted).
+            ("mio", { health?.readinessFailure }),
             ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
             ("token store", {
                 do {
@@ -82,6 +86,8 @@ struct RunCommand: AsyncParsableCommand {
                     return "unreachable: \(error)"
                 }
             }),
+        ], details: [
+            ("mio", { health?.summary ?? "no breaker" }),
         ]).addRoutes(to: router)
         MetricsEndpoint(registry: registry).addRoutes(to: router)
         OAuthEndpoints(
