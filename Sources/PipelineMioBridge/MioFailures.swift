@@ -55,6 +55,13 @@ extension JobFailure {
                 code: "reauth_required",
                 message: "the user's refresh token is revoked or expired: the user must reconnect"
             )
+        case .refreshAnswerLost:
+            self.init(
+                .finish,
+                status: .reauthRequired,
+                code: "refresh_answer_lost",
+                message: "Mio refused the refresh token after a refresh whose answer was lost: the user must reconnect"
+            )
         default:
             let what = "getting the user's access token failed (\(error.code))"
             if let mioError = error.underlying as? MioError {

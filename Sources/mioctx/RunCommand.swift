@@ -67,14 +67,7 @@ struct RunCommand: AsyncParsableCommand {
         let router = Router()
         HealthEndpoints(checks: [
             ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
-            ("token store", {
-                do {
-                    _ = try await store.get(userID: "mioctx-readiness-probe")
-                    return nil
-                } catch {
-                    return "unreachable: \(error)"
-                }
-            }),
+            ("token store", { await assembly.tokens.storeProblem() }),
         ]).addRoutes(to: router)
         MetricsEndpoint(registry: registry).addRoutes(to: router)
         OAuthEndpoints(

@@ -14,6 +14,7 @@ struct WorkerAssembly {
     let mio: MioClient
     let tokens: TokenProvider
     let worker: KafkaWorker
+    let shutdownGracePeriod: Duration
 
     init(settings: EffectiveSettings, store: any TokenStore, logger: Logger) throws {
         let (mio, tokens, handler) = Self.makeHandler(settings: settings, store: store, logger: logger)
@@ -33,6 +34,7 @@ struct WorkerAssembly {
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
+        self.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
     }
 
     /// The parts in dependency order after the token store, each a service: the Mio client, the token provider,
@@ -41,7 +43,7 @@ struct WorkerAssembly {
     func services(startingWorkerAfter gate: StartGate) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         [
             .init(service: MioClientService(client: mio)),
-            .init(service: TokenProviderService(provider: tokens)),
+            .init(service: TokenProviderService(provider: tokens, gracePeriod: shutdownGracePeriod)),
             .init(
                 service: StartsAfter(gate: gate, base: worker),
                 successTerminationBehavior: .gracefullyShutdownGroup,
