@@ -26,6 +26,14 @@ public final class SQLiteTokenStore: TokenStore, Service {
         /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
         /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
         public var leaseDuration: Duration
+        /// The timeouts for a Mio client whose requests time out after `requestTimeout`: a waiter outlasts a
+        /// holder's call to Mio, and a lease outlasts its own call (a refresh never outlives its lock).
+        /// - Parameter requestTimeout: The Mio client's request timeout.
+        /// - Returns: The configuration.
+        public static func following(requestTimeout: Duration) -> Self {
+            Self(lockTimeout: requestTimeout + .seconds(5), leaseDuration: requestTimeout + .seconds(15))
+        }
+
         /// Creates a configuration.
         public init(lockTimeout: Duration = .seconds(35), leaseDuration: Duration = .seconds(45)) {
             self.lockTimeout = lockTimeout

@@ -651,8 +651,9 @@ public final class TokenProvider: Sendable {
     private func needsRefresh(_ entry: CachedToken, userID: String, now: Date) -> Bool {
         let lifetime = max(0, entry.expiresAt.timeIntervalSince(entry.issuedAt))
         let remaining = entry.expiresAt.timeIntervalSince(now)
-        let threshold = configuration.proactiveRefreshThreshold
-            + configuration.proactiveRefreshJitter * Self.spread(userID)
+        let base = configuration.proactiveRefreshThreshold
+        // A threshold of 0 means never refresh ahead; the spread never pushes it past 95% of the lifetime.
+        let threshold = base > 0 ? min(0.95, base + configuration.proactiveRefreshJitter * Self.spread(userID)) : 0
         return remaining <= 0 || remaining < threshold * lifetime
     }
 

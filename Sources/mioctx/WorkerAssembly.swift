@@ -91,7 +91,11 @@ struct WorkerAssembly {
             store: store,
             refresher: refresher,
             configuration: TokenProvider.Configuration(
-                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold]
+                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold],
+                proactiveRefreshJitter: settings[\.tokens.proactiveRefreshJitter],
+                proactiveRefreshesPerSecond: settings[\.tokens.proactiveRefreshesPerSecond],
+                revalidationInterval: settings[\.tokens.revalidationInterval],
+                storeReadTimeout: settings[\.tokens.storeReadTimeout]
             ),
             logger: logger
         )
