@@ -135,6 +135,40 @@ public struct SettingsCatalog: Sendable {
             parser: .number(in: 0...0.9), format: SettingParser<Double>.format,
             "refresh before use when less than this share of the token's lifetime is left (0 to 0.9; 0: never)"
         )
+        /// The declaration of `tokens.proactiveRefreshJitter`.
+        public let proactiveRefreshJitter = Setting<Double>(
+            "tokens.proactiveRefreshJitter", default: 0.1, parser: .number(in: 0...0.5),
+            format: SettingParser<Double>.format,
+            "share of the lifetime spread over users on top of the threshold, so tokens issued together refresh "
+                + "at different times (0 to 0.5)"
+        )
+        /// The declaration of `tokens.proactiveRefreshesPerSecond`.
+        public let proactiveRefreshesPerSecond = Setting<Double?>(
+            "tokens.proactiveRefreshesPerSecond", default: 50, parser: .rate,
+            format: { $0.map(SettingParser<Double>.format) ?? "unlimited" },
+            "budget of refreshes of still-valid tokens per second for this replica (over it the current token is "
+                + "used); expired tokens always refresh (`unlimited`: no budget)"
+        )
+        /// The declaration of `tokens.revalidationInterval`.
+        public let revalidationInterval = Setting<Duration>(
+            "tokens.revalidationInterval", default: TokenProvider.Configuration().revalidationInterval,
+            in: .seconds(1) ... .seconds(3600),
+            "longest time a cached access token is used without checking the store: a revoked or reconnected "
+                + "user takes effect on every replica within it (1s to 1h)"
+        )
+        /// The declaration of `tokens.storeReadTimeout`.
+        public let storeReadTimeout = Setting<Duration>(
+            "tokens.storeReadTimeout", default: TokenProvider.Configuration().storeReadTimeout,
+            in: .milliseconds(100) ... .seconds(120),
+            "a token store read that takes longer fails (retriable), and readiness reports the store (100ms to 2m)"
+        )
+        /// The declaration of `tokens.postgresPoolSize`.
+        public let postgresPoolSize = Setting<Int>(
+            "tokens.postgresPoolSize", default: PostgresTokenStore.Configuration().maximumConnections,
+            parser: .integer(in: 2...1_000),
+            "PostgreSQL connections per replica (2 to 1000); refreshes hold at most three quarters of them, so "
+                + "token reads never wait for a refresh"
+        )
     }
 
     /// `processing.retry.*`: retries of a job after a retriable failure.

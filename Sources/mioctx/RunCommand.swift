@@ -78,14 +78,7 @@ struct RunCommand: AsyncParsableCommand {
             // first pod; an open breaker does not (a paused worker must not be restarted).
             ("mio", { health?.readinessFailure }),
             ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
-            ("token store", {
-                do {
-                    _ = try await store.get(userID: "mioctx-readiness-probe")
-                    return nil
-                } catch {
-                    return "unreachable: \(error)"
-                }
-            }),
+            ("token store", { await assembly.tokens.storeProblem() }),
         ], details: [
             ("mio", { health?.summary ?? "no breaker" }),
         ]).addRoutes(to: router)

@@ -16,6 +16,7 @@ struct WorkerAssembly {
     let worker: KafkaWorker
     /// Mio's health as the worker's jobs see it: breaker, adaptive limit, a stopped line.
     let health: MioHealth?
+    let shutdownGracePeriod: Duration
 
     init(settings: EffectiveSettings, store: any TokenStore, logger: Logger) throws {
         let (mio, tokens, handler) = Self.makeHandler(settings: settings, store: store, logger: logger)
@@ -39,6 +40,7 @@ struct WorkerAssembly {
         self.mio = mio
         self.tokens = tokens
         self.health = handler.health
+        self.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
     }
 
     /// The parts in dependency order after the token store, each a service: the Mio client, the token provider,
@@ -47,7 +49,7 @@ struct WorkerAssembly {
     func services(startingWorkerAfter gate: StartGate) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         [
             .init(service: MioClientService(client: mio)),
-            .init(service: TokenProviderService(provider: tokens)),
+            .init(service: TokenProviderService(provider: tokens, gracePeriod: shutdownGracePeriod)),
             .init(
                 service: StartsAfter(gate: gate, base: worker),
                 successTerminationBehavior: .gracefullyShutdownGroup,
@@ -97,7 +99,11 @@ struct WorkerAssembly {
             store: store,
             refresher: refresher,
             configuration: TokenProvider.Configuration(
-                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold]
+                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold],
+                proactiveRefreshJitter: settings[\.tokens.proactiveRefreshJitter],
+                proactiveRefreshesPerSecond: settings[\.tokens.proactiveRefreshesPerSecond],
+                revalidationInterval: settings[\.tokens.revalidationInterval],
+                storeReadTimeout: settings[\.tokens.storeReadTimeout]
             ),
             logger: logger
         )
