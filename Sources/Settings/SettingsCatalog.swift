@@ -108,8 +108,15 @@ public struct SettingsCatalog: Sendable {
         public let store = Setting<String>(
             "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
             parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
-            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=require]` "
-                + "(replicas share it)"
+            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=disable|prefer|require]` "
+                + "(replicas share it; without sslmode, TLS with a verified certificate unless the host is loopback)"
+        )
+        /// The declaration of `tokens.postgresRootCert`.
+        public let postgresRootCert = Setting<String?>(
+            "tokens.postgresRootCert", default: nil, parser: SettingParser<String>.nonEmpty.map { $0 },
+            format: { $0 ?? "~" }, documentedDefault: "none (the system's roots)",
+            "PEM file of the CA that signed the PostgreSQL server's certificate (the URL's `sslrootcert` wins); "
+                + "without `sslmode` in the URL, a server that is not on loopback needs TLS with a verified certificate"
         )
         /// The declaration of `tokens.keys`.
         public let keys = Setting<String?>(
