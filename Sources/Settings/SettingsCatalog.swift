@@ -108,8 +108,8 @@ public struct SettingsCatalog: Sendable {
         public let store = Setting<String>(
             "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
             parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
-            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=disable|prefer|require]` "
-                + "(replicas share it; without sslmode, TLS with a verified certificate unless the host is loopback)"
+            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=MODE]` "
+                + "(replicas share it; MODE `disable`, `prefer` or `require`; without it, TLS with a verified certificate unless the host is loopback)"
         )
         /// The declaration of `tokens.postgresRootCert`.
         public let postgresRootCert = Setting<String?>(
