@@ -41,7 +41,8 @@ extension Resolver {
                 report(
                     "\(key).\(name)",
                     "is a secret and is not accepted on the command line (visible in /proc/*/cmdline and shell "
-                        + "history): set it in \(variable) or in the configuration file's \(key)",
+                        + "history): set it in \(variable), a properties file (\(SettingsCatalog.kafkaConfigFlag)) or the "
+                        + "configuration file's \(key)",
                     .flag(name: entry.flag)
                 )
                 continue
