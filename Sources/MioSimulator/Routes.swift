@@ -62,6 +62,7 @@ extension MioSimulator {
             }
             return Self.encoded(faults)
         }
+        addConsentRoutes(to: router)
         router.get("/sim/stats") { _, _ in
             Self.encoded(self.stats())
         }
@@ -168,14 +169,22 @@ extension MioSimulator {
                 )
             }
         case "refresh_token":
-            outcome = self.state.withLock {
-                $0.refresh(
+            let (refreshed, drop) = self.state.withLock { state in
+                let outcome = state.refresh(
                     refreshToken: body.refresh_token,
                     clientID: body.client_id,
                     clientSecret: body.client_secret,
                     now: now
                 )
+                guard case .issued = outcome else { return (outcome, false) }
+                return (outcome, state.dropsRefreshAnswer())
             }
+            if drop {
+                // Rotated, but the answer never reaches the client: it times out (or gets a 503 much later).
+                await self.hang(.milliseconds(self.faults().hangMs))
+                return self.faultResponse(status: 503, error: "temporarily_unavailable", retryAfter: false)
+            }
+            outcome = refreshed
         case nil:
             return Self.oauthError(400, "invalid_request", "missing grant_type")
         case .some:
