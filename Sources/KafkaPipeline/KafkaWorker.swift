@@ -83,9 +83,6 @@ public final class KafkaWorker: Service, Sendable {
         "partition.assignment.strategy": "cooperative-sticky",
         // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
         "queued.max.messages.kbytes": "4096",
-        // Bounds one fetch answer (librdkafka's default is 50 MiB); librdkafka raises it to message.max.bytes if
-        // that is larger.
-        "fetch.max.bytes": "8388608",
         // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
         "fetch.wait.max.ms": "100",
     ]

@@ -33,7 +33,7 @@ struct RunCommand: AsyncParsableCommand {
             try WorkerAssembly.checkResultLimit(settings)
         } catch {
             // Before anything connects, like an invalid setting: every result at the limit would be refused.
-            FileHandle.standardError.write(Data("invalid_configuration: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("invalid configuration (1 problem):\n  \(error)\n".utf8))
             throw CommandSettings.invalidConfigurationExitCode
         }
         // Before anything is built: parts capture the metrics factory when they are created.

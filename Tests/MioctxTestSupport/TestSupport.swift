@@ -92,6 +92,9 @@ public final class ChildProcess: Sendable {
     }
 
     /// Reads standard output up to the first newline.
+    /// The child's process id (for /proc/PID/status, say).
+    public var processIdentifier: pid_t { child.processIdentifier }
+
     public func firstLine() throws -> String {
         guard let line = child.readLine() else {
             throw TestTimeout(what: "a first line from \(name): \(standardError())")
