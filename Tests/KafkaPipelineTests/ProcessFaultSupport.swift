@@ -95,7 +95,11 @@ final class ProcessGroupSetup: Sendable {
             let result = try await body(setup)
             await simulator.stop()
             await mockKafka.stop()
-            try? FileManager.default.removeItem(at: directory)
+            if ProcessInfo.processInfo.environment["MIOCTX_TEST_KEEP_LOGS"] != nil {
+                print("process scenario \(name): logs kept in \(directory.path)")
+            } else {
+                try? FileManager.default.removeItem(at: directory)
+            }
             return result
         } catch {
             await simulator.stop(signal: SIGKILL)

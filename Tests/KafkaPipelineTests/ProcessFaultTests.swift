@@ -70,7 +70,9 @@ struct ProcessFaultTests {
             let progress = try ResultProgress(kafka: setup.kafka, topic: ProcessGroupSetup.outputTopic, logger: setup.logger)
             // A rate cap per worker keeps the run long enough for three restarts.
             let started = try (0..<3).map { try setup.startWorker(name: "w\($0)", requestsPerSecond: 150) }
-            try await waitUntil("every worker to be assigned") { started.allSatisfy(\.hasBeenAssigned) }
+            try await waitUntil("every worker to be assigned and 500 results") {
+                started.allSatisfy(\.hasBeenAssigned) && progress.unique >= 500
+            }
             var workers = started
             var steps: [String] = []
             for index in workers.indices {
