@@ -19,6 +19,7 @@ final class ConsumerFeed: Service, Sendable {
     private let logger: Logger
     private let sink: KafkaResultSink
     private let clock: TimeSource
+    private let health: MioHealth?
     /// Whether to stop, and the failure that asked for it if any: the feed's `run()` waits on it.
     private let stop = WaitableState<Stop, Void>(Stop())
 
@@ -40,6 +41,7 @@ final class ConsumerFeed: Service, Sendable {
         logger: Logger
     ) {
         self.clock = handler.timeSource
+        self.health = handler.health
         self.configuration = configuration
         self.consumer = consumer
         self.metrics = metrics
@@ -66,8 +68,8 @@ final class ConsumerFeed: Service, Sendable {
                 break
             case .deliveryFailed(let source, let error):
                 logger.critical(
-                    "a result could not be delivered; stopping so that the job is not skipped",
-                    metadata: ["job.source": "\(source)", "error": "\(error)"]
+                    "stopping, so that the job is not skipped: \(error)",
+                    metadata: ["job.source": "\(source)"]
                 )
                 stop.withLock { stop, waiters in
                     stop.failure = stop.failure ?? KafkaWorker.Failure(message: error.description)
@@ -176,6 +178,9 @@ final class ConsumerFeed: Service, Sendable {
         await sink.prepare(logger: logger)
         for await message in consumer.messages {
             await engine.waitForCapacity()
+            // While Mio is down or the line is stopped no job is taken: the consumer's buffer fills up and pauses
+            // the partitions, and the consumer keeps polling, so the worker stays in its group.
+            if let health { await health.waitUntilTakingJobs() }
             guard !Task.isCancelled else { return }
             var accepted = true
             let admission = gate.admit(message) { accepted = submit($0) }
@@ -200,6 +205,10 @@ final class ConsumerFeed: Service, Sendable {
             headers: message.headers.map { MessageHeader(name: $0.key, value: $0.value) },
             source: source
         )
+        if let dropped = message.droppedValueBytes {
+            // Over the job limit: the consumer did not copy the value; the dead-letter copy goes without it.
+            return engine.submit(item, parsed: .failure(.messageTooLarge(bytes: dropped)))
+        }
         return engine.submit(item)
     }
 

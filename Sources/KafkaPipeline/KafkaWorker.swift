@@ -1,3 +1,4 @@
+import Coordination
 public import CoreMetrics
 public import Kafka
 public import Logging
@@ -47,6 +48,9 @@ public final class KafkaWorker: Service, Sendable {
         /// this past the partition's lowest unfinished offset waits, and the partition is paused, until the mark
         /// moves. It bounds what a crash repeats when one job is slow. `nil` (the default): the in-flight limit.
         public var maxRunAhead: Int?
+        /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
+        /// above it the consumer pauses its partitions. Default 32 MiB.
+        public var maxBufferedBytes: Int = 32 * 1024 * 1024
 
         /// Creates a configuration with production defaults.
         public init(
@@ -79,6 +83,9 @@ public final class KafkaWorker: Service, Sendable {
         "partition.assignment.strategy": "cooperative-sticky",
         // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
         "queued.max.messages.kbytes": "4096",
+        // Bounds one fetch answer (librdkafka's default is 50 MiB); librdkafka raises it to message.max.bytes if
+        // that is larger.
+        "fetch.max.bytes": "8388608",
         // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
         "fetch.wait.max.ms": "100",
     ]
@@ -113,7 +120,13 @@ public final class KafkaWorker: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         let metrics = WorkerMetrics(factory: metricsFactory)
-        let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
+        var producerConfiguration = configuration.kafka
+        // A message no broker took within the outage limit is reported then (librdkafka's default is 5 minutes),
+        // so that the engine sees the outage (`maxOutage`) and stops, or sends it again if others got through.
+        producerConfiguration.properties = configuration.kafka.properties.merging(
+            ["message.timeout.ms": String(max(1, min(configuration.engine.maxOutage.wholeMilliseconds, Int64(Int32.max))))]
+        ) { user, _ in user }
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let book = OffsetBook(metrics: metrics, clock: handler.timeSource)
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
@@ -121,6 +134,9 @@ public final class KafkaWorker: Service, Sendable {
         // Four times the in-flight limit: refilling the buffer after a pause (a fetch round trip) then never
         // starves the engine, and job messages are small (a few hundred bytes each).
         consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
+        consumerOptions.maxBufferedBytes = configuration.maxBufferedBytes
+        // A message over the job limit is dead-lettered as `message_too_large` without its value ever being copied.
+        consumerOptions.maxValueBytes = Job.maxMessageBytes
         let revocation = Self.revocationWait(
             gracePeriod: configuration.revocationGracePeriod,
             properties: configuration.kafka.properties
