@@ -114,9 +114,34 @@ final class ConsumerFeed: Service, Sendable {
             // while a peer's rebalance is under way and cost this member its assignment (docs/kafka.md).
             storeFinishedMarks()
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
+            await waitForFinalCommit()
             group.cancelAll()
         }
     }
+
+    /// Waits, bounded, until librdkafka's auto-commit has committed every stored mark, before the consumer
+    /// closes. A SIGTERM can come while a peer's join is under way: the auto-commit then waits for the group to
+    /// be stable again (a commit refused with REBALANCE_IN_PROGRESS stays stored), while the synchronous commit
+    /// of the close's revocation would be sent into that rebalance, be answered ILLEGAL_GENERATION, and leave
+    /// everything since the last commit to be repeated. Once the marks are committed, that revocation commits
+    /// nothing. The bound: two commit intervals plus ``finalCommitAllowance`` (a rebalance on the way).
+    private func waitForFinalCommit() async {
+        let deadline = clock.now() + configuration.commitInterval * 2 + Self.finalCommitAllowance
+        while !book.marksAreCommitted {
+            guard clock.now() < deadline else {
+                logger.warning("the final marks were not committed in time; the close's revocation commits them")
+                return
+            }
+            do {
+                try await clock.sleep(for: .milliseconds(50))
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// How long the final commit may wait for a rebalance under way, beyond two commit intervals.
+    static let finalCommitAllowance: Duration = .seconds(10)
 
     /// How often the marks that advanced are stored in the consumer: one librdkafka call for all partitions,
     /// not one per finished job (a partition list built and a partition looked up each time). It adds at most this

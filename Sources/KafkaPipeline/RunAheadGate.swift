@@ -25,6 +25,8 @@ final class RunAheadGate: Sendable {
 
     private struct State {
         var held: [PartitionID: [KafkaMessage]] = [:]
+        /// Partitions the gate asked the consumer to pause and has not resumed.
+        var paused: Set<PartitionID> = []
     }
 
     /// The most offsets a message may be past its partition's lowest unfinished offset.
@@ -54,6 +56,7 @@ final class RunAheadGate: Sendable {
                 return .submitted
             }
             state.held[partition] = [message]
+            state.paused.insert(partition)
             return .held(pause: KafkaTopicPartition(topic: message.topic, partition: message.partition))
         }
     }
@@ -74,14 +77,19 @@ final class RunAheadGate: Sendable {
                 state.held[partition]!.removeFirst(taken)
                 if state.held[partition]?.isEmpty == true {
                     state.held[partition] = nil
-                    resumable.append(partition.kafka)
                 }
+            }
+            // Also those whose held messages a revocation dropped: a pause request that reached the consumer
+            // after the revocation would otherwise keep the partition paused at its next assignment.
+            for partition in state.paused where state.held[partition] == nil {
+                state.paused.remove(partition)
+                resumable.append(partition.kafka)
             }
             return resumable
         }
     }
 
-    /// Drops the held messages of revoked partitions (the consumer forgets their pause with the revocation).
+    /// Drops the held messages of revoked partitions; the next ``release(submit:)`` resumes them.
     func forget(_ partitions: [PartitionID]) {
         state.withLock { state in
             for partition in partitions {

@@ -95,7 +95,11 @@ final class ProcessGroupSetup: Sendable {
             let result = try await body(setup)
             await simulator.stop()
             await mockKafka.stop()
-            try? FileManager.default.removeItem(at: directory)
+            if ProcessInfo.processInfo.environment["MIOCTX_TEST_KEEP_LOGS"] != nil {
+                print("process scenario \(name): logs kept in \(directory.path)")
+            } else {
+                try? FileManager.default.removeItem(at: directory)
+            }
             return result
         } catch {
             await simulator.stop(signal: SIGKILL)
@@ -146,26 +150,57 @@ final class ProcessGroupSetup: Sendable {
         return try #require(object["code"] as? String)
     }
 
-    /// Produces `count` jobs `prefix-N` for `users` users, round robin, keyed by user id.
+    /// Waits until the group commits again on every partition not yet finished (`ends`: partition -> end
+    /// offset): its committed offset moves within three commit intervals. That is the group back to stable after
+    /// a rebalance, as seen from outside (librdkafka commits only while its member is stable).
+    /// Returns whether it did within `limit`.
+    func waitForCommitsOnEveryPartition(ends: [Int32: Int64], limit: Duration, group: String = "mioctx") async throws -> Bool {
+        let reader = try KafkaConsumer(configuration: kafka, groupID: group, topics: [Self.inputTopic], logger: logger)
+        defer { reader.close() }
+        let partitions = (0..<Self.partitions).map { KafkaTopicPartition(topic: Self.inputTopic, partition: $0) }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let before = try await reader.committedOffsets(for: partitions)
+            try await Task.sleep(for: commitInterval * 3)
+            let after = try await reader.committedOffsets(for: partitions)
+            let moving = partitions.allSatisfy { partition in
+                let now = after[partition] ?? -1
+                return now >= (ends[partition.partition] ?? 0) || now > (before[partition] ?? -1)
+            }
+            if moving { return true }
+        }
+        return false
+    }
+
+    /// Produces `count` jobs `prefix-N` for `users` users, round robin, keyed by user id; returns them and the
+    /// end offset of each partition.
     func produceJobs(prefix: String, count: Int, users: Int) async throws -> [TestJob] {
+        try await produceJobsWithEnds(prefix: prefix, count: count, users: users).jobs
+    }
+
+    func produceJobsWithEnds(prefix: String, count: Int, users: Int) async throws -> (jobs: [TestJob], ends: [Int32: Int64]) {
         let jobs = (0..<count).map { (id: "\(prefix)-\($0)", userID: Self.user($0 % users), query: "q\($0)") }
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let ends = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await producer.run() }
             defer { producer.shutdown() }
-            try await withThrowingTaskGroup(of: Void.self) { sends in
+            return try await withThrowingTaskGroup(of: KafkaDeliveryReport.self) { sends in
                 for job in jobs {
                     sends.addTask {
                         let value = #"{"id":"\#(job.id)","userId":"\#(job.userID)","query":"\#(job.query)"}"#
-                        _ = try await producer.send(
+                        return try await producer.send(
                             topic: Self.inputTopic, key: Array(job.userID.utf8), value: Array(value.utf8)
                         )
                     }
                 }
-                try await sends.waitForAll()
+                var ends: [Int32: Int64] = [:]
+                for try await report in sends {
+                    ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1)
+                }
+                return ends
             }
         }
-        return jobs
+        return (jobs, ends)
     }
 
     /// Starts `mioctx run` (a new process, its log in a file of its own, at info level).
