@@ -108,6 +108,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -272,6 +273,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: upcomingFeatures
         ),
@@ -329,6 +331,7 @@ let package = Package(
         .testTarget(
             name: "KafkaPipelineTests",
             dependencies: [
+                .product(name: "Yams", package: "Yams"),
                 "Coordination",
                 "KafkaPipeline",
                 "Pipeline",
@@ -353,6 +356,7 @@ let package = Package(
             name: "HTTPEndpointsTests",
             dependencies: [
                 "HTTPEndpoints",
+                "Pipeline",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -368,7 +372,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: ["MioctxTestSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "MioctxTestSupport", "Kafka", .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: upcomingFeatures
         ),
     ]

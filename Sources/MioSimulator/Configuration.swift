@@ -114,6 +114,9 @@ extension MioSimulator {
         public var maxConcurrentRequests: Int?
         /// The endpoints the random faults, latency and hangs apply to. Default all.
         public var targets: [Target]
+        /// Users whose `POST /v1/context` answer is padded to this many bytes of `content` (the usual content,
+        /// then `x`s): oversized answers for one user among many. Default none.
+        public var answerBytes: [String: Int]
         /// Fraction (0...1) of successful refreshes whose answer is dropped: the tokens are rotated, then the
         /// request hangs for `hangMs` (the client times out) and ends with 503. Applies to the token endpoint
         /// whatever `targets` say.
@@ -133,8 +136,10 @@ extension MioSimulator {
             requestsPerSecondPerClient: Double? = nil,
             maxConcurrentRequests: Int? = nil,
             targets: [Target] = Target.allCases,
+            answerBytes: [String: Int] = [:],
             refreshAnswerDropRate: Double = 0
         ) {
+            self.answerBytes = answerBytes
             self.refreshAnswerDropRate = refreshAnswerDropRate
             self.latencyMs = latencyMs
             self.jitterMs = jitterMs
@@ -167,6 +172,7 @@ extension MioSimulator {
             try take(.retryAfterSeconds, &self.retryAfterSeconds)
             try take(.retryAfterFormat, &self.retryAfterFormat)
             try take(.targets, &self.targets)
+            try take(.answerBytes, &self.answerBytes)
             try take(.refreshAnswerDropRate, &self.refreshAnswerDropRate)
             self.requestsPerSecondPerClient = try container.decodeIfPresent(
                 Double.self,
@@ -204,12 +210,16 @@ extension MioSimulator {
             if retryAfterSeconds < 0 { return "retryAfterSeconds must be >= 0" }
             if let limit = requestsPerSecondPerClient, !(limit > 0) { return "requestsPerSecondPerClient must be > 0" }
             if let limit = maxConcurrentRequests, limit < 1 { return "maxConcurrentRequests must be >= 1" }
+            if answerBytes.values.contains(where: { $0 < 0 || $0 > 64 * 1024 * 1024 }) {
+                return "answerBytes must be between 0 and 67108864"
+            }
             return nil
         }
 
         private enum CodingKeys: String, CodingKey, CaseIterable {
             case latencyMs, jitterMs, rate500, rate503, rate429, hangRate, hangMs, retryAfterSeconds
-            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets, refreshAnswerDropRate
+            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets, answerBytes
+            case refreshAnswerDropRate
         }
     }
 }

@@ -62,6 +62,7 @@ extension MioSimulator {
             }
             return Self.encoded(faults)
         }
+        addConsentRoutes(to: router)
         router.get("/sim/stats") { _, _ in
             Self.encoded(self.stats())
         }
@@ -225,7 +226,10 @@ extension MioSimulator {
         else {
             return Self.oauthError(400, "invalid_request", "body must be {\"query\": string, \"k\": number}")
         }
-        let content = Self.expectedContent(userID: userID, query: body.query)
+        var content = Self.expectedContent(userID: userID, query: body.query)
+        if let size = self.faults().answerBytes[userID], size > content.utf8.count {
+            content += String(repeating: "x", count: size - content.utf8.count)
+        }
         return Self.json(.ok, Wire.object(["content": content]))
     }
 

@@ -40,15 +40,30 @@ public struct SettingsCatalog: Sendable {
             "kafka.deadLetterTopic", flags: ["--dead-letter-topic"], default: "context-dead-letters", parser: .topic,
             "undecodable jobs with the reason in headers; must differ from the input topic"
         )
+        /// The declaration of `kafka.topicPartitions`.
+        public let topicPartitions = Setting<Int>(
+            "kafka.topicPartitions", flags: ["--partitions"], default: 6, parser: .integer(in: 1...10_000),
+            "partitions of each topic `mioctx topics` creates (1 to 10000; the most replicas that share the work)"
+        )
+        /// The declaration of `kafka.topicReplicationFactor`.
+        public let topicReplicationFactor = Setting<Int>(
+            "kafka.topicReplicationFactor", flags: ["--replication-factor"], default: -1,
+            parser: .replicationFactor,
+            "replicas of each partition `mioctx topics` creates (1 to 64; -1: the brokers' `default.replication.factor`)"
+        )
         /// The declaration of `kafka.properties`.
         public let properties = PropertyMapSetting(
-            "kafka.properties", flag: "--kafka-property",
+            "kafka.properties", flags: ["--kafka-property", SettingsArguments.shortPropertyFlag],
             reserved: [
                 "bootstrap.servers": "is set by kafka.bootstrapServers, not as a property",
                 "group.id": "is set by kafka.groupId, not as a property",
                 "enable.auto.commit": "cannot be set: mioctx commits an offset only after its result is delivered (librdkafka auto-commits the offsets mioctx stores)",
                 "enable.auto.offset.store":
                     "cannot be set: mioctx stores an offset only after its result is delivered",
+                "acks": "cannot be set: mioctx commits a job's offset after the broker acknowledged its result, "
+                    + "which means nothing with acks=0 or 1 (librdkafka's default, all, is used)",
+                "enable.idempotence": "cannot be set: the producer's delivery guarantees are mioctx's own "
+                    + "(acknowledged by all in-sync replicas, retried without reordering)",
             ],
             "any librdkafka property (SASL, SSL, tuning), see below"
         )
@@ -59,7 +74,8 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.apiURL`.
         public let apiURL = Setting<String>(
             "mio.apiURL", variables: ["MIO_API_URL"], flags: ["--mio-api-url"],
-            default: MioClient.Configuration.defaultAPIURL, parser: .httpURL, "Mio API base URL"
+            default: MioClient.Configuration.defaultAPIURL, parser: .secureURL,
+            "Mio API base URL (https://; http:// only to a loopback address)"
         )
         /// The declaration of `mio.dashboardURL`.
         public let dashboardURL = Setting<String>(
@@ -92,8 +108,8 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.redirectURL`.
         public let redirectURL = Setting<String>(
             "mio.redirectURL", layers: .environmentOnly, variables: ["MIO_REDIRECT_URL"], default: "",
-            parser: .httpURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
-            "redirect URL registered in Mio (absolute http/https)"
+            parser: .secureURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
+            "redirect URL registered in Mio (https://; http:// only to a loopback address)"
         )
     }
 
@@ -103,8 +119,15 @@ public struct SettingsCatalog: Sendable {
         public let store = Setting<String>(
             "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
             parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
-            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=require]` "
-                + "(replicas share it)"
+            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=MODE]` "
+                + "(replicas share it; MODE `disable`, `prefer` or `require`; without it, TLS with a verified certificate unless the host is loopback)"
+        )
+        /// The declaration of `tokens.postgresRootCert`.
+        public let postgresRootCert = Setting<String?>(
+            "tokens.postgresRootCert", default: nil, parser: SettingParser<String>.nonEmpty.map { $0 },
+            format: { $0 ?? "~" }, documentedDefault: "none (the system's roots)",
+            "PEM file of the CA that signed the PostgreSQL server's certificate (the URL's `sslrootcert` wins); "
+                + "without `sslmode` in the URL, a server that is not on loopback needs TLS with a verified certificate"
         )
         /// The declaration of `tokens.keys`.
         public let keys = Setting<String?>(
@@ -184,6 +207,56 @@ public struct SettingsCatalog: Sendable {
             "processing.retry.maxBackoff", default: RetryPolicy().maxBackoff, in: .milliseconds(1) ... .seconds(600),
             "largest backoff cap, at least initialBackoff (up to 10m); a longer `Retry-After` is honoured"
         )
+        /// The declaration of `processing.retry.maxTimeRateLimited`.
+        public let maxTimeRateLimited = Setting<Duration>(
+            "processing.retry.maxTimeRateLimited", default: .seconds(600), in: .seconds(1) ... .seconds(86_400),
+            "429s do not use up attempts: a job ends `rate_limited` only after this long of them (1s to 24h)"
+        )
+    }
+
+    /// `processing.breaker.*`: the circuit breaker over Mio's health and the adaptive concurrency limit.
+    public struct Breaker: Sendable {
+        /// The declaration of `processing.breaker.failureThreshold`.
+        public let failureThreshold = Setting<Int>(
+            "processing.breaker.failureThreshold", default: MioHealth.Configuration().failureThreshold,
+            parser: .integer(in: 1...100_000),
+            "failed Mio attempts (5xx, timeouts, connection failures) in the window that open the breaker (1 to 100000)"
+        )
+        /// The declaration of `processing.breaker.failureRatio`.
+        public let failureRatio = Setting<Double>(
+            "processing.breaker.failureRatio", default: MioHealth.Configuration().failureRatio,
+            parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "share of failed attempts in the window that opens the breaker, with the threshold (0 to 1)"
+        )
+        /// The declaration of `processing.breaker.window`.
+        public let window = Setting<Duration>(
+            "processing.breaker.window", default: MioHealth.Configuration().window,
+            in: .seconds(1) ... .seconds(600), "sliding window of Mio attempts the breaker judges (1s to 10m)"
+        )
+        /// The declaration of `processing.breaker.probeInterval`.
+        public let probeInterval = Setting<Duration>(
+            "processing.breaker.probeInterval", default: MioHealth.Configuration().probeInterval,
+            in: .milliseconds(10) ... .seconds(600),
+            "wait before one probe tests Mio after the breaker opened, doubling per failed probe (10ms to 10m)"
+        )
+        /// The declaration of `processing.breaker.maxProbeInterval`.
+        public let maxProbeInterval = Setting<Duration>(
+            "processing.breaker.maxProbeInterval", default: MioHealth.Configuration().maxProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "longest wait between probes, at least probeInterval (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.haltProbeInterval`.
+        public let haltProbeInterval = Setting<Duration>(
+            "processing.breaker.haltProbeInterval", default: MioHealth.Configuration().haltProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "with the line stopped by a deployment fault (wrong secret or key), wait between tries (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.adaptiveConcurrency`.
+        public let adaptiveConcurrency = Setting<Bool>(
+            "processing.breaker.adaptiveConcurrency", default: MioHealth.Configuration().adaptiveConcurrency,
+            parser: .boolean, format: { String($0) },
+            "429s and timeouts halve the limit of Mio calls in flight, answers raise it by one per round trip"
+        )
     }
 
     /// `processing.*`: limits, ordering, commits and grace periods.
@@ -213,8 +286,30 @@ public struct SettingsCatalog: Sendable {
             format: { $0.map(SettingParser<Double>.format) ?? "unlimited" }, documentedDefault: "unlimited",
             "cap on getContext calls per second for this replica (> 0, at most 1000000; `unlimited`: no cap)"
         )
+        /// The declaration of `processing.maxResultBytes`.
+        public let maxResultBytes = Setting<Int>(
+            "processing.maxResultBytes", default: ProcessingEngine.Configuration.defaultMaxResultBytes,
+            parser: .integer(in: 1024...1_000_000_000),
+            "largest result in bytes; a larger Mio answer gives a `too_large` result without it. `run` refuses a "
+                + "value that does not fit the producer's `message.max.bytes` with 16 KiB to spare"
+        )
+        /// The declaration of `processing.maxBufferedBytes`.
+        public let maxBufferedBytes = Setting<Int>(
+            "processing.maxBufferedBytes", default: SettingsCatalog.workerDefaults.maxBufferedBytes,
+            parser: .integer(in: 1_048_576...4_294_967_296),
+            "bytes of input messages the consumer holds for the engine (1 MiB to 4 GiB); above it, fetching pauses"
+        )
+        /// The declaration of `processing.maxOutage`.
+        public let maxOutage = Setting<Duration>(
+            "processing.maxOutage", default: ProcessingEngine.Configuration().maxOutage,
+            in: .seconds(1) ... .seconds(86_400),
+            "how long no result may reach Kafka (no broker takes any) before the worker stops (1s to 24h); also "
+                + "the producer's `message.timeout.ms` unless set"
+        )
         /// `processing.retry.*`.
         public let retry = Retry()
+        /// `processing.breaker.*`.
+        public let breaker = Breaker()
         /// The declaration of `processing.commitInterval`.
         public let commitInterval = Setting<Duration>(
             "processing.commitInterval", default: SettingsCatalog.workerDefaults.commitInterval,
@@ -230,16 +325,25 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `processing.revocationGracePeriod`.
         public let revocationGracePeriod = Setting<Duration>(
             "processing.revocationGracePeriod", default: SettingsCatalog.workerDefaults.revocationGracePeriod,
-            in: .zero ... .seconds(600), "on a partition revoke, time for its in-flight jobs to finish (0 to 10m)"
+            in: .zero ... .seconds(600),
+            "on a partition revoke, time for its in-flight jobs to finish (0 to 10m; shortened to fit half the "
+                + "group's rebalance window, docs/kafka.md)"
+        )
+        /// The declaration of `processing.maxRunAhead`.
+        public let maxRunAhead = Setting<Int?>(
+            "processing.maxRunAhead", default: nil, parser: .runAhead,
+            format: { $0.map(String.init) ?? "maxInFlight" }, documentedDefault: "maxInFlight",
+            "offsets a partition's work may run past its committable mark before the partition pauses (1 to "
+                + "1000000, or `maxInFlight`); bounds what a crash repeats behind one slow job"
         )
     }
 
-    /// `http.*`: the operations and OAuth listener.
+    /// `http.*`: the operations listener.
     public struct HTTP: Sendable {
         /// The declaration of `http.host`.
         public let host = Setting<String>(
             "http.host", default: "0.0.0.0", parser: .nonEmpty,
-            "address of the HTTP server (health, metrics, OAuth endpoints)"
+            "address of the operations listener (`/healthz`, `/readyz`, `/metrics`)"
         )
         /// The declaration of `http.port`.
         public let port = Setting<Int>(
@@ -248,16 +352,30 @@ public struct SettingsCatalog: Sendable {
         )
     }
 
-    /// `oauth.*`: the OAuth endpoints.
+    /// `oauth.*`: the OAuth connect listener.
     public struct OAuth: Sendable {
+        /// The declaration of `oauth.enabled`.
+        public let enabled = Setting<Bool>(
+            "oauth.enabled", default: false, parser: .boolean, format: { String($0) },
+            "serve `/oauth/connect` and `/oauth/callback` on a listener of their own (needs oauth.stateKey)"
+        )
+        /// The declaration of `oauth.host`.
+        public let host = Setting<String>(
+            "oauth.host", default: "0.0.0.0", parser: .nonEmpty, "address of the OAuth connect listener"
+        )
+        /// The declaration of `oauth.port`.
+        public let port = Setting<Int>(
+            "oauth.port", default: 8081, parser: .integer(in: 0...65_535),
+            "its port (0 to 65535; 0: any free port); must differ from http.port"
+        )
         /// The declaration of `oauth.stateKey`.
         public let stateKey = Setting<Data?>(
             "oauth.stateKey", layers: .environmentOnly, variables: ["MIOCTX_OAUTH_STATE_KEY"], default: nil,
             parser: .stateKey, format: { $0 == nil ? "~" : EffectiveSettings.redacted }, secrecy: .secret,
-            documentedDefault: "none (a random key per process)",
-            "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing the `state` of "
-                + "`/oauth/connect`; replicas behind one address must share it, or a callback that reaches another "
-                + "replica is refused; never printed"
+            documentedDefault: "none",
+            "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing connect links (the "
+                + "application's backend has it too) and the `state` of `/oauth/connect`; every replica shares it; "
+                + "never printed"
         )
     }
 
@@ -356,6 +474,17 @@ extension SettingParser where Value == String? {
             } catch {
                 return .failure("is not a valid key list")
             }
+        }
+    }
+}
+
+extension SettingParser where Value == Int? {
+    /// A run-ahead cap in offsets, or `maxInFlight` (nil) for the in-flight limit.
+    static var runAhead: Self {
+        Self { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            if text == "maxInFlight" { return .success(nil) }
+            return SettingValueParsing.integer(text, in: 1...1_000_000).map { $0 }
         }
     }
 }
