@@ -175,7 +175,27 @@ enum TokenLossScenarios {
     static func aRefreshWhoseAnswerIsLostIsRetriedOnceAndReportedDistinctly(
         _ kind: StoreKind, grace: Duration
     ) async throws {
-        try await withSetup(kind, grace: grace) { simulator, mio, store in
+        // The simulator's clock is moved by hand: a dropped answer hangs until the test moves it, and the grace
+        // window is measured on it, so that a loaded machine can neither end a hang early nor outlast the window.
+        let time = ManualTime(start: Date())
+        var configuration = Sim.configuration()
+        configuration.refreshReuseGrace = grace
+        try await MioSimulator.withSimulator(configuration, logger: Sim.quietLogger, timeSource: time.source) {
+            simulator in
+            var mioConfiguration = Sim.mioConfiguration(baseURL: simulator.baseURL!)
+            mioConfiguration.maxConnections = 128
+            try await MioClient.withClient(configuration: mioConfiguration) { mio in
+                try await kind.withFreshStore { store in
+                    try await lostAnswerRounds(simulator, mio, store, time: time, grace: grace)
+                }
+            }
+        }
+    }
+
+    static func lostAnswerRounds(
+        _ simulator: MioSimulator, _ mio: MioClient, _ store: any TokenStore, time: ManualTime, grace: Duration
+    ) async throws {
+        do {
             let first = try await connectAll(simulator, mio, store)
             var faults = simulator.faults()
             faults.refreshAnswerDropRate = 1
@@ -183,7 +203,7 @@ enum TokenLossScenarios {
             try simulator.setFaults(faults)
             var impatient = Sim.mioConfiguration(baseURL: simulator.baseURL!)
             impatient.maxConnections = 128
-            impatient.requestTimeout = .milliseconds(1_000)
+            impatient.requestTimeout = .seconds(3)
             try await MioClient.withClient(configuration: impatient) { impatientMio in
                 let refresher = SwitchableRefresher(impatientMio)
                 let provider = TokenProvider(store: store, refresher: refresher, logger: Sim.quietLogger)
@@ -200,7 +220,11 @@ enum TokenLossScenarios {
                 faults.refreshAnswerDropRate = 0
                 try simulator.setFaults(faults)
                 // Let the dropped requests end at the simulator, so that none arrives after the next attempt.
-                while simulator.stats().concurrency.current > 0 { try await Task.sleep(for: .milliseconds(20)) }
+                time.advance(by: .milliseconds(4_000))
+                while simulator.stats().concurrency.current > 0 {
+                    time.advance(by: .milliseconds(4_000))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 // The same provider (the outcome is recorded in it) tries again, now with a patient client.
                 refresher.use(mio)
                 let round2 = await refreshAll(provider, rejected: first)

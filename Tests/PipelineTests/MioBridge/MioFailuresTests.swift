@@ -68,6 +68,15 @@ import Testing
         #expect(keys.code == "key_configuration")
     }
 
+    @Test func aRefreshTokenRefusedAfterALostAnswerEndsAsReauthRequiredWithItsOwnCode() {
+        let refused = MioError(code: .invalidGrant, endpoint: "POST /v1/auth/oauth2/token", status: 400)
+        let failure = JobFailure(TokenError(.refreshAnswerLost, userID: "u", underlying: refused, isRetriable: false))
+        #expect(failure.action == .finish)
+        #expect(failure.status == .reauthRequired)
+        #expect(failure.code == "refresh_answer_lost")
+        #expect(JobFailure(TokenError(.reauthRequired, userID: "u")).code == "reauth_required")
+    }
+
     @Test func otherErrorsPassThroughUnchanged() {
         struct Other: Error {}
         #expect(MioFailures.classified(Other()) is Other)

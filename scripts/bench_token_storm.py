@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""The refresh storm of issue 16, measured end to end: users whose tokens have all expired when the jobs arrive.
+
+Every user is connected through the simulator's OAuth flow and imported with an access token that has already
+expired (`--expired`, the default) or with a fresh one (`--fresh`, the baseline: the same jobs with no refresh).
+The jobs are produced to a mock Kafka cluster; `--workers` processes of `mioctx run` share them, on one SQLite
+file (`--store sqlite`, one worker) or on one PostgreSQL database (`--store postgres://...`, e.g. three workers).
+Reports the wall time until every result was read, the results by status, and the simulator's counts: refresh
+calls, reuse detections. A benchmark, not a test: nothing fails on time.
+
+    swift build -c release --product mioctx
+    scripts/bench_token_storm.py --store sqlite --workers 1            # (a) storm, SQLite, one worker
+    scripts/bench_token_storm.py --store sqlite --workers 1 --fresh    #     baseline
+    scripts/bench_token_storm.py --store "$(scripts/test-postgres.sh)" --workers 3          # (b)
+    scripts/bench_token_storm.py --store "$(scripts/test-postgres.sh)" --workers 3 --fresh  #     baseline
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from bench_common import connect, die_with_parent, spawn, spawn_simulator
+
+
+def first_line(process):
+    line = process.stdout.readline().decode().strip()
+    if not line:
+        raise SystemExit(f"{process.args[:2]} printed no first line")
+    return line
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=10000)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=int, default=100)
+    parser.add_argument("--max-in-flight", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--store", default="sqlite", help="sqlite (a file in a temporary directory) or a postgres:// URL")
+    parser.add_argument("--fresh", action="store_true", help="import unexpired tokens (the baseline)")
+    parser.add_argument("--binary", default=".build/release/mioctx")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="mioctx-storm-")
+    processes = []
+    try:
+        kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
+                       "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        processes.append(kafka)
+        bootstrap = first_line(kafka)
+        sim = spawn_simulator(args.binary, args.latency_ms)
+        processes.append(sim)
+        sim_url = first_line(sim)
+
+        users = [f"user-{i:05d}" for i in range(args.users)]
+        print(f"connecting {len(users)} users...", file=sys.stderr)
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            lines = list(pool.map(lambda user: connect(sim_url, user), users))
+        if not args.fresh:
+            # Issued an hour ago, expired a second ago: every user needs a refresh before the first job.
+            for line in lines:
+                line.pop("expiresIn")
+                line["expiresAt"] = int(time.time()) - 1
+        tokens_file = os.path.join(work, "tokens.jsonl")
+        with open(tokens_file, "w") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
+        keys = subprocess.run([args.binary, "tokens", "keygen"], check=True, capture_output=True).stdout.decode().strip()
+        from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT
+        env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
+                   MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
+        store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}" if args.store == "sqlite" else args.store
+        subprocess.run([args.binary, "tokens", "import", "--store", store, "--file", tokens_file],
+                       check=True, env=env, capture_output=True)
+        post(f"{sim_url}/sim/stats/reset")
+
+        jobs_file = os.path.join(work, "jobs.txt")
+        with open(jobs_file, "w") as handle:
+            for index in range(args.jobs):
+                user = users[index % len(users)]
+                job = {"id": f"job-{index}", "userId": user, "query": f"storm {index}"}
+                handle.write(f"{user}\t{json.dumps(job)}\n")
+        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
+                       check=True, preexec_fn=die_with_parent)
+
+        started = time.monotonic()
+        workers = []
+        for index in range(args.workers):
+            log = open(os.path.join(work, f"worker-{index}.log"), "w")
+            workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
+                                  "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
+                                  "--log-level", "warning"],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=log))
+        processes.extend(workers)
+        reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
+                        "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
+        processes.append(reader)
+        collected = []
+        drainer = threading.Thread(target=lambda: collected.append(reader.stdout.read()))
+        drainer.start()
+        drainer.join()
+        wall = time.monotonic() - started
+
+        statuses, codes = {}, {}
+        for line in (collected[0] if collected else b"").decode().splitlines():
+            result = json.loads(line)
+            statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            if result["status"] != "ok":
+                code = result.get("error", {}).get("code", "?") if isinstance(result.get("error"), dict) else "?"
+                codes[code] = codes.get(code, 0) + 1
+        with urllib.request.urlopen(f"{sim_url}/sim/stats", timeout=30) as response:
+            stats = json.loads(response.read())
+        refreshes = sum(stats.get("refreshesByUser", {}).values())
+        print(json.dumps({
+            "jobs": args.jobs, "users": args.users, "latencyMs": args.latency_ms, "maxInFlight": args.max_in_flight,
+            "workers": args.workers, "store": "sqlite" if args.store == "sqlite" else "postgres",
+            "tokens": "fresh" if args.fresh else "expired",
+            "wallSecondsIncludingGroupJoin": round(wall, 2),
+            "statuses": statuses, "failureCodes": codes,
+            "refreshCallsAtMio": refreshes, "usersRefreshedMoreThanOnce": sum(
+                1 for count in stats.get("refreshesByUser", {}).values() if count > 1),
+            "reuseDetections": stats.get("reuseDetections"),
+            "littleLawSeconds": round(args.jobs / (args.max_in_flight * args.workers / (args.latency_ms / 1000)), 2),
+        }, indent=2))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def post(url):
+    request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+if __name__ == "__main__":
+    main()
