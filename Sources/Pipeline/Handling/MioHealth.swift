@@ -20,9 +20,7 @@ import Synchronization
 /// - **Adaptive concurrency** (loss-based AIMD, per attempt): a 429 or a timeout halves the limit of attempts in
 ///   flight (once per round trip: only an attempt started after the last cut cuts again); every answered attempt
 ///   raises it by `1 / limit`, so by one per round trip, up to ``Configuration/maxConcurrency``.
-/// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then; after
-///   the pause one attempt goes first, and the others follow once it was not refused (several workers sharing one
-///   quota would otherwise all resume into a quota the others used up).
+/// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then.
 /// - **Stop the line.** A failure that is the deployment's fault (``JobFailure/Action/stopTheLine(reason:)``: a
 ///   wrong client secret, a missing or wrong encryption key) halts the worker: no new job, every attempt waits,
 ///   ``haltReason`` says what to fix (readiness fails with it). Every ``Configuration/haltProbeInterval`` one
@@ -173,9 +171,6 @@ public final class MioHealth: Sendable {
         var inFlight = 0
         var epoch = 0
         var pausedUntil: Duration = .zero
-        /// A `Retry-After` pause ended and no attempt since got an answer: one attempt at a time tests the quota
-        /// before the others follow (with several workers on one quota, the others may have used it up).
-        var afterPause = false
         var halt: Halt?
 
         var takesJobs: Bool {
@@ -301,7 +296,6 @@ public final class MioHealth: Sendable {
             return state.probeOutstanding ? nil : probe()
         case .closed:
             if state.pausedUntil > now { return .sleep(state.pausedUntil - now) }
-            if state.afterPause { return state.probeOutstanding ? nil : probe() }
             guard state.inFlight < Int(state.limit) else { return nil }
             state.inFlight += 1
             return .admitted(Ticket(isProbe: false, epoch: state.epoch, admittedAt: now, waited: now - start))
@@ -470,10 +464,6 @@ public final class MioHealth: Sendable {
             if state.pausedUntil <= now { metrics.paused() }
             metrics.pausedFor(added)
             state.pausedUntil = until
-            state.afterPause = true
-        } else if ticket.isProbe, state.afterPause {
-            // The quota answered again: every attempt may go.
-            state.afterPause = false
         }
         guard configuration.adaptiveConcurrency else { return }
         let old = Int(state.limit)
