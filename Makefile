@@ -31,6 +31,7 @@ test: build
 	$(SWIFT) test --skip-build --disable-xctest 2>&1 | tee .build/test-output.txt; \
 	status=$${PIPESTATUS[0]}; \
 	if [ "$$status" -ne 0 ]; then scripts/test-report.sh .build/test-output.txt; fi; \
+	scripts/check-deploy.sh || status=1; \
 	exit "$$status"
 
 # The same tests with AddressSanitizer, for changes that touch C interop (librdkafka, posix_spawn): a read past

@@ -329,6 +329,7 @@ let package = Package(
         .testTarget(
             name: "KafkaPipelineTests",
             dependencies: [
+                .product(name: "Yams", package: "Yams"),
                 "Coordination",
                 "KafkaPipeline",
                 "Pipeline",
@@ -369,7 +370,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: ["MioctxTestSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "MioctxTestSupport", "Kafka", .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: upcomingFeatures
         ),
     ]

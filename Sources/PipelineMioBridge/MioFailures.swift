@@ -72,6 +72,13 @@ extension JobFailure {
                 code: error.code.description,
                 message: what
             )
+        case .refreshAnswerLost:
+            self.init(
+                .finish,
+                status: .reauthRequired,
+                code: "refresh_answer_lost",
+                message: "Mio refused the refresh token after a refresh whose answer was lost: the user must reconnect"
+            )
         default:
             let what = "getting the user's access token failed (\(error.code))"
             if let mioError = error.underlying as? MioError {

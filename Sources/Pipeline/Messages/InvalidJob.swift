@@ -14,6 +14,8 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
             case emptyField = "empty_field"
             case fieldTooLarge = "field_too_large"
             case unknownOp = "unknown_op"
+            case messageTooLarge = "message_too_large"
+            case resultRefused = "result_refused"
         }
 
         private let value: Value
@@ -39,9 +41,16 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
         /// `op` is a string other than `context` or `summary`.
         public static let unknownOp = Code(.unknownOp)
 
+        /// The whole message is larger than ``Job/maxMessageBytes``: its value was not read (nor kept).
+        public static let messageTooLarge = Code(.messageTooLarge)
+        /// A valid job whose result the output refused for what it is (for Kafka: its size, or an invalid record):
+        /// the job goes to the dead-letter destination instead, so that its partition goes on.
+        public static let resultRefused = Code(.resultRefused)
+
         /// Every code, for documentation and tests.
         public static let allCases: [Code] = [
             .notUTF8, .notJSON, .notObject, .missingField, .wrongType, .emptyField, .fieldTooLarge, .unknownOp,
+            .messageTooLarge, .resultRefused,
         ]
 
         /// The snake_case code, e.g. `missing_field`.
@@ -68,4 +77,14 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `code: message`.
     public var description: String { "\(code): \(message)" }
+
+    /// The reason of a message larger than ``Job/maxMessageBytes``.
+    /// - Parameter bytes: The message's size.
+    /// - Returns: A ``Code/messageTooLarge`` reason giving the size and the limit.
+    public static func messageTooLarge(bytes: Int) -> InvalidJob {
+        InvalidJob(
+            code: .messageTooLarge,
+            message: "the message is \(bytes) bytes, over the limit of \(Job.maxMessageBytes) bytes for a job"
+        )
+    }
 }
