@@ -509,7 +509,12 @@ struct HealthMetrics: Sendable {
         pauses = Counter(label: "mioctx_mio_pauses_total", factory: factory)
         pauseSeconds = FloatingPointCounter(label: "mioctx_mio_pause_seconds_total", factory: factory)
         attempts = Timer(label: "mioctx_mio_attempt_duration_seconds", factory: factory)
+        // Every fault's series exists from the start, at 0, so that dashboards and alerts see it before it happens.
+        for fault in Self.faults { halted(fault, false) }
     }
+
+    /// The codes of the failures that stop the line.
+    static let faults = ["invalid_client", "key_configuration", "decryption_failed"]
 
     func breaker(_ state: MioHealth.BreakerState) { breakerGauge.record(state.gaugeValue) }
     func limit(_ limit: Int) { limitGauge.record(limit) }
