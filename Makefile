@@ -21,6 +21,8 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release --product mioctx
 
+# The OAuth connect flow is also tested in a real browser (tests/browser/connect_flow.py: headless Chromium driven by
+# Selenium against `mioctx run` and `mioctx sim`), after the Swift tests.
 # The PostgreSQL token-store tests need a server: scripts/test-postgres.sh starts a throwaway one on
 # loopback and prints its URL. When the run fails, scripts/test-report.sh ends the output with the failures, the
 # tests a crash interrupted and the crashed thread's frames, so that a short tail of CI's log names the cause.
@@ -31,6 +33,7 @@ test: build
 	$(SWIFT) test --skip-build --disable-xctest 2>&1 | tee .build/test-output.txt; \
 	status=$${PIPESTATUS[0]}; \
 	if [ "$$status" -ne 0 ]; then scripts/test-report.sh .build/test-output.txt; fi; \
+	python3 tests/browser/connect_flow.py .build/debug/mioctx || status=1; \
 	scripts/check-deploy.sh || status=1; \
 	exit "$$status"
 

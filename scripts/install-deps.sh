@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mioctx needs to build and test, only those that are missing.
 # Quick on a prepared machine (a dpkg query per package); needs root or sudo on a fresh one.
+# Chromium and its driver, with Selenium from PyPI, run the browser test of the OAuth connect flow.
 set -euo pipefail
 
-packages=(librdkafka-dev libsqlite3-dev kcat postgresql)
+packages=(librdkafka-dev libsqlite3-dev kcat postgresql chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -23,7 +24,17 @@ if [ ${#missing_python[@]} -gt 0 ]; then
         || python3 -m pip install --quiet "${missing_python[@]}" >&2
 fi
 
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+install_selenium() {
+    python3 -c "import selenium" 2>/dev/null && return 0
+    echo "installing Selenium (PyPI) for the browser test" >&2
+    python3 -m pip install --quiet --break-system-packages selenium >&2 \
+        || python3 -m pip install --quiet selenium >&2
+}
+if [ ${#missing[@]} -eq 0 ]; then
+    install_selenium
+    exit 0
+fi
 
 echo "installing missing Debian packages: ${missing[*]}" >&2
 sudo=()
@@ -34,3 +45,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+install_selenium

@@ -1,10 +1,12 @@
 public import Hummingbird
+public import Logging
 
 /// `GET /healthz` and `GET /readyz` for orchestrators.
 ///
 /// `/healthz` answers 200 while the process serves HTTP (a liveness probe). `/readyz` runs the readiness
-/// checks and answers 200 when all pass, else 503 with one line per failing check, so that a load balancer
-/// or Kubernetes stops sending work and an operator sees why.
+/// checks and answers 200 when all pass, else 503 with one line per failing check (`name: not ready`), so that
+/// a load balancer or Kubernetes stops sending work. The reason a check gives (which can hold server messages
+/// and host names) goes to the log, not to whoever can reach the listener.
 public struct HealthEndpoints: Sendable {
     /// One readiness check: `nil` when ready, else the reason it is not.
     public typealias Check = @Sendable () async -> String?
@@ -14,15 +16,23 @@ public struct HealthEndpoints: Sendable {
 
     private let checks: [(name: String, check: Check)]
     private let details: [(name: String, detail: Detail)]
+    private let logger: Logger
 
     /// Creates the endpoints.
     ///
     /// - Parameters:
     ///   - checks: named readiness checks, run in order on every `/readyz` request.
-    ///   - details: named lines of state added to `/readyz`'s body after the verdict (`name: line`).
-    public init(checks: [(name: String, check: Check)], details: [(name: String, detail: Detail)] = []) {
+    ///   - details: named lines of state added to `/readyz`'s body after the verdict (`name: line`); they hold no
+    ///     server message or host name.
+    ///   - logger: Receives each failing check's reason (the body says only which check failed).
+    public init(
+        checks: [(name: String, check: Check)],
+        details: [(name: String, detail: Detail)] = [],
+        logger: Logger = Logger(label: "mioctx.health")
+    ) {
         self.checks = checks
         self.details = details
+        self.logger = logger
     }
 
     /// Adds `/healthz` and `/readyz` to `router`.
@@ -34,7 +44,8 @@ public struct HealthEndpoints: Sendable {
             var failures: [String] = []
             for (name, check) in checks {
                 if let reason = await check() {
-                    failures.append("\(name): \(reason)")
+                    logger.warning("readiness check failed", metadata: ["check": "\(name)", "reason": "\(reason)"])
+                    failures.append("\(name): not ready")
                 }
             }
             let ready = failures.isEmpty

@@ -1,13 +1,15 @@
 public import Coordination
 import Crypto
 public import Foundation
-import Synchronization
 
-/// The OAuth `state` parameter: binds the user id, expires, is signed with HMAC-SHA256, and is accepted once.
+/// The OAuth `state` parameter: binds the user id, the browser that started the flow and whether the link allows
+/// replacing another Mio account; expires; is signed with HMAC-SHA256.
 ///
-/// Format: `base64url(JSON {"u": user, "n": nonce, "e": expiry seconds since 1970}) "." base64url(HMAC)`.
-/// Single use is enforced in this process (a replayed state is refused until it expires); across replicas a
-/// replay is still stopped by Mio, because an authorization code can be exchanged only once.
+/// Format: `base64url(JSON {"u": user, "n": digest of the browser nonce, "e": expiry seconds since 1970, "r":
+/// replace}) "." base64url(HMAC)`. The browser nonce itself travels only in an HttpOnly cookie set by
+/// `/oauth/connect`; the callback accepts the state only together with that cookie, so a state (or a whole
+/// callback URL) carried to another browser is refused. Single use is the ledger's business (see
+/// ``OAuthEndpoints``): the state's ``VerifiedState/id`` is what the ledger records.
 public final class OAuthStateSigner: Sendable {
     /// Why a state was refused.
     public enum Rejection: String, Error, Sendable, CustomStringConvertible {
@@ -15,33 +17,60 @@ public final class OAuthStateSigner: Sendable {
         case forged = "the state signature is invalid"
         case expired = "the state has expired"
         case replayed = "the state was already used"
+        case otherBrowser = "the connection was started in another browser, or its cookie was lost"
+        case ledgerFull = "too many connections are in progress; try again in a few minutes"
 
         public var description: String { rawValue }
+
+        /// A short name for logs and metric labels.
+        public var reason: String {
+            switch self {
+            case .malformed: "malformed_state"
+            case .forged: "forged_state"
+            case .expired: "expired_state"
+            case .replayed: "replayed_state"
+            case .otherBrowser: "other_browser"
+            case .ledgerFull: "ledger_full"
+            }
+        }
+    }
+
+    /// A state whose signature, expiry and browser were checked.
+    public struct VerifiedState: Sendable, Equatable {
+        /// The user id the state binds.
+        public var userID: String
+        /// Whether the connect link allowed replacing a connection to another Mio account.
+        public var replace: Bool
+        /// When the state expires.
+        public var expiresAt: Date
+        /// The state's identifier for the single-use ledger (the digest of its browser nonce).
+        public var id: String
     }
 
     private struct Payload: Codable {
         var u: String
         var n: String
         var e: Int64
+        var r: Bool?
     }
 
-    private let key: SymmetricKey
+    let key: Data
     private let lifetime: Duration
     private let timeSource: TimeSource
-    private let used = Mutex<[String: Int64]>([:])
 
     /// Creates a signer.
     /// - Parameters:
-    ///   - key: The HMAC key (at least 32 bytes). Replicas behind one load balancer must share it.
+    ///   - key: The HMAC key (at least 32 bytes), shared with the application's backend (it signs connect links
+    ///     with it) and by every replica.
     ///   - lifetime: How long a state is accepted (default 10 minutes).
     ///   - timeSource: The wall clock that dates and expires states (default: the system's).
     public init(key: Data, lifetime: Duration = .seconds(600), timeSource: TimeSource = .system) {
-        self.key = SymmetricKey(data: key)
+        self.key = key
         self.lifetime = lifetime
         self.timeSource = timeSource
     }
 
-    /// A signer with a random key that lives only in this process (a single replica or the demo).
+    /// A signer with a random key that lives only in this process (tests).
     /// - Parameters:
     ///   - lifetime: How long a state is accepted (default 10 minutes).
     ///   - timeSource: The wall clock that dates and expires states (default: the system's).
@@ -55,44 +84,69 @@ public final class OAuthStateSigner: Sendable {
         )
     }
 
-    /// A new signed state for `userID`.
-    /// - Parameter userID: The user the state binds.
-    /// - Returns: The state, for the consent URL's `state` parameter.
-    public func makeState(userID: String) -> String {
-        let expiry = Int64(timeSource.wallNow().timeIntervalSince1970) + lifetime.components.seconds
-        let nonce = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.base64URLEncoded
-        // Encoding three plain fields cannot fail.
-        let payload = try! JSONEncoder().encode(Payload(u: userID, n: nonce, e: expiry)).base64URLEncoded
-        return payload + "." + signature(payload)
+    /// How long a state (and the browser cookie) lives.
+    public var stateLifetime: Duration { lifetime }
+
+    /// A new random browser nonce, for the cookie.
+    public static func makeBrowserNonce() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64URLEncoded
     }
 
-    /// Verifies `state` and consumes it.
-    /// - Parameter state: The `state` parameter of the callback.
-    /// - Returns: The user id it binds.
+    /// A new signed state.
+    /// - Parameters:
+    ///   - userID: The user the state binds.
+    ///   - browserNonce: The nonce of the browser's cookie.
+    ///   - replace: Whether the link allowed replacing a connection to another Mio account.
+    /// - Returns: The state, for the consent URL's `state` parameter.
+    public func makeState(userID: String, browserNonce: String, replace: Bool = false) -> String {
+        let expiry = Int64(timeSource.wallNow().timeIntervalSince1970) + lifetime.components.seconds
+        let payload = Payload(u: userID, n: Self.digest(browserNonce), e: expiry, r: replace ? true : nil)
+        // Encoding plain fields cannot fail.
+        let encoded = try! JSONEncoder().encode(payload).base64URLEncoded
+        return encoded + "." + signature("mioctx-state-v1." + encoded)
+    }
+
+    /// Checks `state`'s signature and expiry, and that it was made for the browser holding `browserNonce`.
+    /// - Parameters:
+    ///   - state: The `state` parameter of the callback.
+    ///   - browserNonce: The nonce from the browser's cookie, nil when it sent none.
+    /// - Returns: The verified state.
     /// - Throws: ``Rejection``.
-    public func consume(_ state: String) throws(Rejection) -> String {
+    public func verify(_ state: String, browserNonce: String?) throws(Rejection) -> VerifiedState {
         let parts = state.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let signatureData = Data(base64URLEncoded: String(parts[1])) else {
             throw .malformed
         }
         let payloadText = String(parts[0])
-        guard HMAC<SHA256>.isValidAuthenticationCode(signatureData, authenticating: Data(payloadText.utf8), using: key)
-        else { throw .forged }
+        guard HMAC<SHA256>.isValidAuthenticationCode(
+            signatureData, authenticating: Data(("mioctx-state-v1." + payloadText).utf8), using: SymmetricKey(data: key)
+        ) else { throw .forged }
         guard let payloadData = Data(base64URLEncoded: payloadText),
             let payload = try? JSONDecoder().decode(Payload.self, from: payloadData)
         else { throw .malformed }
         let now = Int64(timeSource.wallNow().timeIntervalSince1970)
         guard payload.e > now else { throw .expired }
-        let fresh = used.withLock { used in
-            used = used.filter { $0.value > now }
-            return used.updateValue(payload.e, forKey: payload.n) == nil
+        guard let browserNonce, Self.constantTimeEqual(Self.digest(browserNonce), payload.n) else {
+            throw .otherBrowser
         }
-        guard fresh else { throw .replayed }
-        return payload.u
+        return VerifiedState(
+            userID: payload.u, replace: payload.r ?? false,
+            expiresAt: Date(timeIntervalSince1970: TimeInterval(payload.e)), id: payload.n
+        )
     }
 
-    private func signature(_ payload: String) -> String {
-        Data(HMAC<SHA256>.authenticationCode(for: Data(payload.utf8), using: key)).base64URLEncoded
+    private func signature(_ message: String) -> String {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: key))).base64URLEncoded
+    }
+
+    private static func digest(_ nonce: String) -> String {
+        Data(SHA256.hash(data: Data(nonce.utf8))).base64URLEncoded
+    }
+
+    private static func constantTimeEqual(_ left: String, _ right: String) -> Bool {
+        let left = Array(left.utf8), right = Array(right.utf8)
+        guard left.count == right.count else { return false }
+        return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

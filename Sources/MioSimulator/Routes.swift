@@ -62,6 +62,7 @@ extension MioSimulator {
             }
             return Self.encoded(faults)
         }
+        addConsentRoutes(to: router)
         router.get("/sim/stats") { _, _ in
             Self.encoded(self.stats())
         }

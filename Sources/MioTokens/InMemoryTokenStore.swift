@@ -9,6 +9,8 @@ public actor InMemoryTokenStore: TokenStore {
     private typealias UserLock = WaitableState<Bool, Bool>
 
     private var records: [String: TokenRecord] = [:]
+    /// The OAuth states used, with their expiry (see `InMemoryTokenStore+OAuthStates.swift`).
+    var usedOAuthStates: [String: Date] = [:]
     /// The locks of the users being locked or waited for, with the number of tasks holding or waiting.
     private var locks: [String: (lock: UserLock, users: Int)] = [:]
     private let timeSource: TimeSource

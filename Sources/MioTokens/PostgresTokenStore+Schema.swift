@@ -57,6 +57,8 @@ extension PostgresTokenStore {
                         "INSERT INTO mioctx_schema_migrations (version) VALUES (\(index + 1))", logger: logger
                     )
                 }
+                // Outside the numbered migrations, so that it merges with schema changes made beside it.
+                try await connection.query(Self.createOAuthStatesTable, logger: logger)
             }
         }
     }

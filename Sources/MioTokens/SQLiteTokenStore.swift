@@ -43,7 +43,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
 
     /// The database file.
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let keyring: TokenKeyring
     private let configuration: Configuration
     private let timeSource: TimeSource
@@ -72,6 +72,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
             try pool.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
                     try Self.migrate(db)
+                    try Self.createOAuthStatesTable(db)
                     return .commit
                 }
             }

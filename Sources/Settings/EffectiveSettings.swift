@@ -74,7 +74,13 @@ public struct EffectiveSettings: Sendable {
     /// - Returns: `tokens.store`, parsed.
     /// - Throws: `TokenError` for a malformed location (loading has checked it).
     public func tokenStoreLocation() throws -> TokenStoreLocation {
-        try TokenStoreLocation(parsing: self[\.tokens.store])
+        let location = try TokenStoreLocation(parsing: self[\.tokens.store])
+        guard case .postgres(let url) = location, let rootCertificate = self[\.tokens.postgresRootCert],
+            var components = URLComponents(string: url),
+            !(components.queryItems ?? []).contains(where: { $0.name == "sslrootcert" })
+        else { return location }
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "sslrootcert", value: rootCertificate)]
+        return try TokenStoreLocation(parsing: components.string ?? url)
     }
 }
 

@@ -76,6 +76,8 @@ extension SettingParser where Value == String {
     public static var nonEmpty: Self { Self { SettingValueParsing.nonEmpty($0) } }
     /// An absolute `http` or `https` URL with a host.
     public static var httpURL: Self { Self { SettingValueParsing.httpURL($0) } }
+    /// An absolute `https://` URL, or `http://` to a loopback address (127.0.0.0/8, ::1, localhost).
+    public static var secureURL: Self { Self { SettingValueParsing.secureURL($0) } }
     /// A Kafka topic name.
     public static var topic: Self { Self { SettingValueParsing.topic($0) } }
     /// A `bootstrap.servers` list of `host:port`.
@@ -158,6 +160,29 @@ enum SettingValueParsing {
             return .failure("must be an absolute http:// or https:// URL")
         }
         return .success(trimmed)
+    }
+
+    /// An https URL, or an http URL whose host is a loopback address: anything else would send a client secret,
+    /// codes or tokens in clear text.
+    static func secureURL(_ text: String) -> Result<String, SettingParseFailure> {
+        httpURL(text).flatMap { url in
+            guard let components = URLComponents(string: url), let host = components.host?.lowercased() else {
+                return .failure("must be an absolute http:// or https:// URL")
+            }
+            if components.scheme?.lowercased() == "https" || isLoopback(host: host) { return .success(url) }
+            return .failure(SettingParseFailure(
+                "must be https:// (http:// only to a loopback address such as 127.0.0.1: tokens and the client "
+                    + "secret would cross the network in clear text)"
+            ))
+        }
+    }
+
+    /// Whether `host` is a loopback name or address.
+    static func isLoopback(host: String) -> Bool {
+        let host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if host == "localhost" || host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// A Kafka topic name: 1-249 characters of `A-Z a-z 0-9 . _ -`, not `.` or `..`.

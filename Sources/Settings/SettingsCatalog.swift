@@ -60,6 +60,10 @@ public struct SettingsCatalog: Sendable {
                 "enable.auto.commit": "cannot be set: mioctx commits an offset only after its result is delivered (librdkafka auto-commits the offsets mioctx stores)",
                 "enable.auto.offset.store":
                     "cannot be set: mioctx stores an offset only after its result is delivered",
+                "acks": "cannot be set: mioctx commits a job's offset after the broker acknowledged its result, "
+                    + "which means nothing with acks=0 or 1 (librdkafka's default, all, is used)",
+                "enable.idempotence": "cannot be set: the producer's delivery guarantees are mioctx's own "
+                    + "(acknowledged by all in-sync replicas, retried without reordering)",
             ],
             "any librdkafka property (SASL, SSL, tuning), see below"
         )
@@ -70,7 +74,8 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.apiURL`.
         public let apiURL = Setting<String>(
             "mio.apiURL", variables: ["MIO_API_URL"], flags: ["--mio-api-url"],
-            default: MioClient.Configuration.defaultAPIURL, parser: .httpURL, "Mio API base URL"
+            default: MioClient.Configuration.defaultAPIURL, parser: .secureURL,
+            "Mio API base URL (https://; http:// only to a loopback address)"
         )
         /// The declaration of `mio.dashboardURL`.
         public let dashboardURL = Setting<String>(
@@ -103,8 +108,8 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.redirectURL`.
         public let redirectURL = Setting<String>(
             "mio.redirectURL", layers: .environmentOnly, variables: ["MIO_REDIRECT_URL"], default: "",
-            parser: .httpURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
-            "redirect URL registered in Mio (absolute http/https)"
+            parser: .secureURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
+            "redirect URL registered in Mio (https://; http:// only to a loopback address)"
         )
     }
 
@@ -114,8 +119,15 @@ public struct SettingsCatalog: Sendable {
         public let store = Setting<String>(
             "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
             parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
-            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=require]` "
-                + "(replicas share it)"
+            "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=MODE]` "
+                + "(replicas share it; MODE `disable`, `prefer` or `require`; without it, TLS with a verified certificate unless the host is loopback)"
+        )
+        /// The declaration of `tokens.postgresRootCert`.
+        public let postgresRootCert = Setting<String?>(
+            "tokens.postgresRootCert", default: nil, parser: SettingParser<String>.nonEmpty.map { $0 },
+            format: { $0 ?? "~" }, documentedDefault: "none (the system's roots)",
+            "PEM file of the CA that signed the PostgreSQL server's certificate (the URL's `sslrootcert` wins); "
+                + "without `sslmode` in the URL, a server that is not on loopback needs TLS with a verified certificate"
         )
         /// The declaration of `tokens.keys`.
         public let keys = Setting<String?>(
@@ -326,12 +338,12 @@ public struct SettingsCatalog: Sendable {
         )
     }
 
-    /// `http.*`: the operations and OAuth listener.
+    /// `http.*`: the operations listener.
     public struct HTTP: Sendable {
         /// The declaration of `http.host`.
         public let host = Setting<String>(
             "http.host", default: "0.0.0.0", parser: .nonEmpty,
-            "address of the HTTP server (health, metrics, OAuth endpoints)"
+            "address of the operations listener (`/healthz`, `/readyz`, `/metrics`)"
         )
         /// The declaration of `http.port`.
         public let port = Setting<Int>(
@@ -340,16 +352,30 @@ public struct SettingsCatalog: Sendable {
         )
     }
 
-    /// `oauth.*`: the OAuth endpoints.
+    /// `oauth.*`: the OAuth connect listener.
     public struct OAuth: Sendable {
+        /// The declaration of `oauth.enabled`.
+        public let enabled = Setting<Bool>(
+            "oauth.enabled", default: false, parser: .boolean, format: { String($0) },
+            "serve `/oauth/connect` and `/oauth/callback` on a listener of their own (needs oauth.stateKey)"
+        )
+        /// The declaration of `oauth.host`.
+        public let host = Setting<String>(
+            "oauth.host", default: "0.0.0.0", parser: .nonEmpty, "address of the OAuth connect listener"
+        )
+        /// The declaration of `oauth.port`.
+        public let port = Setting<Int>(
+            "oauth.port", default: 8081, parser: .integer(in: 0...65_535),
+            "its port (0 to 65535; 0: any free port); must differ from http.port"
+        )
         /// The declaration of `oauth.stateKey`.
         public let stateKey = Setting<Data?>(
             "oauth.stateKey", layers: .environmentOnly, variables: ["MIOCTX_OAUTH_STATE_KEY"], default: nil,
             parser: .stateKey, format: { $0 == nil ? "~" : EffectiveSettings.redacted }, secrecy: .secret,
-            documentedDefault: "none (a random key per process)",
-            "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing the `state` of "
-                + "`/oauth/connect`; replicas behind one address must share it, or a callback that reaches another "
-                + "replica is refused; never printed"
+            documentedDefault: "none",
+            "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing connect links (the "
+                + "application's backend has it too) and the `state` of `/oauth/connect`; every replica shares it; "
+                + "never printed"
         )
     }
 

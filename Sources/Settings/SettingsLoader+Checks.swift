@@ -36,6 +36,17 @@ extension Resolver {
                 report(key, "entry \(index + 1) must be name=value", .flag(name: entry.flag))
                 continue
             }
+            guard !PropertyMapSetting.isSecretProperty(name) else {
+                let variable = SettingsCatalog.variables(of: setting).first ?? key
+                report(
+                    "\(key).\(name)",
+                    "is a secret and is not accepted on the command line (visible in /proc/*/cmdline and shell "
+                        + "history): set it in \(variable), a properties file (\(SettingsCatalog.kafkaConfigFlag)) or the "
+                        + "configuration file's \(key)",
+                    .flag(name: entry.flag)
+                )
+                continue
+            }
             add(name, value, .flag(name: entry.flag))
         }
         for name in properties.keys.sorted() {
@@ -59,6 +70,46 @@ extension Resolver {
         }
         if !requirements.isDisjoint(with: .tokenKeys) {
             checkTokenKeys(catalog.tokens)
+        }
+        checkStoreURLPassword(catalog.tokens.store)
+        checkOAuthListener(catalog)
+    }
+
+    /// A PostgreSQL URL with a password is refused as a flag: the command line is visible to every local user.
+    private mutating func checkStoreURLPassword(_ store: Setting<String>) {
+        guard case .flag(let flag) = sources[store.key], !refused.contains(store.key),
+            let components = URLComponents(string: value(store)), components.password != nil
+        else { return }
+        let variable = SettingsCatalog.variables(of: store).first ?? store.key
+        report(
+            store.key,
+            "holds a password and is not accepted as \(flag) (visible in /proc/*/cmdline and shell history): set "
+                + "\(variable), or the configuration file's \(store.key), or leave the password out and use PGPASSFILE",
+            .flag(name: flag)
+        )
+    }
+
+    /// The OAuth listener needs the state key (the application's backend signs connect links with it) and a port
+    /// of its own.
+    private mutating func checkOAuthListener(_ catalog: SettingsCatalog) {
+        let oauth = catalog.oauth
+        guard value(oauth.enabled), !refused.contains(oauth.enabled.key) else { return }
+        if value(oauth.stateKey) == nil, !refused.contains(oauth.stateKey.key) {
+            let variable = SettingsCatalog.variables(of: oauth.stateKey).first ?? oauth.stateKey.key
+            report(
+                oauth.stateKey.key,
+                "is required when \(oauth.enabled.key) is true: set \(variable) to the key the application's "
+                    + "backend signs connect links with (`openssl rand -base64 32`)",
+                nil
+            )
+        }
+        if value(oauth.port) != 0, value(oauth.port) == value(catalog.http.port),
+            refused.isDisjoint(with: [oauth.port.key, catalog.http.port.key])
+        {
+            report(
+                oauth.port.key, "must differ from \(catalog.http.port.key) (\(value(catalog.http.port))): the OAuth "
+                    + "listener is apart from the operations listener", sources[oauth.port.key]
+            )
         }
     }
 

@@ -44,16 +44,20 @@ struct RunCommand: AsyncParsableCommand {
         // flight finish, the client closes its connections, the store its pool.
         let storeService = try TokenStoreService(settings: settings, logger: logger)
         let assembly = try WorkerAssembly(settings: settings, store: storeService.store, logger: logger)
-        let http = Self.httpServer(settings: settings, assembly: assembly, store: storeService.store,
-                                   registry: registry, logger: logger)
+        let http = Self.operationsServer(settings: settings, assembly: assembly, store: storeService.store,
+                                         registry: registry, logger: logger)
+        // Each listener starts once the store is ready; one that fails (a port in use) stops the whole group.
+        func listener(_ base: some Service) -> ServiceGroupConfiguration.ServiceConfiguration {
+            .init(service: StartsAfter(gate: storeService.ready, base: base), failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
+        var listeners = [listener(http)]
+        if let oauth = try Self.oauthServer(settings: settings, assembly: assembly, store: storeService.store, logger: logger) {
+            listeners.append(listener(oauth))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: storeService)] + assembly.services(startingWorkerAfter: storeService.ready) + [
-                    .init(
-                        service: StartsAfter(gate: storeService.ready, base: http),
-                        failureTerminationBehavior: .gracefullyShutdownGroup
-                    )
-                ],
+                services: [.init(service: storeService)] + assembly.services(startingWorkerAfter: storeService.ready)
+                    + listeners,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -61,8 +65,8 @@ struct RunCommand: AsyncParsableCommand {
         try await group.run()
     }
 
-    /// The operations and OAuth listener: health and readiness, metrics, `/oauth/connect` and its callback.
-    static func httpServer(
+    /// The operations listener: health and readiness, metrics. Nothing of the OAuth flow is served here.
+    static func operationsServer(
         settings: EffectiveSettings,
         assembly: WorkerAssembly,
         store: any TokenStore,
@@ -81,15 +85,8 @@ struct RunCommand: AsyncParsableCommand {
             ("token store", { await assembly.tokens.storeProblem() }),
         ], details: [
             ("mio", { health?.summary ?? "no breaker" }),
-        ]).addRoutes(to: router)
+        ], logger: logger).addRoutes(to: router)
         MetricsEndpoint(registry: registry).addRoutes(to: router)
-        OAuthEndpoints(
-            configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
-            store: store,
-            exchanger: assembly.mio,
-            stateSigner: stateSigner(settings[\.oauth.stateKey], logger: logger),
-            logger: logger
-        ).addRoutes(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(settings[\.http.host], port: settings[\.http.port])),
@@ -97,15 +94,33 @@ struct RunCommand: AsyncParsableCommand {
         )
     }
 
-    /// The signer of `/oauth/connect`'s state: the shared key when one is set, else a key of this process alone.
-    static func stateSigner(_ key: Data?, logger: Logger) -> OAuthStateSigner {
-        if let key {
-            return OAuthStateSigner(key: key)
+    /// The OAuth connect listener (`/oauth/connect` and its callback) when `oauth.enabled`, else nil.
+    static func oauthServer(
+        settings: EffectiveSettings,
+        assembly: WorkerAssembly,
+        store: any TokenStore,
+        logger: Logger
+    ) throws -> (any Service)? {
+        guard settings[\.oauth.enabled] else { return nil }
+        guard let key = settings[\.oauth.stateKey] else {
+            throw ValidationError("oauth.enabled needs oauth.stateKey (MIOCTX_OAUTH_STATE_KEY)")
         }
-        let variable = SettingsCatalog.shared.oauth.stateKey.otherVariables.first ?? "MIOCTX_OAUTH_STATE_KEY"
-        logger.notice(
-            "OAuth state is signed with a key of this process only: with several replicas behind one address, set \(variable) so that any replica accepts /oauth/callback"
+        guard let ledger = store as? any OAuthStateLedger else {
+            throw ValidationError("the token store cannot record used OAuth states")
+        }
+        let router = Router()
+        OAuthEndpoints(
+            configuration: OAuthEndpoints.Configuration(mio: assembly.mio.configuration),
+            store: store,
+            ledger: ledger,
+            exchanger: assembly.mio,
+            stateSigner: OAuthStateSigner(key: key),
+            logger: logger
+        ).addRoutes(to: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings[\.oauth.host], port: settings[\.oauth.port])),
+            logger: logger
         )
-        return .ephemeral()
     }
 }

@@ -22,7 +22,7 @@ struct HealthEndpointsTests {
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 let body = String(buffer: response.body)
-                #expect(body == "kafka: not a member of consumer group 'mioctx' yet\n")
+                #expect(body == "kafka: not ready\n")
             }
             kafkaJoined.store(true, ordering: .releasing)
             try await client.execute(uri: "/readyz", method: .get) { response in

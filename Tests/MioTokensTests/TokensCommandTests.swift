@@ -169,9 +169,18 @@ func runMioctx(_ arguments: [String], environment: [String: String] = [:], direc
                 let environment = Sim.environment(baseURL: simulator.baseURL!)
                     .merging(["MIOCTX_TOKEN_KEYS": TokenKeyring.generateEntry()]) { $1 }
                 let code = simulator.authorize(userID: "mio-u1")
-                let connect = try await runMioctx(
+                // A code on the command line is refused, naming where it goes instead, and nothing is exchanged.
+                let flag = try await runMioctx(
                     ["tokens", "connect", "--user", "u1", "--code", code, "--store", "sqlite:t.sqlite"],
                     environment: environment, directory: directory
+                )
+                #expect(flag.status != 0)
+                #expect(flag.error.contains("MIOCTX_AUTHORIZATION_CODE"), "\(flag.error)")
+                #expect(flag.error.contains("--code-file"))
+                #expect(simulator.stats().tokensIssued == 0)
+                let connect = try await runMioctx(
+                    ["tokens", "connect", "--user", "u1", "--store", "sqlite:t.sqlite"],
+                    environment: environment.merging(["MIOCTX_AUTHORIZATION_CODE": code]) { $1 }, directory: directory
                 )
                 #expect(connect.status == 0, "\(connect.error)")
                 #expect(connect.output.contains("connected u1"))
@@ -180,8 +189,10 @@ func runMioctx(_ arguments: [String], environment: [String: String] = [:], direc
                 )
                 #expect(get.output.contains("status:     active"))
                 // The code is single use: a second connect fails with Mio's reason and stores nothing new.
+                let codeFile = directory.appendingPathComponent("code.txt")
+                try Data((code + "\n").utf8).write(to: codeFile)
                 let again = try await runMioctx(
-                    ["tokens", "connect", "--user", "u2", "--code", code, "--store", "sqlite:t.sqlite"],
+                    ["tokens", "connect", "--user", "u2", "--code-file", codeFile.path, "--store", "sqlite:t.sqlite"],
                     environment: environment, directory: directory
                 )
                 #expect(again.status != 0)

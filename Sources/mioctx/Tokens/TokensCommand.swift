@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordination
 import Foundation
+import HTTPEndpoints
 import Logging
 import Mio
 import MioTokens
@@ -23,7 +24,7 @@ struct TokensCommand: AsyncParsableCommand {
 
             """ + SettingsReference.flagsHelp,
         subcommands: [
-            Keygen.self, Import.self, Connect.self, Get.self, List.self, Revoke.self, Rekey.self, Refresh.self,
+            Keygen.self, Import.self, ConnectLinkCommand.self, Connect.self, Get.self, List.self, Revoke.self, Rekey.self, Refresh.self,
         ]
     )
 }
@@ -143,17 +144,81 @@ extension TokensCommand {
         @Option(help: "The user id.")
         var user: String
 
-        @Option(help: "The authorization code from Mio's consent flow.")
-        var code: String
+        @Option(help: .hidden)
+        var code: String?
+
+        @Option(help: ArgumentHelp(
+            "A file holding the authorization code from Mio's consent flow (- reads standard input; default: the "
+                + "MIOCTX_AUTHORIZATION_CODE environment variable)."
+        ))
+        var codeFile: String?
+
+        /// The environment variable that takes the authorization code.
+        static let codeVariable = "MIOCTX_AUTHORIZATION_CODE"
+
+        func validate() throws {
+            if code != nil {
+                throw ValidationError(
+                    "--code is not accepted: an authorization code on the command line is visible in /proc/*/cmdline "
+                        + "and shell history; pass it in \(Self.codeVariable) or in a file with --code-file PATH "
+                        + "(--code-file - reads standard input)"
+                )
+            }
+        }
 
         func run() async throws {
             let user = user
-            let code = code
+            let code = try readCode()
             let record = try await TokenStoreAccess.withStoreAndMio { store, mio, _ in
                 let response = try await mio.exchangeCodeForTokens(code: code)
                 return try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: TimeSource.system.wallNow()))
             }
             print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
+        }
+    }
+
+    /// `mioctx tokens connect-link --user ID`: a signed link to `/oauth/connect`.
+    struct ConnectLinkCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "connect-link",
+            abstract: "Print a signed connect link for a user (what the application's backend makes).",
+            discussion: """
+                The link goes to /oauth/connect on the OAuth listener (the origin of MIO_REDIRECT_URL) and is signed \
+                with MIOCTX_OAUTH_STATE_KEY; it names the user id and an expiry. Hand it only to the user it names, \
+                after your own login: whoever opens it connects their Mio account to that user id.
+                """
+        )
+
+        @Option(help: "The user id the tokens will be stored under.")
+        var user: String
+
+        @Option(help: "How long the link is accepted, in seconds.")
+        var lifetime: Int = 900
+
+        @Flag(help: "Allow the link to replace a connection to a different Mio account.")
+        var replace = false
+
+        func validate() throws {
+            guard !user.isEmpty else { throw ValidationError("--user must not be empty") }
+            guard (1...604_800).contains(lifetime) else {
+                throw ValidationError("--lifetime must be 1 to 604800 seconds (7 days)")
+            }
+        }
+
+        func run() async throws {
+            let settings = try await CommandSettings.load(requiring: [])
+            guard let key = settings[\.oauth.stateKey] else {
+                throw ValidationError("the link is signed with the OAuth state key: set MIOCTX_OAUTH_STATE_KEY")
+            }
+            let redirectURL = settings[\.mio.redirectURL]
+            guard !redirectURL.isEmpty else {
+                throw ValidationError("the link goes to the origin of the redirect URL: set MIO_REDIRECT_URL")
+            }
+            let connectURL = OAuthEndpoints.Configuration(clientID: "", redirectURL: redirectURL, dashboardURL: "")
+                .connectURL
+            print(makeConnectLink(
+                connectURL: connectURL, userID: user, stateKey: key, lifetime: .seconds(lifetime), replace: replace
+            ))
         }
     }
 
@@ -321,5 +386,29 @@ extension TokensCommand {
             print(report.json)
             if report.failures > 0 { throw ExitCode(1) }
         }
+    }
+}
+
+extension TokensCommand.Connect {
+    /// The code from --code-file (or standard input), else from the environment.
+    func readCode() throws -> String {
+        let text: String
+        if let codeFile {
+            if codeFile == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            } else {
+                guard let contents = FileManager.default.contents(atPath: codeFile) else {
+                    throw ValidationError("cannot read \(codeFile)")
+                }
+                text = String(decoding: contents, as: UTF8.self)
+            }
+        } else {
+            text = ProcessInfo.processInfo.environment[Self.codeVariable] ?? ""
+        }
+        let code = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !code.isEmpty else {
+            throw ValidationError("no authorization code: set \(Self.codeVariable) or pass --code-file PATH")
+        }
+        return code
     }
 }
