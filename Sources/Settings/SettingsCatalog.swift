@@ -74,13 +74,20 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.apiURL`.
         public let apiURL = Setting<String>(
             "mio.apiURL", variables: ["MIO_API_URL"], flags: ["--mio-api-url"],
-            default: MioClient.Configuration.defaultAPIURL, parser: .secureURL,
+            default: MioClient.Configuration.defaultAPIURL, parser: .httpURL,
             "Mio API base URL (https://; http:// only to a loopback address)"
         )
         /// The declaration of `mio.dashboardURL`.
         public let dashboardURL = Setting<String>(
             "mio.dashboardURL", variables: ["MIO_DASHBOARD_URL"], default: MioClient.Configuration.defaultDashboardURL,
             parser: .httpURL, "dashboard with the consent page users are sent to"
+        )
+        /// The declaration of `mio.plainHTTPHosts`.
+        public let plainHTTPHosts = Setting<[String]>(
+            "mio.plainHttpHosts", default: [], parser: .hostList, format: { $0.joined(separator: ",") },
+            documentedDefault: "none",
+            "hosts `mio.apiURL` and the redirect URL may reach over http:// besides loopback (a development network's "
+                + "simulator, `mio-simulator`); never for Mio itself"
         )
         /// The declaration of `mio.requestTimeout`.
         public let requestTimeout = Setting<Duration>(
@@ -108,7 +115,7 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.redirectURL`.
         public let redirectURL = Setting<String>(
             "mio.redirectURL", layers: .environmentOnly, variables: ["MIO_REDIRECT_URL"], default: "",
-            parser: .secureURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
+            parser: .httpURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
             "redirect URL registered in Mio (https://; http:// only to a loopback address)"
         )
     }

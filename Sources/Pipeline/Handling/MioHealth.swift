@@ -20,7 +20,9 @@ import Synchronization
 /// - **Adaptive concurrency** (loss-based AIMD, per attempt): a 429 or a timeout halves the limit of attempts in
 ///   flight (once per round trip: only an attempt started after the last cut cuts again); every answered attempt
 ///   raises it by `1 / limit`, so by one per round trip, up to ``Configuration/maxConcurrency``.
-/// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then.
+/// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then; after
+///   the pause one attempt goes first, and the others follow once it was not refused (several workers sharing one
+///   quota would otherwise all resume into a quota the others used up).
 /// - **Stop the line.** A failure that is the deployment's fault (``JobFailure/Action/stopTheLine(reason:)``: a
 ///   wrong client secret, a missing or wrong encryption key) halts the worker: no new job, every attempt waits,
 ///   ``haltReason`` says what to fix (readiness fails with it). Every ``Configuration/haltProbeInterval`` one
@@ -171,6 +173,9 @@ public final class MioHealth: Sendable {
         var inFlight = 0
         var epoch = 0
         var pausedUntil: Duration = .zero
+        /// A `Retry-After` pause ended and no attempt since got an answer: one attempt at a time tests the quota
+        /// before the others follow (with several workers on one quota, the others may have used it up).
+        var afterPause = false
         var halt: Halt?
 
         var takesJobs: Bool {
@@ -296,6 +301,7 @@ public final class MioHealth: Sendable {
             return state.probeOutstanding ? nil : probe()
         case .closed:
             if state.pausedUntil > now { return .sleep(state.pausedUntil - now) }
+            if state.afterPause { return state.probeOutstanding ? nil : probe() }
             guard state.inFlight < Int(state.limit) else { return nil }
             state.inFlight += 1
             return .admitted(Ticket(isProbe: false, epoch: state.epoch, admittedAt: now, waited: now - start))
@@ -464,6 +470,10 @@ public final class MioHealth: Sendable {
             if state.pausedUntil <= now { metrics.paused() }
             metrics.pausedFor(added)
             state.pausedUntil = until
+            state.afterPause = true
+        } else if ticket.isProbe, state.afterPause {
+            // The quota answered again: every attempt may go.
+            state.afterPause = false
         }
         guard configuration.adaptiveConcurrency else { return }
         let old = Int(state.limit)
@@ -509,12 +519,14 @@ struct HealthMetrics: Sendable {
         pauses = Counter(label: "mioctx_mio_pauses_total", factory: factory)
         pauseSeconds = FloatingPointCounter(label: "mioctx_mio_pause_seconds_total", factory: factory)
         attempts = Timer(label: "mioctx_mio_attempt_duration_seconds", factory: factory)
-        // Every fault's series exists from the start, at 0, so that dashboards and alerts see it before it happens.
-        for fault in Self.faults { halted(fault, false) }
+        // Exported at 0 from the start, so that dashboards and alerts see the series before any halt.
+        for fault in Self.operatorFaults {
+            halted(fault, false)
+        }
     }
 
-    /// The codes of the failures that stop the line.
-    static let faults = ["invalid_client", "key_configuration", "decryption_failed"]
+    /// The `fault` label values of `mioctx_halted`.
+    static let operatorFaults = ["invalid_client", "key_configuration", "decryption_failed"]
 
     func breaker(_ state: MioHealth.BreakerState) { breakerGauge.record(state.gaugeValue) }
     func limit(_ limit: Int) { limitGauge.record(limit) }
