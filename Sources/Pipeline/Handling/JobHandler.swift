@@ -14,6 +14,13 @@ public import Tracing
 ///   exponential backoff with full jitter, never sooner than `Retry-After`, within ``RetryPolicy``; then the
 ///   failure's status (`rate_limited` when the last failure was a 429, else `upstream_unavailable`).
 /// - ``JobFailure/Action/finish`` (other 4xx, no tokens, refresh token revoked): no retry, the failure's status.
+/// - ``JobFailure/Action/stopTheLine(reason:)`` (a wrong client secret, a missing key): with a ``MioHealth`` the job
+///   waits until the line runs again; without one, the failure's status.
+///
+/// With a ``MioHealth`` every attempt is admitted by it and reports its outcome to it: an attempt that failed while
+/// Mio was down for everyone (the breaker open, or a probe) does not count against ``RetryPolicy/maxAttempts``,
+/// nor does the time waited for Mio count against ``RetryPolicy/maxTimePerJob``; with
+/// ``RetryPolicy/maxTimeRateLimited`` set, 429s are bounded by that time instead of by attempts.
 ///
 /// Result messages are built from codes, statuses and endpoints only: they never contain a token.
 public struct JobHandler: Sendable {
