@@ -62,6 +62,9 @@ import Testing
         BadInput("long query", #"{"id":"a","userId":"u","query":"\#(bigQuery)"}"#, .fieldTooLarge, field: "query"),
         BadInput("big metadata", #"{"id":"a","userId":"u","query":"q","metadata":\#(bigMetadata)}"#, .fieldTooLarge, field: "metadata"),
         BadInput("unknown op", #"{"id":"a","userId":"u","query":"q","op":"delete"}"#, .unknownOp, field: "op"),
+        BadInput("userId twice", #"{"id":"a","userId":"victim","query":"q","userId":"attacker"}"#, .duplicateField, field: "userId"),
+        BadInput("id twice", #"{"id":"a","id":"b","userId":"u","query":"q"}"#, .duplicateField, field: "id"),
+        BadInput("metadata twice", #"{"id":"a","userId":"u","query":"q","metadata":{},"metadata":{}}"#, .duplicateField, field: "metadata"),
     ]
 
     @Test(arguments: badInputs)

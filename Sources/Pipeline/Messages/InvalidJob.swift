@@ -14,6 +14,7 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
             case emptyField = "empty_field"
             case fieldTooLarge = "field_too_large"
             case unknownOp = "unknown_op"
+            case duplicateField = "duplicate_field"
         }
 
         private let value: Value
@@ -38,10 +39,13 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
         public static let fieldTooLarge = Code(.fieldTooLarge)
         /// `op` is a string other than `context` or `summary`.
         public static let unknownOp = Code(.unknownOp)
+        /// A field of the job (`id`, `userId`, `query`, `op`, `metadata`) appears more than once in the object.
+        public static let duplicateField = Code(.duplicateField)
 
         /// Every code, for documentation and tests.
         public static let allCases: [Code] = [
             .notUTF8, .notJSON, .notObject, .missingField, .wrongType, .emptyField, .fieldTooLarge, .unknownOp,
+            .duplicateField,
         ]
 
         /// The snake_case code, e.g. `missing_field`.
