@@ -134,9 +134,15 @@ import Testing
         #expect(job.query?.utf8.count == 16 * 1024)
     }
 
-    @Test func lastRepeatedFieldWins() throws {
-        let job = try Job(decoding: Array(#"{"id":"a","id":"b","userId":"u","query":"q"}"#.utf8))
-        #expect(job.id == "b")
+    @Test func aRepeatedFieldIsRejectedInsteadOfTheLastValueWinning() throws {
+        // Issue 17: last-value-wins let two readers of the same message disagree about the user.
+        let error = #expect(throws: InvalidJob.self) {
+            try Job(decoding: Array(#"{"id":"a","id":"b","userId":"u","query":"q"}"#.utf8))
+        }
+        #expect(error?.code == .duplicateField)
+        #expect(error?.field == "id")
+        // Unknown fields may repeat: mioctx does not read them.
+        #expect(try Job(decoding: Array(#"{"id":"a","x":1,"x":2,"userId":"u","query":"q"}"#.utf8)).id == "a")
     }
 
     @Test func rawJSONValidatesItsText() {
