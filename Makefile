@@ -34,6 +34,7 @@ test: build
 	status=$${PIPESTATUS[0]}; \
 	if [ "$$status" -ne 0 ]; then scripts/test-report.sh .build/test-output.txt; fi; \
 	python3 tests/browser/connect_flow.py .build/debug/mioctx || status=1; \
+	scripts/check-deploy.sh || status=1; \
 	exit "$$status"
 
 # The same tests with AddressSanitizer, for changes that touch C interop (librdkafka, posix_spawn): a read past

@@ -331,6 +331,7 @@ let package = Package(
         .testTarget(
             name: "KafkaPipelineTests",
             dependencies: [
+                .product(name: "Yams", package: "Yams"),
                 "Coordination",
                 "KafkaPipeline",
                 "Pipeline",
@@ -355,6 +356,7 @@ let package = Package(
             name: "HTTPEndpointsTests",
             dependencies: [
                 "HTTPEndpoints",
+                "Pipeline",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -370,7 +372,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MioctxCommandTests",
-            dependencies: ["MioctxTestSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "MioctxTestSupport", "Kafka", .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: upcomingFeatures
         ),
     ]

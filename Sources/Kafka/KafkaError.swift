@@ -63,6 +63,9 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isRetriable: Bool
     /// Whether the client is unusable after this error and must be recreated.
     public var isFatal: Bool
+    /// Whether the error is about one message itself (`MSG_SIZE_TOO_LARGE`, `INVALID_RECORD`, record-level
+    /// errors): sending that message again cannot succeed, while other messages can.
+    public var refusesMessage: Bool
 
     /// Creates an error.
     public init(
@@ -71,7 +74,8 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         rdKafkaErrorCode: Int32? = nil,
         rdKafkaErrorName: String? = nil,
         isRetriable: Bool = false,
-        isFatal: Bool = false
+        isFatal: Bool = false,
+        refusesMessage: Bool = false
     ) {
         self.code = code
         self.message = message
@@ -79,6 +83,7 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         self.rdKafkaErrorName = rdKafkaErrorName
         self.isRetriable = isRetriable
         self.isFatal = isFatal
+        self.refusesMessage = refusesMessage
     }
 
     public var description: String {

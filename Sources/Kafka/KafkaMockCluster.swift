@@ -68,6 +68,10 @@ public final class KafkaMockCluster: Sendable {
         public static let notCoordinator = BrokerError(code: 16)
         /// `NOT_ENOUGH_REPLICAS` (19).
         public static let notEnoughReplicas = BrokerError(code: 19)
+        /// `ILLEGAL_GENERATION` (22): the group's generation has moved on.
+        public static let illegalGeneration = BrokerError(code: 22)
+        /// `UNKNOWN_MEMBER_ID` (25): the coordinator does not know the member.
+        public static let unknownMemberID = BrokerError(code: 25)
         /// `REBALANCE_IN_PROGRESS` (27).
         public static let rebalanceInProgress = BrokerError(code: 27)
         /// `TOPIC_AUTHORIZATION_FAILED` (29).

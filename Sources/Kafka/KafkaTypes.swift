@@ -89,6 +89,9 @@ public struct KafkaMessage: Sendable, Hashable {
     public var headers: [KafkaHeader]
     /// Its timestamp in milliseconds since the Unix epoch, when the broker or producer set one.
     public var timestampMilliseconds: Int64?
+    /// The size of its value when the consumer did not copy it (``value`` is then `nil`) because it is larger
+    /// than ``KafkaConsumer/Options/maxValueBytes``.
+    public var droppedValueBytes: Int?
 
     /// Creates a message (mainly for tests of code that consumes messages).
     public init(
@@ -98,8 +101,10 @@ public struct KafkaMessage: Sendable, Hashable {
         key: [UInt8]?,
         value: [UInt8]?,
         headers: [KafkaHeader] = [],
-        timestampMilliseconds: Int64? = nil
+        timestampMilliseconds: Int64? = nil,
+        droppedValueBytes: Int? = nil
     ) {
+        self.droppedValueBytes = droppedValueBytes
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -112,6 +117,15 @@ public struct KafkaMessage: Sendable, Hashable {
     /// The partition the message came from.
     public var topicPartition: KafkaTopicPartition {
         KafkaTopicPartition(topic: topic, partition: partition)
+    }
+
+    /// The bytes the message holds in memory: its key, value and headers (for the consumer's byte bound).
+    public var heldBytes: Int {
+        var total = 64 + (key?.count ?? 0) + (value?.count ?? 0)
+        for header in headers {
+            total += 32 + header.key.utf8.count + (header.value?.count ?? 0)
+        }
+        return total
     }
 
     /// The first header named `key`, if any.

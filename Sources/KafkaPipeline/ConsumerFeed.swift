@@ -11,12 +11,15 @@ import Tracing
 final class ConsumerFeed: Service, Sendable {
     let engine: ProcessingEngine
     let book: OffsetBook
+    /// Bounds each partition's work past its committable mark.
+    let gate: RunAheadGate
     private let configuration: KafkaWorker.Configuration
     private let consumer: KafkaConsumer
     private let metrics: WorkerMetrics
     private let logger: Logger
     private let sink: KafkaResultSink
     private let clock: TimeSource
+    private let health: MioHealth?
     /// Whether to stop, and the failure that asked for it if any: the feed's `run()` waits on it.
     private let stop = WaitableState<Stop, Void>(Stop())
 
@@ -31,16 +34,19 @@ final class ConsumerFeed: Service, Sendable {
         handler: JobHandler,
         sink: KafkaResultSink,
         book: OffsetBook,
+        gate: RunAheadGate,
         metrics: WorkerMetrics,
         metricsFactory: any MetricsFactory,
         tracer: any Tracer,
         logger: Logger
     ) {
         self.clock = handler.timeSource
+        self.health = handler.health
         self.configuration = configuration
         self.consumer = consumer
         self.metrics = metrics
         self.book = book
+        self.gate = gate
         self.sink = sink
         self.logger = logger
         let stop = self.stop
@@ -62,8 +68,8 @@ final class ConsumerFeed: Service, Sendable {
                 break
             case .deliveryFailed(let source, let error):
                 logger.critical(
-                    "a result could not be delivered; stopping so that the job is not skipped",
-                    metadata: ["job.source": "\(source)", "error": "\(error)"]
+                    "stopping, so that the job is not skipped: \(error)",
+                    metadata: ["job.source": "\(source)"]
                 )
                 stop.withLock { stop, waiters in
                     stop.failure = stop.failure ?? KafkaWorker.Failure(message: error.description)
@@ -126,6 +132,7 @@ final class ConsumerFeed: Service, Sendable {
                 return
             }
             storeFinishedMarks()
+            await releaseHeldMessages()
         }
     }
 
@@ -146,16 +153,46 @@ final class ConsumerFeed: Service, Sendable {
         await sink.prepare(logger: logger)
         for await message in consumer.messages {
             await engine.waitForCapacity()
+            // While Mio is down or the line is stopped no job is taken: the consumer's buffer fills up and pauses
+            // the partitions, and the consumer keeps polling, so the worker stays in its group.
+            if let health { await health.waitUntilTakingJobs() }
             guard !Task.isCancelled else { return }
-            let source = JobSource(partition: PartitionID(topic: message.topic, partition: message.partition), offset: message.offset)
-            guard book.received(source) else { continue }
-            let item = InputItem(
-                value: message.value ?? [],
-                key: message.key,
-                headers: message.headers.map { MessageHeader(name: $0.key, value: $0.value) },
-                source: source
-            )
-            guard engine.submit(item) else { return }
+            var accepted = true
+            let admission = gate.admit(message) { accepted = submit($0) }
+            guard accepted else { return }
+            if case .held(let partition?) = admission {
+                logger.debug(
+                    "partition paused: its work is \(gate.limit) offsets past its committable mark",
+                    metadata: ["kafka.partition": "\(partition)"]
+                )
+                await consumer.pause([partition])
+            }
+        }
+    }
+
+    /// Records `message` in the book and submits it; `false` when the engine no longer accepts jobs.
+    private func submit(_ message: KafkaMessage) -> Bool {
+        let source = JobSource(partition: PartitionID(topic: message.topic, partition: message.partition), offset: message.offset)
+        guard book.received(source) else { return true }
+        let item = InputItem(
+            value: message.value ?? [],
+            key: message.key,
+            headers: message.headers.map { MessageHeader(name: $0.key, value: $0.value) },
+            source: source
+        )
+        if let dropped = message.droppedValueBytes {
+            // Over the job limit: the consumer did not copy the value; the dead-letter copy goes without it.
+            return engine.submit(item, parsed: .failure(.messageTooLarge(bytes: dropped)))
+        }
+        return engine.submit(item)
+    }
+
+    /// Submits held messages whose partitions' marks moved (``RunAheadGate``) and resumes the partitions that
+    /// have none held any more.
+    private func releaseHeldMessages() async {
+        let resumable = gate.release { _ = submit($0) }
+        if !resumable.isEmpty {
+            await consumer.resume(resumable)
         }
     }
 
@@ -188,6 +225,7 @@ final class ConsumerFeed: Service, Sendable {
                 metrics.partitionsAssigned(consumer.assignment.count)
             case .revoked(let partitions, let lost):
                 metrics.rebalanced(lost ? "lost" : "revoked")
+                if lost { metrics.partitionsLost(partitions.count) }
                 // The event comes before the consumer forgets the partitions.
                 metrics.partitionsAssigned(Set(consumer.assignment).subtracting(partitions).count)
             case .commitFailed, .error:

@@ -22,6 +22,10 @@ public struct KafkaResultSink: ResultSink {
         public static let sourceTopic = "mioctx-dlq-source-topic"
         public static let sourcePartition = "mioctx-dlq-source-partition"
         public static let sourceOffset = "mioctx-dlq-source-offset"
+        /// Present when the copy carries no value (a null value) although the message had one: why it was
+        /// dropped, e.g. `message_too_large: 1048576 bytes` (the input was over the job limit and was not read) or
+        /// `MSG_SIZE_TOO_LARGE: 1048576 bytes` (Kafka refused the copy with its value).
+        public static let valueDropped = "mioctx-dlq-value-dropped"
     }
 
     /// W3C trace-context headers carried from a job to its result.
@@ -91,12 +95,34 @@ public struct KafkaResultSink: ResultSink {
         } else {
             headers += injected.map { KafkaHeader(key: $0.0, value: $0.1) }
         }
-        _ = try await producer.send(
-            topic: outputTopic,
-            key: Array(result.userID.utf8),
-            value: result.encoded(),
-            headers: headers
-        )
+        do {
+            _ = try await producer.send(
+                topic: outputTopic,
+                key: Array(result.userID.utf8),
+                value: result.encoded(),
+                headers: headers
+            )
+        } catch {
+            throw Self.classified(error)
+        }
+    }
+
+    /// A producer's error as the engine's ``DeliveryFailure`` when its meaning is known: the message itself
+    /// refused (`refused`: a result goes to the dead-letter topic), a fatal producer error (`fatal`), or a
+    /// retriable one (`unavailable`: retried while the outage lasts less than the limit). Any other error (an
+    /// authorization error, for one) is returned as it is: retried a few times, then the worker stops.
+    static func classified(_ error: KafkaError) -> any Error {
+        let code = (error.rdKafkaErrorName ?? error.code.description).lowercased()
+        if error.isFatal {
+            return DeliveryFailure(.fatal, code: code, underlying: error)
+        }
+        if error.refusesMessage {
+            return DeliveryFailure(.refused, code: code, underlying: error)
+        }
+        if error.isRetriable {
+            return DeliveryFailure(.unavailable, code: code, underlying: error)
+        }
+        return error
     }
 
     public func deadLetter(_ item: InputItem, reason: InvalidJob) async throws {
@@ -109,6 +135,28 @@ public struct KafkaResultSink: ResultSink {
         headers.append(KafkaHeader(key: DeadLetterHeader.sourceTopic, value: item.source.partition.topic))
         headers.append(KafkaHeader(key: DeadLetterHeader.sourcePartition, value: "\(item.source.partition.partition)"))
         headers.append(KafkaHeader(key: DeadLetterHeader.sourceOffset, value: "\(item.source.offset)"))
-        _ = try await producer.send(topic: deadLetterTopic, key: item.key, value: item.value, headers: headers)
+        if reason.code == .messageTooLarge {
+            // The consumer did not read the value: the copy says so rather than carry an empty one.
+            headers.append(KafkaHeader(key: DeadLetterHeader.valueDropped, value: reason.message))
+            try await sendDeadLetter(key: item.key, value: nil, headers: headers)
+            return
+        }
+        do {
+            try await sendDeadLetter(key: item.key, value: item.value, headers: headers)
+        } catch let failure as DeliveryFailure where (failure.underlying as? KafkaError)?.isMessageTooLarge == true {
+            // Too large with its value (a dead-letter topic with a smaller max.message.bytes, or a value that
+            // fills a message alone): the reason and the source go on without it.
+            let name = (failure.underlying as? KafkaError)?.rdKafkaErrorName ?? failure.code
+            headers.append(KafkaHeader(key: DeadLetterHeader.valueDropped, value: "\(name): \(item.value.count) bytes"))
+            try await sendDeadLetter(key: item.key, value: nil, headers: headers)
+        }
+    }
+
+    private func sendDeadLetter(key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader]) async throws {
+        do {
+            _ = try await producer.send(topic: deadLetterTopic, key: key, value: value, headers: headers)
+        } catch {
+            throw Self.classified(error)
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Coordination
 public import CoreMetrics
 public import Kafka
 public import Logging
@@ -39,8 +40,17 @@ public final class KafkaWorker: Service, Sendable {
         public var commitInterval: Duration = .seconds(1)
         /// How long shutdown lets jobs in flight finish before cancelling them. Default 30 s.
         public var shutdownGracePeriod: Duration = .seconds(30)
-        /// How long a revocation lets jobs of the revoked partitions finish. Default 10 s.
-        public var revocationGracePeriod: Duration = .seconds(10)
+        /// How long a revocation lets jobs of the revoked partitions finish. Default 5 s. The whole revocation
+        /// (this, then the commit) is kept within half of what the group allows a member in a rebalance
+        /// (``revocationWait(gracePeriod:properties:)``): a longer one would cost the member its generation.
+        public var revocationGracePeriod: Duration = .seconds(5)
+        /// How far a partition's work may run ahead of its committable mark, in offsets: a message further than
+        /// this past the partition's lowest unfinished offset waits, and the partition is paused, until the mark
+        /// moves. It bounds what a crash repeats when one job is slow. `nil` (the default): the in-flight limit.
+        public var maxRunAhead: Int?
+        /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
+        /// above it the consumer pauses its partitions. Default 32 MiB.
+        public var maxBufferedBytes: Int = 32 * 1024 * 1024
 
         /// Creates a configuration with production defaults.
         public init(
@@ -73,6 +83,9 @@ public final class KafkaWorker: Service, Sendable {
         "partition.assignment.strategy": "cooperative-sticky",
         // Bounds the prefetched bytes (librdkafka's default is 64 MiB).
         "queued.max.messages.kbytes": "4096",
+        // Bounds one fetch answer (librdkafka's default is 50 MiB); librdkafka raises it to message.max.bytes if
+        // that is larger.
+        "fetch.max.bytes": "8388608",
         // After a pause, fetching restarts within this time rather than librdkafka's 500 ms.
         "fetch.wait.max.ms": "100",
     ]
@@ -107,7 +120,13 @@ public final class KafkaWorker: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         let metrics = WorkerMetrics(factory: metricsFactory)
-        let producer = try KafkaProducer(configuration: configuration.kafka, logger: logger)
+        var producerConfiguration = configuration.kafka
+        // A message no broker took within the outage limit is reported then (librdkafka's default is 5 minutes),
+        // so that the engine sees the outage (`maxOutage`) and stops, or sends it again if others got through.
+        producerConfiguration.properties = configuration.kafka.properties.merging(
+            ["message.timeout.ms": String(max(1, min(configuration.engine.maxOutage.wholeMilliseconds, Int64(Int32.max))))]
+        ) { user, _ in user }
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let book = OffsetBook(metrics: metrics, clock: handler.timeSource)
         // The revocation handler is owned by the consumer, so it holds the consumer and the engine weakly.
         let revocationTargets = RevocationTargets()
@@ -115,13 +134,30 @@ public final class KafkaWorker: Service, Sendable {
         // Four times the in-flight limit: refilling the buffer after a pause (a fetch round trip) then never
         // starves the engine, and job messages are small (a few hundred bytes each).
         consumerOptions.maxBufferedMessages = max(2048, 4 * configuration.engine.scheduling.maxInFlight)
-        consumerOptions.revocationTimeout = configuration.revocationGracePeriod + .seconds(10)
+        consumerOptions.maxBufferedBytes = configuration.maxBufferedBytes
+        // A message over the job limit is dead-lettered as `message_too_large` without its value ever being copied.
+        consumerOptions.maxValueBytes = Job.maxMessageBytes
+        let revocation = Self.revocationWait(
+            gracePeriod: configuration.revocationGracePeriod,
+            properties: configuration.kafka.properties
+        )
+        if revocation.jobs < configuration.revocationGracePeriod {
+            logger.warning(
+                "revocation grace period shortened to stay within half of the group's rebalance window",
+                metadata: [
+                    "configured": "\(configuration.revocationGracePeriod)", "effective": "\(revocation.jobs)",
+                    "kafka.rebalanceWindow": "\(revocation.window)",
+                ]
+            )
+        }
+        consumerOptions.revocationTimeout = revocation.total
         consumerOptions.statisticsHandler = { metrics.update($0) }
         // At least once without explicit commits outside revocations: finished marks are stored, librdkafka
         // commits them every interval while the group is stable (docs/kafka.md, "Commits").
         consumerOptions.autoCommitInterval = configuration.commitInterval
         consumerOptions.commitHandler = { offsets, failure in book.committed(offsets, failure: failure) }
-        let revocationGracePeriod = configuration.revocationGracePeriod
+        let revocationGracePeriod = revocation.jobs
+        let gate = RunAheadGate(limit: configuration.maxRunAhead ?? configuration.engine.scheduling.maxInFlight, book: book)
         var consumerConfiguration = configuration.kafka
         consumerConfiguration.properties = configuration.kafka.properties.merging(Self.consumerDefaults) { user, _ in user }
         let consumer = try KafkaConsumer(
@@ -139,6 +175,7 @@ public final class KafkaWorker: Service, Sendable {
                 engine: engine,
                 consumer: consumer,
                 book: book,
+                gate: gate,
                 gracePeriod: revocationGracePeriod,
                 logger: logger
             )
@@ -156,6 +193,7 @@ public final class KafkaWorker: Service, Sendable {
             handler: handler,
             sink: sink,
             book: book,
+            gate: gate,
             metrics: metrics,
             metricsFactory: metricsFactory,
             tracer: tracer,
@@ -204,12 +242,20 @@ public final class KafkaWorker: Service, Sendable {
         engine: ProcessingEngine,
         consumer: KafkaConsumer,
         book: OffsetBook,
+        gate: RunAheadGate,
         gracePeriod: Duration,
         logger: Logger
     ) async {
         let ids = partitions.map(PartitionID.init)
         // First, so that a message of these partitions still in the pipeline's hands is not submitted.
         book.close(ids)
+        gate.forget(ids)
+        if lost {
+            logger.warning(
+                "Kafka partitions lost: the group moved on without this member; their next owner repeats their work since the last commit",
+                metadata: ["kafka.partitions": "\(partitions.sorted())", "pending": "\(ids.map(engine.pendingCount(in:)).reduce(0, +))"]
+            )
+        }
         for id in ids {
             _ = engine.dropQueued(partition: id)
         }
@@ -226,9 +272,41 @@ public final class KafkaWorker: Service, Sendable {
                     }
                 }
             }
-            await book.commitRevoked(Set(ids), with: consumer, attempts: 20, logger: logger)
+            await book.commitRevoked(Set(ids), with: consumer, attempts: Self.revocationCommitAttempts, logger: logger)
         }
         book.forget(ids)
+    }
+}
+
+extension KafkaWorker {
+    /// Time the revocation keeps for its commit after the jobs' grace period.
+    static let revocationCommitAllowance: Duration = .seconds(1)
+    /// Commit attempts of a revocation, 100 ms apart: within ``revocationCommitAllowance``.
+    static let revocationCommitAttempts = 5
+
+    /// How long a revocation may block the consumer, and how much of it the jobs of the revoked partitions get.
+    ///
+    /// A member inside its revocation cannot rejoin. A real coordinator waits for it up to the rebalance timeout
+    /// (`max.poll.interval.ms`); librdkafka 2.0.2's mock elects after `session.timeout.ms − 1 s`. A member that
+    /// misses the election loses its generation and every partition with it, uncommitted work included. So the
+    /// revocation takes at most half of the smaller of the two (librdkafka's defaults 45 s and 300 s when the
+    /// properties do not set them): `gracePeriod` plus ``revocationCommitAllowance``, shortened to fit.
+    ///
+    /// - Parameters:
+    ///   - gracePeriod: the configured ``Configuration/revocationGracePeriod``.
+    ///   - properties: the librdkafka properties of the consumer.
+    /// - Returns: the whole bound, the jobs' part of it, and the group's window it was derived from.
+    static func revocationWait(
+        gracePeriod: Duration,
+        properties: [String: String]
+    ) -> (total: Duration, jobs: Duration, window: Duration) {
+        func milliseconds(_ key: String, default value: Int) -> Duration {
+            .milliseconds(properties[key].flatMap { Int($0) } ?? value)
+        }
+        let window = min(milliseconds("session.timeout.ms", default: 45_000) - .seconds(1), milliseconds("max.poll.interval.ms", default: 300_000))
+        let total = min(gracePeriod + revocationCommitAllowance, max(.zero, window / 2))
+        let jobs = max(.zero, total - revocationCommitAllowance)
+        return (total, jobs, window)
     }
 }
 

@@ -69,6 +69,11 @@ final class OffsetBook: Sendable {
         }
     }
 
+    /// The lowest received offset of `partition` whose job is not done (``RunAheadGate`` measures from it).
+    func lowestUnfinishedOffset(in partition: PartitionID) -> Int64? {
+        state.withLock { $0.tracker.lowestUnfinishedOffset(in: partition) }
+    }
+
     func forget(_ partitions: [PartitionID]) {
         state.withLock { state in
             for partition in partitions {

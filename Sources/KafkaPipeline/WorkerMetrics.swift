@@ -10,6 +10,8 @@ import Synchronization
 /// - `mioctx_partitions_assigned`: partitions assigned to this member.
 /// - `mioctx_kafka_rewinds_undone_total`: times librdkafka moved a partition back on its own and the consumer
 ///   sought it back to its position (the repeated message was dropped; see docs/kafka.md).
+/// - `mioctx_partitions_lost_total`: partitions revoked as lost (the session or generation expired before this
+///   member could commit them): their work since the last commit is repeated by their next owner.
 /// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
 /// - `mioctx_consumer_lag{topic, partition}`: messages between the partition's end and the committed offset, from
 ///   librdkafka's statistics; a partition's series disappears when it is no longer reported.
@@ -20,6 +22,7 @@ final class WorkerMetrics: Sendable {
     private let paused: Gauge
     private let assigned: Gauge
     private let rewindsUndone: Counter
+    private let lost: Counter
     private let lagGauges = Mutex<[KafkaTopicPartition: Gauge]>([:])
 
     init(factory: any MetricsFactory) {
@@ -29,6 +32,7 @@ final class WorkerMetrics: Sendable {
         paused = Gauge(label: "mioctx_partitions_paused", factory: factory)
         assigned = Gauge(label: "mioctx_partitions_assigned", factory: factory)
         rewindsUndone = Counter(label: "mioctx_kafka_rewinds_undone_total", factory: factory)
+        lost = Counter(label: "mioctx_partitions_lost_total", factory: factory)
     }
 
     func committed(success: Bool) {
@@ -45,6 +49,10 @@ final class WorkerMetrics: Sendable {
 
     func undidRewinds(_ count: Int) {
         if count > 0 { rewindsUndone.increment(by: count) }
+    }
+
+    func partitionsLost(_ count: Int) {
+        if count > 0 { lost.increment(by: count) }
     }
 
     func rebalanced(_ event: String) {

@@ -47,9 +47,15 @@ public struct MioTokenResponse: Sendable, Equatable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.accessToken = try container.decode(String.self, forKey: .accessToken)
-        self.refreshToken = try container.decode(String.self, forKey: .refreshToken)
-        self.idToken = try container.decodeIfPresent(String.self, forKey: .idToken)
-        if let seconds = try? container.decode(Int.self, forKey: .expiresIn) {
+        // Only the access token and its lifetime are required (as in the SDK): a server that does not rotate may
+        // leave out the refresh token (empty here: the caller keeps the one it sent), and an unexpected or missing
+        // optional field must never turn a successful, rotating refresh into a failure (the new refresh token
+        // would be lost).
+        self.refreshToken = (try? container.decodeIfPresent(String.self, forKey: .refreshToken)) ?? ""
+        self.idToken = try? container.decodeIfPresent(String.self, forKey: .idToken)
+        if let text = try? container.decode(String.self, forKey: .expiresIn), let seconds = Int(text), seconds >= 0 {
+            self.expiresIn = seconds
+        } else if let seconds = try? container.decode(Int.self, forKey: .expiresIn) {
             self.expiresIn = seconds
         } else {
             let seconds = try container.decode(Double.self, forKey: .expiresIn)
@@ -62,8 +68,8 @@ public struct MioTokenResponse: Sendable, Equatable, Codable {
             }
             self.expiresIn = Int(seconds)
         }
-        self.tokenType = try container.decode(String.self, forKey: .tokenType)
-        self.scope = try container.decodeIfPresent(String.self, forKey: .scope)
+        self.tokenType = (try? container.decodeIfPresent(String.self, forKey: .tokenType)) ?? "Bearer"
+        self.scope = try? container.decodeIfPresent(String.self, forKey: .scope)
     }
 }
 

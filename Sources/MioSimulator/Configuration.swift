@@ -33,6 +33,10 @@ extension MioSimulator {
         public var faults: Faults
         /// Seed of the random faults. With a seed and a sequential client, the same faults repeat run after run.
         public var seed: UInt64?
+        /// How long a rotated refresh token is still accepted once more (a reuse grace window, as Okta, Auth0
+        /// and Cognito offer): a reuse inside it gets a new pair and is not treated as reuse. Default zero: every
+        /// reuse revokes the user (strict rotation, RFC 9700).
+        public var refreshReuseGrace: Duration
 
         /// Creates a configuration; every argument has a default suitable for tests.
         public init(
@@ -46,8 +50,10 @@ extension MioSimulator {
             refreshTokenTTL: Duration = .seconds(30 * 24 * 3600),
             clientAuthenticationFailure: ClientAuthenticationFailure = .invalidGrant,
             faults: Faults = Faults(),
-            seed: UInt64? = nil
+            seed: UInt64? = nil,
+            refreshReuseGrace: Duration = .zero
         ) {
+            self.refreshReuseGrace = refreshReuseGrace
             self.clientID = clientID
             self.clientSecret = clientSecret
             self.redirectURL = redirectURL
@@ -108,6 +114,13 @@ extension MioSimulator {
         public var maxConcurrentRequests: Int?
         /// The endpoints the random faults, latency and hangs apply to. Default all.
         public var targets: [Target]
+        /// Users whose `POST /v1/context` answer is padded to this many bytes of `content` (the usual content,
+        /// then `x`s): oversized answers for one user among many. Default none.
+        public var answerBytes: [String: Int]
+        /// Fraction (0...1) of successful refreshes whose answer is dropped: the tokens are rotated, then the
+        /// request hangs for `hangMs` (the client times out) and ends with 503. Applies to the token endpoint
+        /// whatever `targets` say.
+        public var refreshAnswerDropRate: Double
 
         /// Creates fault settings; by default no fault.
         public init(
@@ -122,8 +135,12 @@ extension MioSimulator {
             retryAfterFormat: RetryAfterFormat = .seconds,
             requestsPerSecondPerClient: Double? = nil,
             maxConcurrentRequests: Int? = nil,
-            targets: [Target] = Target.allCases
+            targets: [Target] = Target.allCases,
+            answerBytes: [String: Int] = [:],
+            refreshAnswerDropRate: Double = 0
         ) {
+            self.answerBytes = answerBytes
+            self.refreshAnswerDropRate = refreshAnswerDropRate
             self.latencyMs = latencyMs
             self.jitterMs = jitterMs
             self.rate500 = rate500
@@ -155,6 +172,8 @@ extension MioSimulator {
             try take(.retryAfterSeconds, &self.retryAfterSeconds)
             try take(.retryAfterFormat, &self.retryAfterFormat)
             try take(.targets, &self.targets)
+            try take(.answerBytes, &self.answerBytes)
+            try take(.refreshAnswerDropRate, &self.refreshAnswerDropRate)
             self.requestsPerSecondPerClient = try container.decodeIfPresent(
                 Double.self,
                 forKey: .requestsPerSecondPerClient
@@ -183,7 +202,7 @@ extension MioSimulator {
         /// Checks the settings, returning a message naming the first bad one.
         func validationError() -> String? {
             for (name, rate) in [("rate500", rate500), ("rate503", rate503), ("rate429", rate429),
-                                 ("hangRate", hangRate)] where !(0...1).contains(rate) {
+                                 ("hangRate", hangRate), ("refreshAnswerDropRate", refreshAnswerDropRate)] where !(0...1).contains(rate) {
                 return "\(name) must be between 0 and 1"
             }
             if rate500 + rate503 + rate429 + hangRate > 1 { return "rate500 + rate503 + rate429 + hangRate exceeds 1" }
@@ -191,12 +210,16 @@ extension MioSimulator {
             if retryAfterSeconds < 0 { return "retryAfterSeconds must be >= 0" }
             if let limit = requestsPerSecondPerClient, !(limit > 0) { return "requestsPerSecondPerClient must be > 0" }
             if let limit = maxConcurrentRequests, limit < 1 { return "maxConcurrentRequests must be >= 1" }
+            if answerBytes.values.contains(where: { $0 < 0 || $0 > 64 * 1024 * 1024 }) {
+                return "answerBytes must be between 0 and 67108864"
+            }
             return nil
         }
 
         private enum CodingKeys: String, CodingKey, CaseIterable {
             case latencyMs, jitterMs, rate500, rate503, rate429, hangRate, hangMs, retryAfterSeconds
-            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets
+            case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets, answerBytes
+            case refreshAnswerDropRate
         }
     }
 }

@@ -169,14 +169,22 @@ extension MioSimulator {
                 )
             }
         case "refresh_token":
-            outcome = self.state.withLock {
-                $0.refresh(
+            let (refreshed, drop) = self.state.withLock { state in
+                let outcome = state.refresh(
                     refreshToken: body.refresh_token,
                     clientID: body.client_id,
                     clientSecret: body.client_secret,
                     now: now
                 )
+                guard case .issued = outcome else { return (outcome, false) }
+                return (outcome, state.dropsRefreshAnswer())
             }
+            if drop {
+                // Rotated, but the answer never reaches the client: it times out (or gets a 503 much later).
+                await self.hang(.milliseconds(self.faults().hangMs))
+                return self.faultResponse(status: 503, error: "temporarily_unavailable", retryAfter: false)
+            }
+            outcome = refreshed
         case nil:
             return Self.oauthError(400, "invalid_request", "missing grant_type")
         case .some:
@@ -218,7 +226,10 @@ extension MioSimulator {
         else {
             return Self.oauthError(400, "invalid_request", "body must be {\"query\": string, \"k\": number}")
         }
-        let content = Self.expectedContent(userID: userID, query: body.query)
+        var content = Self.expectedContent(userID: userID, query: body.query)
+        if let size = self.faults().answerBytes[userID], size > content.utf8.count {
+            content += String(repeating: "x", count: size - content.utf8.count)
+        }
         return Self.json(.ok, Wire.object(["content": content]))
     }
 

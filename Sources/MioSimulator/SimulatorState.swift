@@ -29,6 +29,8 @@ struct SimulatorState: Sendable {
         var clientID: String
         var expiresAt: Instant
         var status: Status
+        /// When it was spent by a refresh (for the reuse grace window).
+        var rotatedAt: Instant?
     }
 
     /// The outcome of a token request, for the route to turn into HTTP.
@@ -142,6 +144,15 @@ struct SimulatorState: Sendable {
             return .oauthError(status: 400, error: "invalid_grant", description: "unknown refresh token")
         }
         switch record.status {
+        case .rotated where record.rotatedAt.map({ now < $0 + self.configuration.refreshReuseGrace }) ?? false:
+            // Inside the reuse grace window: answered again with a new pair (the pair issued first stays valid).
+            guard record.expiresAt > now else {
+                return .oauthError(status: 400, error: "invalid_grant", description: "refresh token expired")
+            }
+            self.stats.reusesWithinGrace += 1
+            self.stats.refreshesByUser[record.userID, default: 0] += 1
+            let (access, refresh) = self.issueTokens(userID: record.userID, clientID: record.clientID, now: now)
+            return .issued(access: access, refresh: refresh, userID: record.userID, includeIDToken: false)
         case .rotated:
             // RFC 9700 section 4.14.2: a rotated refresh token presented again means the token leaked or a
             // client raced itself; revoke everything the user has so neither party keeps access.
@@ -161,6 +172,7 @@ struct SimulatorState: Sendable {
             return .oauthError(status: 400, error: "invalid_grant", description: "refresh token expired")
         }
         record.status = .rotated
+        record.rotatedAt = now
         self.refreshTokens[refreshToken] = record
         self.stats.refreshesByUser[record.userID, default: 0] += 1
         let (access, refresh) = self.issueTokens(userID: record.userID, clientID: record.clientID, now: now)
@@ -186,6 +198,15 @@ struct SimulatorState: Sendable {
         self.issuedSecrets += [access, refresh]
         self.stats.tokensIssued += 1
         return (access, refresh)
+    }
+
+    /// Whether the answer of a refresh that just rotated the tokens is to be dropped (`refreshAnswerDropRate`).
+    mutating func dropsRefreshAnswer() -> Bool {
+        guard self.faults.refreshAnswerDropRate > 0,
+            Double(self.random.next() >> 11) / Double(UInt64(1) << 53) < self.faults.refreshAnswerDropRate
+        else { return false }
+        self.stats.refreshAnswersDropped += 1
+        return true
     }
 
     /// Revokes every access token and every live refresh token of a user. Rotated refresh tokens stay

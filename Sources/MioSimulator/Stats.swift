@@ -21,6 +21,10 @@ extension MioSimulator {
         public var refreshesByUser: [String: Int]
         /// Rotated refresh tokens presented again (each one revoked the user).
         public var reuseDetections: Int
+        /// Rotated refresh tokens presented again inside the reuse grace window (answered with a new pair).
+        public var reusesWithinGrace: Int
+        /// Refreshes whose answer was dropped after the rotation (the `refreshAnswerDropRate` fault).
+        public var refreshAnswersDropped: Int
         /// Users revoked, on demand or by reuse detection.
         public var revocations: Int
         /// Authorization codes handed out by `POST /sim/authorize`.
@@ -40,6 +44,8 @@ extension MioSimulator {
             self.requests = [:]
             self.refreshesByUser = [:]
             self.reuseDetections = 0
+            self.reusesWithinGrace = 0
+            self.refreshAnswersDropped = 0
             self.revocations = 0
             self.codesIssued = 0
             self.tokensIssued = 0

@@ -33,6 +33,26 @@ public final class PostgresTokenStore: TokenStore, Service {
         /// The most connections the pool opens; default 16.
         public var maximumConnections: Int
 
+        /// The most refresh locks held at once: each holds a connection across the call to Mio, so they are
+        /// capped below the pool (three quarters of it, at least one), leaving connections for token reads.
+        public var maximumConcurrentLocks: Int { max(1, maximumConnections - max(1, maximumConnections / 4)) }
+
+        /// The timeouts for a Mio client whose requests time out after `requestTimeout`: the lock wait outlasts a
+        /// holder's call to Mio, and the holder's transaction is not killed while it waits for Mio's answer (a
+        /// refresh never outlives its own lock).
+        /// - Parameters:
+        ///   - requestTimeout: The Mio client's request timeout.
+        ///   - maximumConnections: The pool size.
+        /// - Returns: The configuration.
+        public static func following(requestTimeout: Duration, maximumConnections: Int = 16) -> Self {
+            Self(
+                lockTimeout: requestTimeout + .seconds(5),
+                statementTimeout: requestTimeout + .seconds(10),
+                idleInTransactionTimeout: requestTimeout + .seconds(15),
+                maximumConnections: maximumConnections
+            )
+        }
+
         /// Creates a configuration.
         public init(
             lockTimeout: Duration = .seconds(35),
@@ -52,6 +72,8 @@ public final class PostgresTokenStore: TokenStore, Service {
     let configuration: Configuration
     let timeSource: TimeSource
     let logger: Logger
+    /// Refresh locks that may still be taken (``Configuration/maximumConcurrentLocks``).
+    private let lockSlots: WaitableState<Int, Bool>
     /// Where the pool is in its life; ``close()`` waits on it until ``run()`` has returned.
     private let phase = WaitableState<Phase, PhaseWake>(.idle)
 
@@ -80,6 +102,7 @@ public final class PostgresTokenStore: TokenStore, Service {
         self.client = client
         self.keyring = keyring
         self.configuration = configuration
+        self.lockSlots = WaitableState(configuration.maximumConcurrentLocks)
         self.timeSource = timeSource
         self.logger = logger
     }
@@ -264,6 +287,17 @@ public final class PostgresTokenStore: TokenStore, Service {
         userID: String,
         _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
     ) async throws -> Value {
+        let slotted = await lockSlots.wait(cancelled: false) { free in
+            guard free > 0 else { return nil }
+            free -= 1
+            return true
+        }
+        guard slotted else { throw CancellationError() }
+        defer {
+            lockSlots.withLock { free, waiters in
+                if !waiters.wakeFirst(with: true) { free += 1 }
+            }
+        }
         let lockTimeout = "\(configuration.lockTimeout.wholeMilliseconds)ms"
         let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
         let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"

@@ -7,21 +7,37 @@ public import ServiceLifecycle
 /// The embedded default ``TokenStore``: one SQLite file in WAL mode, tokens encrypted at rest.
 ///
 /// Several processes on one machine may share the file. The per-user lock of
-/// ``withExclusiveLock(userID:_:)`` is an SQLite write transaction (`BEGIN IMMEDIATE`) on a dedicated
-/// connection, waited for up to ``Configuration/lockTimeout``; SQLite locks the whole database, so two
-/// refreshes of different users also run one after the other. For many replicas use ``PostgresTokenStore``.
+/// ``withExclusiveLock(userID:_:)`` is a lease on the user's row (`refresh_lease_owner`, `refresh_lease_until_ms`),
+/// claimed in a short write transaction and released with the write of the result in another: no database lock is
+/// held while the body runs (a call to Mio), so refreshes of different users run in parallel and token reads and
+/// OAuth writes never wait for Mio. A lease held by someone else is waited for (polling) up to
+/// ``Configuration/lockTimeout``; a holder that crashed frees the row when its lease ends
+/// (``Configuration/leaseDuration``). For many replicas on several machines use ``PostgresTokenStore``.
 ///
 /// The store is open from `init` until ``close()``; as a `Service` in a `ServiceGroup`, its ``run()`` closes it at
 /// graceful shutdown.
 public final class SQLiteTokenStore: TokenStore, Service {
     /// Settings of the SQLite store.
     public struct Configuration: Sendable {
-        /// How long a write (and the refresh lock) waits for another process's write lock; default 35 s, longer
-        /// than the Mio client's default request timeout so a waiter outlasts a slow refresh.
+        /// How long a write waits for another process's write lock, and the refresh lock for another holder's
+        /// lease; default 35 s, longer than the Mio client's default request timeout so a waiter outlasts a slow
+        /// refresh.
         public var lockTimeout: Duration
+        /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
+        /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
+        public var leaseDuration: Duration
+        /// The timeouts for a Mio client whose requests time out after `requestTimeout`: a waiter outlasts a
+        /// holder's call to Mio, and a lease outlasts its own call (a refresh never outlives its lock).
+        /// - Parameter requestTimeout: The Mio client's request timeout.
+        /// - Returns: The configuration.
+        public static func following(requestTimeout: Duration) -> Self {
+            Self(lockTimeout: requestTimeout + .seconds(5), leaseDuration: requestTimeout + .seconds(15))
+        }
+
         /// Creates a configuration.
-        public init(lockTimeout: Duration = .seconds(35)) {
+        public init(lockTimeout: Duration = .seconds(35), leaseDuration: Duration = .seconds(45)) {
             self.lockTimeout = lockTimeout
+            self.leaseDuration = leaseDuration
         }
     }
 
@@ -112,6 +128,15 @@ public final class SQLiteTokenStore: TokenStore, Service {
                     """
             )
         }
+        // The refresh lease (issue 16), keyed on the columns rather than user_version so that it composes with
+        // other migrations: added when missing, whatever the version.
+        let columns = Set(try String.fetchAll(db, sql: "SELECT name FROM pragma_table_info('mioctx_tokens')"))
+        if !columns.contains("refresh_lease_owner") {
+            try db.execute(sql: "ALTER TABLE mioctx_tokens ADD COLUMN refresh_lease_owner TEXT")
+        }
+        if !columns.contains("refresh_lease_until_ms") {
+            try db.execute(sql: "ALTER TABLE mioctx_tokens ADD COLUMN refresh_lease_until_ms INTEGER")
+        }
     }
 
     public func get(userID: String) async throws -> TokenRecord? {
@@ -172,25 +197,8 @@ public final class SQLiteTokenStore: TokenStore, Service {
         userID: String,
         _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
     ) async throws -> Value {
-        // A dedicated connection: the transaction stays open while `body` awaits (a call to Mio).
-        var config = GRDB.Configuration()
-        config.busyMode = .timeout(configuration.lockTimeout.timeInterval)
-        config.allowsUnsafeTransactions = true
-        let connection: DatabaseQueue
-        let row: EncryptedTokenRow?
-        do {
-            connection = try DatabaseQueue(path: path, configuration: config)
-        } catch {
-            throw Self.storeError(error, userID: userID, action: "open a lock connection")
-        }
-        do {
-            row = try await connection.writeWithoutTransaction { db in
-                try db.execute(sql: "BEGIN IMMEDIATE")
-                return try Self.fetchRow(db, userID: userID)
-            }
-        } catch {
-            throw Self.storeError(error, userID: userID, action: "lock")
-        }
+        let owner = UUID().uuidString
+        let row = try await claimLease(userID: userID, owner: owner)
         do {
             let record = try row?.decrypted(with: keyring)
             let update = try await body(record)
@@ -209,20 +217,67 @@ public final class SQLiteTokenStore: TokenStore, Service {
                 }
             }
             let write = statement
-            try await run(userID: userID, "commit") {
-                try await connection.writeWithoutTransaction { db in
+            try await run(userID: userID, "write under the lease") { [pool] in
+                try await pool.write { db in
                     try write?(db)
-                    try db.execute(sql: "COMMIT")
+                    try Self.releaseLease(db, userID: userID, owner: owner)
                 }
             }
             return update.value
         } catch {
-            // Synchronous on purpose: the rollback must run even when the task is cancelled.
-            try? connection.inDatabase { db in
-                if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
-            }
+            releaseLeaseSynchronously(userID: userID, owner: owner)
             throw error
         }
+    }
+
+    /// Claims the user's refresh lease in a short write transaction and returns the row as read in it (nil when
+    /// the user has none: there is nothing to lease, and nothing to refresh). Waits, polling, while another holder's
+    /// lease runs.
+    /// - Throws: ``TokenError/Code/lockTimeout`` after ``Configuration/lockTimeout``.
+    private func claimLease(userID: String, owner: String) async throws -> EncryptedTokenRow? {
+        let started = ContinuousClock.now
+        var pause: Duration = .milliseconds(5)
+        while true {
+            let now = now().millisecondsSince1970
+            let until = now + configuration.leaseDuration.wholeMilliseconds
+            let claim: (row: EncryptedTokenRow?, claimed: Bool) = try await run(userID: userID, "lock") { [pool] in
+                try await pool.write { db in
+                    guard let row = try Self.fetchRow(db, userID: userID) else { return (nil, true) }
+                    try db.execute(
+                        sql: """
+                            UPDATE mioctx_tokens SET refresh_lease_owner = ?, refresh_lease_until_ms = ?
+                            WHERE user_id = ? AND (refresh_lease_until_ms IS NULL OR refresh_lease_until_ms <= ?)
+                            """,
+                        arguments: [owner, until, userID, now]
+                    )
+                    return (row, db.changesCount > 0)
+                }
+            }
+            if claim.claimed { return claim.row }
+            if ContinuousClock.now - started >= configuration.lockTimeout {
+                throw TokenError(
+                    .lockTimeout, userID: userID,
+                    detail: "SQLite lock: another refresh of this user held its lease for \(configuration.lockTimeout)"
+                )
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+
+    /// Synchronous on purpose: the lease must be released even when the task is cancelled.
+    private func releaseLeaseSynchronously(userID: String, owner: String) {
+        try? pool.write { db in try Self.releaseLease(db, userID: userID, owner: owner) }
+    }
+
+    private static func releaseLease(_ db: Database, userID: String, owner: String) throws {
+        try db.execute(
+            sql: """
+                UPDATE mioctx_tokens SET refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+                WHERE user_id = ? AND refresh_lease_owner = ?
+                """,
+            arguments: [userID, owner]
+        )
     }
 
     public func rekey() async throws -> Int {

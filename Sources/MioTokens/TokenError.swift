@@ -15,6 +15,7 @@ public struct TokenError: Error, Sendable, CustomStringConvertible {
             case decryptionFailed = "decryption_failed"
             case invalidInput = "invalid_input"
             case shuttingDown = "shutting_down"
+            case refreshAnswerLost = "refresh_answer_lost"
         }
 
         private let value: Value
@@ -39,6 +40,12 @@ public struct TokenError: Error, Sendable, CustomStringConvertible {
         /// The token provider is shutting down (``TokenProvider/finishRefreshes()`` was called): no refresh or
         /// store read starts any more (retriable: another replica, or the next start, serves the job).
         public static let shuttingDown = Code(.shuttingDown)
+
+        /// Mio answered `invalid_grant` to a refresh token that an earlier refresh had already sent without an
+        /// answer arriving (a timeout, a cut connection): that refresh most likely rotated the tokens and its answer
+        /// was lost. The user is marked reauth_required and must reconnect, as for ``reauthRequired``; the distinct
+        /// code tells the two apart in results, logs and metrics.
+        public static let refreshAnswerLost = Code(.refreshAnswerLost)
 
         /// The snake_case name of the code, e.g. `reauth_required`.
         public var description: String { value.rawValue }

@@ -25,7 +25,8 @@ extension JobFailure {
     /// - 429, 5xx, timeouts, transport failures (retriable): retry, honouring `Retry-After`; then `rate_limited`
     ///   for a 429, else `upstream_unavailable`.
     /// - A cancelled call: retried as a transport failure. A malformed answer: `upstream_unavailable`.
-    ///   `invalid_grant`: `reauth_required`. Other 4xx: `rejected`.
+    ///   `invalid_grant`: `reauth_required`. `invalid_client` (a wrong client secret): stop the line, else
+    ///   `rejected`. Other 4xx: `rejected`.
     /// - Parameter error: The error of a call to Mio.
     public init(_ error: MioError) {
         self = Self.classify(error, context: nil)
@@ -36,6 +37,7 @@ extension JobFailure {
     /// - No tokens for the user: `no_tokens`. Refresh token revoked or expired: `reauth_required`.
     /// - A refresh that Mio failed: classified as that Mio error (a 401 there ends the job), the message saying
     ///   that getting the token failed.
+    /// - A missing encryption key id or a ciphertext that does not decrypt: the deployment's fault; stop the line.
     /// - Other retriable failures (a lock timeout, the store): retried, then `upstream_unavailable`; the others end
     ///   as `upstream_unavailable`.
     /// - Parameter error: The error of the token provider.
@@ -54,6 +56,28 @@ extension JobFailure {
                 status: .reauthRequired,
                 code: "reauth_required",
                 message: "the user's refresh token is revoked or expired: the user must reconnect"
+            )
+        case .keyConfiguration, .decryptionFailed:
+            let what = "getting the user's access token failed (\(error.code))"
+            let detail = error.detail.map { ": \($0)" } ?? ""
+            self.init(
+                .stopTheLine(
+                    reason: error.code == .keyConfiguration
+                        ? "a stored token names an encryption key that is not configured\(detail); "
+                            + "configure its key id in MIOCTX_TOKEN_KEYS or the key file"
+                        : "stored tokens do not decrypt with the configured keys\(detail); "
+                            + "configure the key they were encrypted with in MIOCTX_TOKEN_KEYS or the key file"
+                ),
+                status: .upstreamUnavailable,
+                code: error.code.description,
+                message: what
+            )
+        case .refreshAnswerLost:
+            self.init(
+                .finish,
+                status: .reauthRequired,
+                code: "refresh_answer_lost",
+                message: "Mio refused the refresh token after a refresh whose answer was lost: the user must reconnect"
             )
         default:
             let what = "getting the user's access token failed (\(error.code))"
@@ -76,6 +100,17 @@ extension JobFailure {
         // A 401 answered to a call asks for one refresh; the same error behind a token refresh ends the job.
         if error.code == .unauthorized, context == nil {
             return JobFailure(.refreshAndRetryOnce, status: .reauthRequired, code: code, message: message)
+        }
+        if error.code == .invalidClient {
+            return JobFailure(
+                .stopTheLine(
+                    reason: "Mio refused the client credentials (invalid_client) on \(error.endpoint); "
+                        + "set the right MIO_CLIENT_ID and MIO_CLIENT_SECRET"
+                ),
+                status: .rejected,
+                code: code,
+                message: message
+            )
         }
         if error.isRetriable {
             let status: JobResult.Status = error.code == .rateLimited ? .rateLimited : .upstreamUnavailable

@@ -236,7 +236,7 @@ public struct PropertyMapSetting: AnySetting {
     public let hasPrefixedVariable = true
     /// No other variable.
     public let otherVariables: [String] = []
-    /// The repeatable flag, `--kafka-property name=value`.
+    /// The repeatable flags, `--kafka-property name=value` and kcat's `-X name=value`.
     public let flags: [String]
     /// Values are shown unless their name says they are secret (``isSecretProperty(_:)``).
     public let secrecy = SettingSecrecy.plain
@@ -252,12 +252,12 @@ public struct PropertyMapSetting: AnySetting {
     /// Declares a property map.
     /// - Parameters:
     ///   - key: The key.
-    ///   - flag: The repeatable flag taking `name=value`.
+    ///   - flags: The repeatable flags taking `name=value`.
     ///   - reserved: Refused properties with the reason.
     ///   - documentation: One line of documentation.
-    public init(_ key: String, flag: String, reserved: [String: String], _ documentation: String) {
+    public init(_ key: String, flags: [String], reserved: [String: String], _ documentation: String) {
         self.key = key
-        self.flags = [flag]
+        self.flags = flags
         self.reserved = reserved
         self.documentation = documentation
     }

@@ -25,6 +25,15 @@ extension SettingParser where Value == Int {
     /// - Parameter range: The values accepted.
     /// - Returns: The parser.
     public static func integer(in range: ClosedRange<Int>) -> Self { Self { SettingValueParsing.integer($0, in: range) } }
+
+    /// A topic's replication factor: 1 to 64, or -1 for the brokers' default.
+    public static var replicationFactor: Self {
+        Self { text in
+            SettingValueParsing.integer(text, in: -1...64).flatMap { value in
+                value == 0 ? .failure("must be -1 (the brokers' default) or 1 to 64") : .success(value)
+            }
+        }
+    }
 }
 
 extension SettingParser where Value == Double {

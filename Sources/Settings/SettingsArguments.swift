@@ -4,8 +4,11 @@
 /// The flags are declared once, with their settings, so they are taken off the command line before the
 /// command's own options are parsed: every command reads them the same way, in the same words.
 public struct SettingsArguments: Sendable, Equatable {
+    /// kcat's flag for a librdkafka property, `-X name=value` (or `-Xname=value`), an alias of `--kafka-property`.
+    public static let shortPropertyFlag = "-X"
+
     /// The flags given and their values, in order (a flag may repeat: the last one wins, except for
-    /// `--kafka-property`, whose entries add up).
+    /// `--kafka-property` and `-X`, whose entries add up).
     public private(set) var values: [(flag: String, value: String)]
 
     /// No flags.
@@ -31,9 +34,13 @@ public struct SettingsArguments: Sendable, Equatable {
                 remaining += arguments[(index - 1)...]
                 break
             }
+            if argument.hasPrefix(shortPropertyFlag), argument.count > shortPropertyFlag.count {
+                settings.values.append((shortPropertyFlag, String(argument.dropFirst(shortPropertyFlag.count))))
+                continue
+            }
             let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let flag = String(parts[0])
-            guard flag.hasPrefix("--"), flags.contains(flag) else {
+            guard flag.hasPrefix("--") || argument == shortPropertyFlag, flags.contains(flag) else {
                 remaining.append(argument)
                 continue
             }

@@ -12,6 +12,10 @@ extension SettingsCatalog {
     public static let secretsDirectoryVariable = "MIOCTX_SECRETS_DIRECTORY"
     /// The flag that names a directory of secrets mounted as files.
     public static let secretsDirectoryFlag = "--secrets-directory"
+    /// The environment variable that names a librdkafka client properties file when `--kafka-config` is absent.
+    public static let kafkaConfigVariable = "MIOCTX_KAFKA_CONFIG"
+    /// The flag that names a librdkafka client properties file (``KafkaPropertiesFile``).
+    public static let kafkaConfigFlag = "--kafka-config"
 
     private static func declarations(in value: Any) -> [any AnySetting] {
         Mirror(reflecting: value).children.flatMap { child -> [any AnySetting] in
@@ -34,9 +38,9 @@ extension SettingsCatalog {
         return flags
     }()
 
-    /// Every flag the settings read: the settings' own, `--config` and `--secrets-directory`.
+    /// Every flag the settings read: the settings' own, `--config`, `--secrets-directory` and `--kafka-config`.
     public static var flags: Set<String> {
-        Set(settingsByFlag.keys).union([configFileFlag, secretsDirectoryFlag])
+        Set(settingsByFlag.keys).union([configFileFlag, secretsDirectoryFlag, kafkaConfigFlag])
     }
 
     /// The environment variables of `setting`, in precedence order: `MIOCTX_` + the key as swift-configuration's

@@ -40,9 +40,20 @@ public struct SettingsCatalog: Sendable {
             "kafka.deadLetterTopic", flags: ["--dead-letter-topic"], default: "context-dead-letters", parser: .topic,
             "undecodable jobs with the reason in headers; must differ from the input topic"
         )
+        /// The declaration of `kafka.topicPartitions`.
+        public let topicPartitions = Setting<Int>(
+            "kafka.topicPartitions", flags: ["--partitions"], default: 6, parser: .integer(in: 1...10_000),
+            "partitions of each topic `mioctx topics` creates (1 to 10000; the most replicas that share the work)"
+        )
+        /// The declaration of `kafka.topicReplicationFactor`.
+        public let topicReplicationFactor = Setting<Int>(
+            "kafka.topicReplicationFactor", flags: ["--replication-factor"], default: -1,
+            parser: .replicationFactor,
+            "replicas of each partition `mioctx topics` creates (1 to 64; -1: the brokers' `default.replication.factor`)"
+        )
         /// The declaration of `kafka.properties`.
         public let properties = PropertyMapSetting(
-            "kafka.properties", flag: "--kafka-property",
+            "kafka.properties", flags: ["--kafka-property", SettingsArguments.shortPropertyFlag],
             reserved: [
                 "bootstrap.servers": "is set by kafka.bootstrapServers, not as a property",
                 "group.id": "is set by kafka.groupId, not as a property",
@@ -136,6 +147,40 @@ public struct SettingsCatalog: Sendable {
             parser: .number(in: 0...0.9), format: SettingParser<Double>.format,
             "refresh before use when less than this share of the token's lifetime is left (0 to 0.9; 0: never)"
         )
+        /// The declaration of `tokens.proactiveRefreshJitter`.
+        public let proactiveRefreshJitter = Setting<Double>(
+            "tokens.proactiveRefreshJitter", default: 0.1, parser: .number(in: 0...0.5),
+            format: SettingParser<Double>.format,
+            "share of the lifetime spread over users on top of the threshold, so tokens issued together refresh "
+                + "at different times (0 to 0.5)"
+        )
+        /// The declaration of `tokens.proactiveRefreshesPerSecond`.
+        public let proactiveRefreshesPerSecond = Setting<Double?>(
+            "tokens.proactiveRefreshesPerSecond", default: 50, parser: .rate,
+            format: { $0.map(SettingParser<Double>.format) ?? "unlimited" },
+            "budget of refreshes of still-valid tokens per second for this replica (over it the current token is "
+                + "used); expired tokens always refresh (`unlimited`: no budget)"
+        )
+        /// The declaration of `tokens.revalidationInterval`.
+        public let revalidationInterval = Setting<Duration>(
+            "tokens.revalidationInterval", default: TokenProvider.Configuration().revalidationInterval,
+            in: .seconds(1) ... .seconds(3600),
+            "longest time a cached access token is used without checking the store: a revoked or reconnected "
+                + "user takes effect on every replica within it (1s to 1h)"
+        )
+        /// The declaration of `tokens.storeReadTimeout`.
+        public let storeReadTimeout = Setting<Duration>(
+            "tokens.storeReadTimeout", default: TokenProvider.Configuration().storeReadTimeout,
+            in: .milliseconds(100) ... .seconds(120),
+            "a token store read that takes longer fails (retriable), and readiness reports the store (100ms to 2m)"
+        )
+        /// The declaration of `tokens.postgresPoolSize`.
+        public let postgresPoolSize = Setting<Int>(
+            "tokens.postgresPoolSize", default: PostgresTokenStore.Configuration().maximumConnections,
+            parser: .integer(in: 2...1_000),
+            "PostgreSQL connections per replica (2 to 1000); refreshes hold at most three quarters of them, so "
+                + "token reads never wait for a refresh"
+        )
     }
 
     /// `processing.retry.*`: retries of a job after a retriable failure.
@@ -161,6 +206,56 @@ public struct SettingsCatalog: Sendable {
         public let maxBackoff = Setting<Duration>(
             "processing.retry.maxBackoff", default: RetryPolicy().maxBackoff, in: .milliseconds(1) ... .seconds(600),
             "largest backoff cap, at least initialBackoff (up to 10m); a longer `Retry-After` is honoured"
+        )
+        /// The declaration of `processing.retry.maxTimeRateLimited`.
+        public let maxTimeRateLimited = Setting<Duration>(
+            "processing.retry.maxTimeRateLimited", default: .seconds(600), in: .seconds(1) ... .seconds(86_400),
+            "429s do not use up attempts: a job ends `rate_limited` only after this long of them (1s to 24h)"
+        )
+    }
+
+    /// `processing.breaker.*`: the circuit breaker over Mio's health and the adaptive concurrency limit.
+    public struct Breaker: Sendable {
+        /// The declaration of `processing.breaker.failureThreshold`.
+        public let failureThreshold = Setting<Int>(
+            "processing.breaker.failureThreshold", default: MioHealth.Configuration().failureThreshold,
+            parser: .integer(in: 1...100_000),
+            "failed Mio attempts (5xx, timeouts, connection failures) in the window that open the breaker (1 to 100000)"
+        )
+        /// The declaration of `processing.breaker.failureRatio`.
+        public let failureRatio = Setting<Double>(
+            "processing.breaker.failureRatio", default: MioHealth.Configuration().failureRatio,
+            parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "share of failed attempts in the window that opens the breaker, with the threshold (0 to 1)"
+        )
+        /// The declaration of `processing.breaker.window`.
+        public let window = Setting<Duration>(
+            "processing.breaker.window", default: MioHealth.Configuration().window,
+            in: .seconds(1) ... .seconds(600), "sliding window of Mio attempts the breaker judges (1s to 10m)"
+        )
+        /// The declaration of `processing.breaker.probeInterval`.
+        public let probeInterval = Setting<Duration>(
+            "processing.breaker.probeInterval", default: MioHealth.Configuration().probeInterval,
+            in: .milliseconds(10) ... .seconds(600),
+            "wait before one probe tests Mio after the breaker opened, doubling per failed probe (10ms to 10m)"
+        )
+        /// The declaration of `processing.breaker.maxProbeInterval`.
+        public let maxProbeInterval = Setting<Duration>(
+            "processing.breaker.maxProbeInterval", default: MioHealth.Configuration().maxProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "longest wait between probes, at least probeInterval (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.haltProbeInterval`.
+        public let haltProbeInterval = Setting<Duration>(
+            "processing.breaker.haltProbeInterval", default: MioHealth.Configuration().haltProbeInterval,
+            in: .milliseconds(10) ... .seconds(3600),
+            "with the line stopped by a deployment fault (wrong secret or key), wait between tries (10ms to 1h)"
+        )
+        /// The declaration of `processing.breaker.adaptiveConcurrency`.
+        public let adaptiveConcurrency = Setting<Bool>(
+            "processing.breaker.adaptiveConcurrency", default: MioHealth.Configuration().adaptiveConcurrency,
+            parser: .boolean, format: { String($0) },
+            "429s and timeouts halve the limit of Mio calls in flight, answers raise it by one per round trip"
         )
     }
 
@@ -191,8 +286,30 @@ public struct SettingsCatalog: Sendable {
             format: { $0.map(SettingParser<Double>.format) ?? "unlimited" }, documentedDefault: "unlimited",
             "cap on getContext calls per second for this replica (> 0, at most 1000000; `unlimited`: no cap)"
         )
+        /// The declaration of `processing.maxResultBytes`.
+        public let maxResultBytes = Setting<Int>(
+            "processing.maxResultBytes", default: ProcessingEngine.Configuration.defaultMaxResultBytes,
+            parser: .integer(in: 1024...1_000_000_000),
+            "largest result in bytes; a larger Mio answer gives a `too_large` result without it. `run` refuses a "
+                + "value that does not fit the producer's `message.max.bytes` with 16 KiB to spare"
+        )
+        /// The declaration of `processing.maxBufferedBytes`.
+        public let maxBufferedBytes = Setting<Int>(
+            "processing.maxBufferedBytes", default: SettingsCatalog.workerDefaults.maxBufferedBytes,
+            parser: .integer(in: 1_048_576...4_294_967_296),
+            "bytes of input messages the consumer holds for the engine (1 MiB to 4 GiB); above it, fetching pauses"
+        )
+        /// The declaration of `processing.maxOutage`.
+        public let maxOutage = Setting<Duration>(
+            "processing.maxOutage", default: ProcessingEngine.Configuration().maxOutage,
+            in: .seconds(1) ... .seconds(86_400),
+            "how long no result may reach Kafka (no broker takes any) before the worker stops (1s to 24h); also "
+                + "the producer's `message.timeout.ms` unless set"
+        )
         /// `processing.retry.*`.
         public let retry = Retry()
+        /// `processing.breaker.*`.
+        public let breaker = Breaker()
         /// The declaration of `processing.commitInterval`.
         public let commitInterval = Setting<Duration>(
             "processing.commitInterval", default: SettingsCatalog.workerDefaults.commitInterval,
@@ -208,7 +325,16 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `processing.revocationGracePeriod`.
         public let revocationGracePeriod = Setting<Duration>(
             "processing.revocationGracePeriod", default: SettingsCatalog.workerDefaults.revocationGracePeriod,
-            in: .zero ... .seconds(600), "on a partition revoke, time for its in-flight jobs to finish (0 to 10m)"
+            in: .zero ... .seconds(600),
+            "on a partition revoke, time for its in-flight jobs to finish (0 to 10m; shortened to fit half the "
+                + "group's rebalance window, docs/kafka.md)"
+        )
+        /// The declaration of `processing.maxRunAhead`.
+        public let maxRunAhead = Setting<Int?>(
+            "processing.maxRunAhead", default: nil, parser: .runAhead,
+            format: { $0.map(String.init) ?? "maxInFlight" }, documentedDefault: "maxInFlight",
+            "offsets a partition's work may run past its committable mark before the partition pauses (1 to "
+                + "1000000, or `maxInFlight`); bounds what a crash repeats behind one slow job"
         )
     }
 
@@ -348,6 +474,17 @@ extension SettingParser where Value == String? {
             } catch {
                 return .failure("is not a valid key list")
             }
+        }
+    }
+}
+
+extension SettingParser where Value == Int? {
+    /// A run-ahead cap in offsets, or `maxInFlight` (nil) for the in-flight limit.
+    static var runAhead: Self {
+        Self { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            if text == "maxInFlight" { return .success(nil) }
+            return SettingValueParsing.integer(text, in: 1...1_000_000).map { $0 }
         }
     }
 }

@@ -2,10 +2,12 @@ import Foundation
 import MioTokens
 
 extension Resolver {
-    /// `kafka.properties`: the file's map, then the environment's list, then the flag's entries, merged by name.
+    /// `kafka.properties`: the YAML file's map, then the properties file's (`--kafka-config`), then the
+    /// environment's list, then the flags' entries, merged by name.
     mutating func resolveProperties(
         _ setting: PropertyMapSetting,
         file: SettingsFile?,
+        kafkaConfig: (file: KafkaPropertiesFile, path: String)?,
         flagValues: [(flag: String, value: String)]
     ) {
         let key = setting.key
@@ -15,6 +17,9 @@ extension Resolver {
         }
         if let file {
             for (name, value) in file.properties { add(name, value, .file(path: file.path)) }
+        }
+        if let kafkaConfig {
+            for (name, value) in kafkaConfig.file.properties { add(name, value, .file(path: kafkaConfig.path)) }
         }
         for variable in SettingsCatalog.variables(of: setting) {
             guard let list = layers.rawEnvironment[variable] else { continue }
@@ -36,7 +41,8 @@ extension Resolver {
                 report(
                     "\(key).\(name)",
                     "is a secret and is not accepted on the command line (visible in /proc/*/cmdline and shell "
-                        + "history): set it in \(variable) or in the configuration file's \(key)",
+                        + "history): set it in \(variable), a properties file (\(SettingsCatalog.kafkaConfigFlag)) or the "
+                        + "configuration file's \(key)",
                     .flag(name: entry.flag)
                 )
                 continue

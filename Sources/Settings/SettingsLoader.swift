@@ -63,10 +63,20 @@ public struct SettingsLoader: Sendable {
                 )
             }
         }
+        var kafkaConfig: (file: KafkaPropertiesFile, path: String)?
+        if let location = location(flag: SettingsCatalog.kafkaConfigFlag, variable: SettingsCatalog.kafkaConfigVariable) {
+            switch Self.loadKafkaConfig(location.path) {
+            case .success(let file): kafkaConfig = (file, location.path)
+            case .failure(let problem):
+                problems.append(SettingsProblem(setting: "kafka-config", message: problem.message, source: location.source))
+            }
+        }
         var resolver = Resolver(layers: layers, requirements: requirements)
         for setting in SettingsCatalog.all {
             if let properties = setting as? PropertyMapSetting {
-                resolver.resolveProperties(properties, file: file, flagValues: arguments.values(of: properties.flags))
+                resolver.resolveProperties(
+                    properties, file: file, kafkaConfig: kafkaConfig, flagValues: arguments.values(of: properties.flags)
+                )
             } else {
                 resolver.resolve(setting)
             }
@@ -77,6 +87,24 @@ public struct SettingsLoader: Sendable {
             throw SettingsError(code: .invalidConfiguration, problems: problems)
         }
         return resolver.settings(configFile: configFile?.path)
+    }
+
+    /// Reads a librdkafka properties file, or says what is wrong with it.
+    private static func loadKafkaConfig(_ path: String) -> Result<KafkaPropertiesFile, KafkaConfigProblem> {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            return .failure(KafkaConfigProblem("the librdkafka properties file \(path) does not exist"))
+        }
+        guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: path),
+            let text = String(data: data, encoding: .utf8)
+        else {
+            return .failure(KafkaConfigProblem("the librdkafka properties file \(path) cannot be read as UTF-8 text"))
+        }
+        do {
+            return .success(try KafkaPropertiesFile(parsing: text))
+        } catch {
+            return .failure(KafkaConfigProblem("the librdkafka properties file \(path): \(error)"))
+        }
     }
 
     /// A path given by `flag`, else by `variable`.
@@ -257,4 +285,10 @@ struct Resolver {
 /// `"text"` with quotes and backslashes escaped.
 func quote(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
+/// Why a librdkafka properties file cannot be used.
+struct KafkaConfigProblem: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
 }

@@ -7,11 +7,14 @@ struct Mioctx: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mioctx",
         abstract: "Kafka-to-Mio context processor.",
+        version: MioctxVersion.description,
         subcommands: [
             RunCommand.self,
             DemoCommand.self,
             EnrichCommand.self,
             ConfigCommand.self,
+            TopicsCommand.self,
+            HealthcheckCommand.self,
             MockKafkaCommand.self,
             SimCommand.self,
             TokensCommand.self,

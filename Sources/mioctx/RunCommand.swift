@@ -29,6 +29,13 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await CommandSettings.load(requiring: .worker)
+        do {
+            try WorkerAssembly.checkResultLimit(settings)
+        } catch {
+            // Before anything connects, like an invalid setting: every result at the limit would be refused.
+            FileHandle.standardError.write(Data("invalid_configuration: \(error)\n".utf8))
+            throw CommandSettings.invalidConfigurationExitCode
+        }
         // Before anything is built: parts capture the metrics factory when they are created.
         let registry = bootstrapObservability(log: LogSetup(settings))
         let logger = LogSetup(settings).makeLogger(label: "mioctx")
@@ -69,16 +76,15 @@ struct RunCommand: AsyncParsableCommand {
         let worker = assembly.worker
         let groupID = settings[\.kafka.groupID]
         let router = Router()
+        let health = assembly.health
         HealthEndpoints(checks: [
+            // A stopped line fails readiness, so that a rolling deploy with a wrong secret or key halts at its
+            // first pod; an open breaker does not (a paused worker must not be restarted).
+            ("mio", { health?.readinessFailure }),
             ("kafka", { worker.isReady ? nil : "not a member of consumer group '\(groupID)' yet" }),
-            ("token store", {
-                do {
-                    _ = try await store.get(userID: "mioctx-readiness-probe")
-                    return nil
-                } catch {
-                    return "unreachable: \(error)"
-                }
-            }),
+            ("token store", { await assembly.tokens.storeProblem() }),
+        ], details: [
+            ("mio", { health?.summary ?? "no breaker" }),
         ], logger: logger).addRoutes(to: router)
         MetricsEndpoint(registry: registry).addRoutes(to: router)
         return Application(

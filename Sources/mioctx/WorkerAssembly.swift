@@ -14,6 +14,9 @@ struct WorkerAssembly {
     let mio: MioClient
     let tokens: TokenProvider
     let worker: KafkaWorker
+    /// Mio's health as the worker's jobs see it: breaker, adaptive limit, a stopped line.
+    let health: MioHealth?
+    let shutdownGracePeriod: Duration
 
     init(settings: EffectiveSettings, store: any TokenStore, logger: Logger) throws {
         let (mio, tokens, handler) = Self.makeHandler(settings: settings, store: store, logger: logger)
@@ -30,9 +33,14 @@ struct WorkerAssembly {
         configuration.commitInterval = settings[\.processing.commitInterval]
         configuration.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
         configuration.revocationGracePeriod = settings[\.processing.revocationGracePeriod]
+        configuration.maxBufferedBytes = settings[\.processing.maxBufferedBytes]
+        try Self.checkResultLimit(settings)
+        configuration.maxRunAhead = settings[\.processing.maxRunAhead]
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
+        self.health = handler.health
+        self.shutdownGracePeriod = settings[\.processing.shutdownGracePeriod]
     }
 
     /// The parts in dependency order after the token store, each a service: the Mio client, the token provider,
@@ -41,7 +49,7 @@ struct WorkerAssembly {
     func services(startingWorkerAfter gate: StartGate) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         [
             .init(service: MioClientService(client: mio)),
-            .init(service: TokenProviderService(provider: tokens)),
+            .init(service: TokenProviderService(provider: tokens, gracePeriod: shutdownGracePeriod)),
             .init(
                 service: StartsAfter(gate: gate, base: worker),
                 successTerminationBehavior: .gracefullyShutdownGroup,
@@ -67,12 +75,14 @@ struct WorkerAssembly {
                     maxAttempts: settings[\.processing.retry.maxAttempts],
                     maxTimePerJob: settings[\.processing.retry.maxTimePerJob],
                     initialBackoff: settings[\.processing.retry.initialBackoff],
-                    maxBackoff: settings[\.processing.retry.maxBackoff]
+                    maxBackoff: settings[\.processing.retry.maxBackoff],
+                    maxTimeRateLimited: settings[\.processing.retry.maxTimeRateLimited]
                 )
             ),
             rateLimiter: settings[\.processing.requestsPerSecond].map {
                 RateLimiter(permitsPerSecond: $0, burst: max(1, Int($0.rounded(.up))))
             },
+            health: MioHealth(configuration: healthConfiguration(settings), logger: logger),
             logger: logger
         )
         return (mio, tokens, handler)
@@ -89,7 +99,11 @@ struct WorkerAssembly {
             store: store,
             refresher: refresher,
             configuration: TokenProvider.Configuration(
-                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold]
+                proactiveRefreshThreshold: settings[\.tokens.proactiveRefreshThreshold],
+                proactiveRefreshJitter: settings[\.tokens.proactiveRefreshJitter],
+                proactiveRefreshesPerSecond: settings[\.tokens.proactiveRefreshesPerSecond],
+                revalidationInterval: settings[\.tokens.revalidationInterval],
+                storeReadTimeout: settings[\.tokens.storeReadTimeout]
             ),
             logger: logger
         )
@@ -110,6 +124,43 @@ struct WorkerAssembly {
         )
     }
 
+    /// Room left in a Kafka message besides the result: the key (a user id), the headers (job id, trace
+    /// context) and the record's framing.
+    static let resultEnvelopeBytes = 16 * 1024
+
+    /// librdkafka's default `message.max.bytes`.
+    static let defaultMessageMaxBytes = 1_000_000
+
+    /// Refuses a result limit that the producer's `message.max.bytes` (the passthrough value, else librdkafka's
+    /// default) cannot carry with ``resultEnvelopeBytes`` to spare: every result at the limit would be refused.
+    static func checkResultLimit(_ settings: EffectiveSettings) throws {
+        let limit = settings[\.processing.maxResultBytes]
+        let given = settings.kafkaProperties["message.max.bytes"]
+        let messageMaxBytes = given.flatMap { Int($0.filter { $0 != " " }) } ?? defaultMessageMaxBytes
+        guard limit + resultEnvelopeBytes > messageMaxBytes else { return }
+        let source = given == nil ? "librdkafka's default" : "kafka.properties"
+        throw ResultLimitError(
+            message: "processing.maxResultBytes (\(limit)) does not fit Kafka's message.max.bytes (\(messageMaxBytes), "
+                + "\(source)) with \(resultEnvelopeBytes) bytes for the key, headers and framing: lower "
+                + "processing.maxResultBytes to at most \(messageMaxBytes - resultEnvelopeBytes), or raise "
+                + "kafka.properties message.max.bytes (and the output topic's max.message.bytes)"
+        )
+    }
+
+    /// The breaker's and the adaptive limit's settings.
+    static func healthConfiguration(_ settings: EffectiveSettings) -> MioHealth.Configuration {
+        MioHealth.Configuration(
+            window: settings[\.processing.breaker.window],
+            failureThreshold: settings[\.processing.breaker.failureThreshold],
+            failureRatio: settings[\.processing.breaker.failureRatio],
+            probeInterval: settings[\.processing.breaker.probeInterval],
+            maxProbeInterval: settings[\.processing.breaker.maxProbeInterval],
+            haltProbeInterval: settings[\.processing.breaker.haltProbeInterval],
+            adaptiveConcurrency: settings[\.processing.breaker.adaptiveConcurrency],
+            maxConcurrency: settings[\.processing.maxInFlight]
+        )
+    }
+
     /// The engine's limits from the processing settings.
     static func engineConfiguration(_ settings: EffectiveSettings) -> ProcessingEngine.Configuration {
         let maxInFlight = settings[\.processing.maxInFlight]
@@ -121,7 +172,15 @@ struct WorkerAssembly {
                 // Resume reading a little below the limit, not at the first free slot, so the input does
                 // not flip between paused and resumed with every finished job.
                 readahead: max(16, maxInFlight / 4)
-            )
+            ),
+            maxResultBytes: settings[\.processing.maxResultBytes],
+            maxOutage: settings[\.processing.maxOutage]
         )
     }
+}
+
+/// `processing.maxResultBytes` cannot fit the producer's `message.max.bytes`.
+struct ResultLimitError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }

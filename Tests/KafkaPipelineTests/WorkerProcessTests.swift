@@ -24,7 +24,7 @@ struct WorkerProcessTests {
         let keys: String
         let directory: URL
 
-        func startWorker(commitInterval: String = "20ms") throws -> ChildProcess {
+        func startWorker(commitInterval: String = "20ms", httpPort: Int = 0) throws -> ChildProcess {
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MIO") }
             environment["MIOCTX_TOKEN_KEYS"] = keys
             environment["MIO_CLIENT_ID"] = harness.mio.configuration.clientID
@@ -41,7 +41,7 @@ struct WorkerProcessTests {
                     "--kafka-bootstrap-servers", harness.cluster.bootstrapServers,
                     "--token-store", "sqlite:\(storePath)",
                     "--max-in-flight", "\(WorkerProcessTests.maxInFlight)",
-                    "--http-port", "0",
+                    "--http-port", "\(httpPort)",
                     "--log-level", "warning",
                 ],
                 environment: environment,

@@ -105,7 +105,11 @@ final class SlowCountingStore: TokenStore {
         let time = ManualTime()
         let store: any TokenStore = InMemoryTokenStore(timeSource: time.source)
         let mio = FakeRefresher(.rotate(lifetime: 1000))
-        let provider = TokenProvider(store: store, refresher: mio, timeSource: time.source)
+        // Revalidation against the store every 30 s would turn the cache hit below into a store read.
+        let provider = TokenProvider(
+            store: store, refresher: mio, configuration: .init(revalidationInterval: .seconds(3600)),
+            timeSource: time.source
+        )
         let issued = time.now
         try await store.upsert(userID: "u1", tokens: grant("1", issuedAt: issued, lifetime: 1000))
 

@@ -27,6 +27,12 @@ public final class KafkaConsumer: Service, Sendable {
         /// At most this many messages wait in the consumer for the application; above it, fetching pauses.
         /// Default 1,000.
         public var maxBufferedMessages: Int = 1000
+        /// At most about this many bytes (keys, values, headers) wait in the consumer; above it, fetching pauses
+        /// as at ``maxBufferedMessages``. Default 32 MiB.
+        public var maxBufferedBytes: Int = 32 * 1024 * 1024
+        /// A message whose value is larger is delivered without it: ``KafkaMessage/value`` is `nil` and
+        /// ``KafkaMessage/droppedValueBytes`` gives its size, so a huge message costs no copy. Default: no limit.
+        public var maxValueBytes: Int = .max
         /// How long a revocation waits for the revocation handler. Keep it well under
         /// `max.poll.interval.ms`. Default 10 s.
         public var revocationTimeout: Duration = .seconds(10)

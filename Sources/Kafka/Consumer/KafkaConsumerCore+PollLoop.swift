@@ -11,7 +11,7 @@ extension KafkaConsumerCore {
             switch action {
             case .poll(let changes):
                 if !changes.isEmpty { apply(changes, client) }
-                guard let polled = client.consumerPoll(timeout: pollInterval) else { continue }
+                guard let polled = client.consumerPoll(timeout: pollInterval, maxValueBytes: maxValueBytes) else { continue }
                 deliver(polled, client)
             case .leaveGroup:
                 if let failure = client.consumerClose() {

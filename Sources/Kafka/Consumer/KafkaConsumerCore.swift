@@ -19,6 +19,8 @@ final class KafkaConsumerCore: Sendable {
 
     let state = WaitableState<KafkaConsumer.StateMachine, PauseWake>(KafkaConsumer.StateMachine())
     let buffer: KafkaMessageBuffer
+    /// Values larger than this are not copied out of librdkafka's message.
+    let maxValueBytes: Int
     let logger: Logger
     let revocationTimeout: Duration
     let timeSource: TimeSource
@@ -35,7 +37,8 @@ final class KafkaConsumerCore: Sendable {
         onRevoke: KafkaConsumer.RevocationHandler?,
         events: AsyncStream<KafkaConsumerEvent>.Continuation
     ) {
-        self.buffer = KafkaMessageBuffer(capacity: options.maxBufferedMessages)
+        self.buffer = KafkaMessageBuffer(capacity: options.maxBufferedMessages, maxBytes: options.maxBufferedBytes)
+        self.maxValueBytes = options.maxValueBytes
         self.logger = logger
         self.revocationTimeout = options.revocationTimeout
         self.timeSource = options.timeSource

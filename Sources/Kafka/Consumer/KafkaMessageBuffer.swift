@@ -2,15 +2,18 @@ import Coordination
 
 /// The bounded hand-off between the consumer's poll thread and the application's async reader.
 ///
-/// The poll thread pushes; when the buffer reaches its capacity it asks the consumer to pause fetching
-/// (the poll thread keeps polling, so group membership stays alive); once the reader has drained it below
-/// half, fetching resumes. So a reader that stops reading never makes memory grow beyond the bound.
+/// The poll thread pushes; when the buffer reaches its capacity, in messages or in bytes, it asks the consumer to
+/// pause fetching (the poll thread keeps polling, so group membership stays alive); once the reader has drained it
+/// below half of both, fetching resumes. So a reader that stops reading never makes memory grow beyond the bound
+/// (by more than the message that crossed it).
 ///
 /// A reader waiting for a message waits on the buffer's `WaitableState`; a push hands the message straight to
 /// the oldest waiting reader.
 final class KafkaMessageBuffer: Sendable {
     private struct State: Sendable {
         var queue = MessageQueue()
+        /// ``KafkaMessage/heldBytes`` of the queued messages.
+        var bytes = 0
         var finished = false
         var fetchingPaused = false
     }
@@ -25,22 +28,33 @@ final class KafkaMessageBuffer: Sendable {
     }
 
     let capacity: Int
+    /// The bound in bytes (``KafkaMessage/heldBytes`` of the queued messages).
+    let maxBytes: Int
     private let state: WaitableState<State, KafkaMessage?>
 
-    init(capacity: Int) {
+    init(capacity: Int, maxBytes: Int = .max) {
         precondition(capacity > 0, "the consumer's buffer capacity must be positive")
+        precondition(maxBytes > 0, "the consumer's buffer byte bound must be positive")
         self.capacity = capacity
+        self.maxBytes = maxBytes
         self.state = WaitableState(State())
     }
 
     /// The number of messages waiting to be read.
     var count: Int { state.withLock { state, _ in state.queue.count } }
 
+    /// The bytes of the messages waiting to be read.
+    var byteCount: Int { state.withLock { state, _ in state.bytes } }
+
+    private func isBelowHalf(_ state: State) -> Bool {
+        state.queue.count < capacity / 2 && state.bytes < maxBytes / 2
+    }
+
     /// Whether fetching stays paused because the buffer is full: once the reader drained a paused buffer below
     /// half, the pause is lifted here and the answer is `false`.
     func keepsFetchingPaused() -> Bool {
         state.withLock { state, _ in
-            if state.fetchingPaused, state.queue.count < capacity / 2 {
+            if state.fetchingPaused, isBelowHalf(state) {
                 state.fetchingPaused = false
             }
             return state.fetchingPaused
@@ -53,7 +67,8 @@ final class KafkaMessageBuffer: Sendable {
         state.withLock { state, readers in
             guard !readers.wakeFirst(with: message) else { return }
             state.queue.append(message)
-            if state.queue.count >= capacity {
+            state.bytes += message.heldBytes
+            if state.queue.count >= capacity || state.bytes >= maxBytes {
                 state.fetchingPaused = true
             }
         }
@@ -63,7 +78,11 @@ final class KafkaMessageBuffer: Sendable {
     ///
     /// - Returns: how many were dropped.
     func purge(_ partitions: Set<KafkaTopicPartition>) -> Int {
-        state.withLock { state, _ in state.queue.removeAll { partitions.contains($0.topicPartition) } }
+        state.withLock { state, _ in
+            let removed = state.queue.removeAll { partitions.contains($0.topicPartition) }
+            state.bytes = state.queue.heldBytes
+            return removed
+        }
     }
 
     /// Ends the sequence: readers get `nil` once the buffer is empty.
@@ -81,7 +100,8 @@ final class KafkaMessageBuffer: Sendable {
             guard let message = state.queue.popFirst() else {
                 return state.finished ? .some(nil) : nil
             }
-            resumeFetching = state.fetchingPaused && state.queue.count < capacity / 2
+            state.bytes -= message.heldBytes
+            resumeFetching = state.fetchingPaused && isBelowHalf(state)
             return .some(message)
         }
         return Read(message: message, resumeFetching: resumeFetching)
@@ -109,6 +129,9 @@ struct MessageQueue: Sendable {
         }
         return message
     }
+
+    /// The bytes the queued messages hold.
+    var heldBytes: Int { storage[head...].reduce(0) { $0 + $1.heldBytes } }
 
     /// Removes the messages matching `shouldRemove`; returns how many.
     mutating func removeAll(where shouldRemove: (KafkaMessage) -> Bool) -> Int {

@@ -24,9 +24,11 @@ extension RDKafkaClient {
     /// Polls the consumer queue (blocking: on the poll thread only). Rebalance, commit and statistics callbacks
     /// run inside this call.
     ///
-    /// - Parameter timeout: how long to wait for a message.
+    /// - Parameters:
+    ///   - timeout: how long to wait for a message.
+    ///   - maxValueBytes: a larger value is not copied (see ``KafkaMessage/droppedValueBytes``).
     /// - Returns: a message, a consumer error, or `nil` when nothing came (or only an end-of-partition event).
-    func consumerPoll(timeout: Duration) -> RDKafkaConsumerPoll? {
+    func consumerPoll(timeout: Duration, maxValueBytes: Int = .max) -> RDKafkaConsumerPoll? {
         guard let message = rd_kafka_consumer_poll(pointer, timeout.rdKafkaMilliseconds) else { return nil }
         defer { rd_kafka_message_destroy(message) }
         let error = message.pointee.err
@@ -34,7 +36,7 @@ extension RDKafkaClient {
             guard error != RD_KAFKA_RESP_ERR__PARTITION_EOF else { return nil }
             return .error(.rdKafka(error, code: .consumer, context: "consumer error"))
         }
-        return .message(KafkaMessage(copying: message))
+        return .message(KafkaMessage(copying: message, maxValueBytes: maxValueBytes))
     }
 
     /// Interrupts a blocking ``consumerPoll(timeout:)`` so the poll thread looks at its state again.
@@ -150,8 +152,9 @@ extension RDKafkaClient {
 }
 
 extension KafkaMessage {
-    /// Copies a polled message's topic, key, value, headers and timestamp.
-    init(copying pointer: UnsafeMutablePointer<rd_kafka_message_t>) {
+    /// Copies a polled message's topic, key, value, headers and timestamp; a value larger than `maxValueBytes` is
+    /// not copied (only its size is kept).
+    init(copying pointer: UnsafeMutablePointer<rd_kafka_message_t>, maxValueBytes: Int = .max) {
         let raw = pointer.pointee
         var headers: [KafkaHeader] = []
         var headerList: OpaquePointer?
@@ -173,9 +176,10 @@ extension KafkaMessage {
             partition: raw.partition,
             offset: raw.offset,
             key: raw.key.map { Array(UnsafeRawBufferPointer(start: $0, count: raw.key_len)) },
-            value: raw.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: raw.len)) },
+            value: raw.len > maxValueBytes ? nil : raw.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: raw.len)) },
             headers: headers,
-            timestampMilliseconds: timestamp >= 0 ? timestamp : nil
+            timestampMilliseconds: timestamp >= 0 ? timestamp : nil,
+            droppedValueBytes: raw.payload != nil && raw.len > maxValueBytes ? raw.len : nil
         )
     }
 }

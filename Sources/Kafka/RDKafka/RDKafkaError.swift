@@ -11,7 +11,8 @@ extension KafkaError {
             rdKafkaErrorCode: error.rawValue,
             rdKafkaErrorName: name,
             isRetriable: error.isRetriable,
-            isFatal: error == RD_KAFKA_RESP_ERR__FATAL
+            isFatal: error == RD_KAFKA_RESP_ERR__FATAL,
+            refusesMessage: error.refusesMessage
         )
     }
 
@@ -25,7 +26,8 @@ extension KafkaError {
             rdKafkaErrorCode: errorCode.rawValue,
             rdKafkaErrorName: String(cString: rd_kafka_error_name(error)),
             isRetriable: rd_kafka_error_is_retriable(error) != 0 || errorCode.isRetriable,
-            isFatal: rd_kafka_error_is_fatal(error) != 0
+            isFatal: rd_kafka_error_is_fatal(error) != 0,
+            refusesMessage: errorCode.refusesMessage
         )
     }
 }
@@ -62,7 +64,37 @@ extension rd_kafka_resp_err_t {
     }
 }
 
+extension rd_kafka_resp_err_t {
+    /// Errors about one message itself (its size, its records): sending it again cannot succeed, other messages can.
+    var refusesMessage: Bool {
+        switch self {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+            RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
+            RD_KAFKA_RESP_ERR_INVALID_RECORD,
+            RD_KAFKA_RESP_ERR_INVALID_MSG,
+            RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE,
+            RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP,
+            RD_KAFKA_RESP_ERR__BAD_MSG:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Errors saying that a message's size is what is refused.
+    var isMessageTooLarge: Bool {
+        self == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || self == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE
+    }
+}
+
 extension KafkaError {
+    /// Whether the message is refused for its size (`MSG_SIZE_TOO_LARGE`, from librdkafka's own check or the broker, or
+    /// `RECORD_LIST_TOO_LARGE`): the same message without its value may go through.
+    public var isMessageTooLarge: Bool {
+        guard let rdKafkaErrorCode else { return false }
+        return rd_kafka_resp_err_t(rawValue: rdKafkaErrorCode).isMessageTooLarge
+    }
+
     /// Whether this is librdkafka's "local queue full" refusal of a message (`_QUEUE_FULL`): waiting for
     /// delivery reports makes room.
     var isLocalQueueFull: Bool {

@@ -25,11 +25,25 @@ public final class ProcessingEngine: Sendable {
         /// Retries of a failed result or dead-letter delivery (default: 8 attempts, 100 ms to 5 s backoff,
         /// within 60 s). When they run out the item is reported ``Event/deliveryFailed(_:_:)`` and not done.
         public var delivery: RetryPolicy
+        /// The largest encoded result, in bytes; a larger one is replaced by a ``JobResult/Status/tooLarge`` result
+        /// without Mio's answer (``JobResult/fitting(within:)``). `nil`: no limit. Default
+        /// ``defaultMaxResultBytes``.
+        public var maxResultBytes: Int?
+        /// How long deliveries may fail with ``DeliveryFailure/Kind/unavailable`` while none at all succeeds before
+        /// the run stops (the destination is gone, not busy). Within it such a delivery is retried with the backoff
+        /// of ``delivery``, without its attempt limit. Default 5 minutes.
+        public var maxOutage: Duration
+
+        /// The default ``maxResultBytes``: 900,000 bytes, below the 1,000,000 bytes of librdkafka's default
+        /// `message.max.bytes`, leaving room for the key, the headers and the record's framing.
+        public static let defaultMaxResultBytes = 900_000
 
         /// Creates a configuration; the defaults are safe for production.
         /// - Parameters:
         ///   - scheduling: Limits, ordering and backpressure.
         ///   - delivery: Retries of failed deliveries.
+        ///   - maxResultBytes: The largest encoded result (`nil`: no limit).
+        ///   - maxOutage: How long no delivery may succeed before the run stops.
         public init(
             scheduling: SchedulingConfiguration = SchedulingConfiguration(),
             delivery: RetryPolicy = RetryPolicy(
@@ -37,10 +51,14 @@ public final class ProcessingEngine: Sendable {
                 maxTimePerJob: .seconds(60),
                 initialBackoff: .milliseconds(100),
                 maxBackoff: .seconds(5)
-            )
+            ),
+            maxResultBytes: Int? = Configuration.defaultMaxResultBytes,
+            maxOutage: Duration = .seconds(300)
         ) {
             self.scheduling = scheduling
             self.delivery = delivery
+            self.maxResultBytes = maxResultBytes
+            self.maxOutage = maxOutage
         }
     }
 
@@ -80,6 +98,9 @@ public final class ProcessingEngine: Sendable {
         public var attempts: Int
         /// The sink's last error.
         public var underlying: any Error & Sendable
+        /// How long no delivery at all had succeeded when the engine gave up, when that is why it gave up
+        /// (``Configuration/maxOutage``).
+        public var outage: Duration?
 
         /// Creates a delivery failure.
         /// - Parameters:
@@ -87,17 +108,32 @@ public final class ProcessingEngine: Sendable {
         ///   - source: The item.
         ///   - attempts: How many times delivery was tried.
         ///   - underlying: The sink's last error.
-        public init(kind: Kind, source: JobSource, attempts: Int, underlying: any Error & Sendable) {
+        ///   - outage: How long no delivery had succeeded, when that is why the engine gave up.
+        public init(kind: Kind, source: JobSource, attempts: Int, underlying: any Error & Sendable, outage: Duration? = nil) {
             self.kind = kind
             self.source = source
             self.attempts = attempts
             self.underlying = underlying
+            self.outage = outage
         }
 
-        /// `delivering the result of topic[0]@42 failed 8 times: <error>`.
+        /// `delivering the result of topic[0]@42 failed 8 times: <error>`, preceded by the reason to give up when
+        /// it is not the attempts: `nothing could be delivered for 300s: ...`, `the sink is unusable: ...`.
         public var description: String {
             let what = kind == .result ? "the result" : "the dead-letter copy"
-            return "delivering \(what) of \(source) failed \(attempts) times: \(String(describing: underlying))"
+            let times = attempts == 1 ? "once" : "\(attempts) times"
+            let text = "delivering \(what) of \(source) failed \(times): \(String(describing: underlying))"
+            if let outage {
+                return "nothing could be delivered for \(outage.components.seconds)s: " + text
+            }
+            if let failure = underlying as? DeliveryFailure {
+                switch failure.kind {
+                case .fatal: return "the output can deliver nothing any more: " + text
+                case .refused where kind == .deadLetter: return "the dead-letter destination refused the copy: " + text
+                default: break
+                }
+            }
+            return text
         }
     }
 
@@ -133,6 +169,8 @@ public final class ProcessingEngine: Sendable {
     let onEvent: @Sendable (Event) -> Void
     let state: WaitableState<State, Wake>
     let deliveredBackpressure = Mutex<UInt64>(0)
+    /// The clock's reading at the last delivery that succeeded (for ``Configuration/maxOutage``).
+    let lastDelivery = Mutex<Duration?>(nil)
     let commands: AsyncStream<Command>
     let commandContinuation: AsyncStream<Command>.Continuation
     let workers = Mutex(Workers())

@@ -15,6 +15,10 @@ public struct JobFailure: Error, Sendable, Hashable, CustomStringConvertible {
         case refreshAndRetryOnce
         /// The job ends with the status.
         case finish
+        /// The deployment is at fault, not the job (a wrong client secret, a missing encryption key): with a
+        /// ``MioHealth`` the worker stops taking jobs and this job waits, uncommitted, until the fault is fixed;
+        /// without one the job ends with the status. `reason` tells the operator what to fix; never a secret.
+        case stopTheLine(reason: String)
     }
 
     /// What the handler does.

@@ -33,6 +33,8 @@ public struct JobHandler: Sendable {
     private let tokens: any TokenSource
     private let configuration: Configuration
     private let rateLimiter: RateLimiter?
+    /// Mio's health across jobs: breaker, adaptive limit, `Retry-After` pauses, a stopped line.
+    public let health: MioHealth?
     private let clock: TimeSource
     private let random: @Sendable () -> Double
     private let logger: Logger
@@ -45,6 +47,8 @@ public struct JobHandler: Sendable {
     ///   - tokens: Users' tokens (a `TokenProvider` behind `PipelineMioBridge`'s `MioTokenSource`).
     ///   - configuration: Retry settings.
     ///   - rateLimiter: An optional global cap on Mio requests; every attempt takes one permit.
+    ///   - health: Mio's health shared by all jobs (breaker, adaptive concurrency, `Retry-After` pauses, a stopped
+    ///     line); every attempt is admitted by it and reports to it. Without one, each job fends for itself.
     ///   - clock: Time source for backoff, durations and `completedAt`.
     ///   - random: Uniform random numbers in `[0, 1)` for the jitter.
     ///   - logger: Logs retries at debug level and final failures at debug level (never tokens); every line
@@ -57,6 +61,7 @@ public struct JobHandler: Sendable {
         tokens: any TokenSource,
         configuration: Configuration = Configuration(),
         rateLimiter: RateLimiter? = nil,
+        health: MioHealth? = nil,
         clock: TimeSource = .system,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0 ..< 1) },
         logger: Logger = Logger(label: "mioctx.processor"),
@@ -69,6 +74,7 @@ public struct JobHandler: Sendable {
         self.tokens = tokens
         self.configuration = configuration
         self.rateLimiter = rateLimiter
+        self.health = health
         self.clock = clock
         self.random = random
         self.logger = logger
@@ -111,11 +117,30 @@ public struct JobHandler: Sendable {
             )
         }
 
+        /// Attempts that do not count against `policy.maxAttempts`: those made while Mio was down for everyone or
+        /// the line stopped, and 429s when `policy.maxTimeRateLimited` bounds them by time.
+        var uncounted = 0
+        /// Time spent waiting for Mio's health (breaker open, line stopped): it does not count against
+        /// `policy.maxTimePerJob`.
+        var waitedForMio = Duration.zero
+        var ticket: MioHealth.Ticket?
+
+        func settle(_ outcome: MioHealth.Outcome) -> MioHealth.Verdict {
+            guard let health, let admitted = ticket else { return .counts }
+            ticket = nil
+            return health.record(admitted, outcome)
+        }
+
         while true {
-            try Task.checkCancellation()
-            attempts += 1
             let classified: JobFailure
             do {
+                try Task.checkCancellation()
+                if let health {
+                    let admitted = try await health.admit()
+                    waitedForMio += admitted.waited
+                    ticket = admitted
+                }
+                attempts += 1
                 let accessToken: String
                 if let token = freshToken {
                     accessToken = token
@@ -134,10 +159,12 @@ public struct JobHandler: Sendable {
                         }
                         return try await call(job, accessToken: accessToken)
                     }
+                    _ = settle(.answered)
                     return finish(.ok, payload: payload)
                 } catch let failure as JobFailure where failure.action == .refreshAndRetryOnce {
                     try Task.checkCancellation()
                     if refreshedAfterUnauthorized {
+                        _ = settle(.answered)
                         return finish(
                             failure.status,
                             failure: JobResult.Failure(
@@ -152,27 +179,61 @@ public struct JobHandler: Sendable {
                     freshToken = try await tracer.withSpan(JobSpan.tokenRefresh) { _ in
                         try await tokens.refreshAfterUnauthorized(userID: job.userID, rejected: accessToken)
                     }
+                    _ = settle(.answered)
                     refreshedAfterUnauthorized = true
                     metrics.retried(.unauthorized)
                     continue
                 }
             } catch {
-                if error is CancellationError || Task.isCancelled { throw CancellationError() }
+                if error is CancellationError || Task.isCancelled {
+                    if let admitted = ticket { health?.abandon(admitted) }
+                    throw CancellationError()
+                }
                 classified = JobFailure.classifying(error)
             }
 
+            let verdict = settle(Self.outcome(of: classified))
             let status = classified.status
             let failure = JobResult.Failure(code: classified.code, message: classified.message)
             switch classified.action {
             case .finish, .refreshAndRetryOnce:
                 logger.debug("job failed", metadata: ["status": "\(status.rawValue)", "code": "\(failure.code)"])
                 return finish(status, failure: failure)
+            case .stopTheLine:
+                // With a health the job waits in `admit()` until the line runs again; without, it ends.
+                guard health != nil else {
+                    logger.debug("job failed", metadata: ["status": "\(status.rawValue)", "code": "\(failure.code)"])
+                    return finish(status, failure: failure)
+                }
+                uncounted += 1
+                continue
             case .retry(let retryAfter, let cause):
-                if attempts >= policy.maxAttempts {
+                if verdict == .waitForMio {
+                    // Mio is down for everyone: the attempt is not the job's to pay for; `admit()` holds the job
+                    // until a probe finds Mio answering.
+                    uncounted += 1
+                    metrics.retried(cause)
+                    continue
+                }
+                let timeBoundRateLimit = cause == .rateLimited ? policy.maxTimeRateLimited : nil
+                if let window = timeBoundRateLimit {
+                    uncounted += 1
+                    // A 429 is Mio asking to slow down, which the health's limit does: only a job that keeps
+                    // getting them for a long time ends `rate_limited`.
+                    if clock.now() - start >= window {
+                        return finish(status, failure: Self.gaveUp(failure, attempts: attempts, timeUsedUp: true))
+                    }
+                    if health != nil, retryAfter != nil {
+                        // The whole worker pauses until `Retry-After`; `admit()` holds this job as long.
+                        metrics.retried(cause)
+                        continue
+                    }
+                } else if attempts - uncounted >= policy.maxAttempts {
                     return finish(status, failure: Self.gaveUp(failure, attempts: attempts, timeUsedUp: false))
                 }
-                let delay = policy.delay(afterAttempt: attempts, retryAfter: retryAfter, random: random())
-                if clock.now() - start + delay > policy.maxTimePerJob {
+                let retries = timeBoundRateLimit == nil ? attempts - uncounted : attempts
+                let delay = policy.delay(afterAttempt: max(1, retries), retryAfter: retryAfter, random: random())
+                if timeBoundRateLimit == nil, clock.now() - start - waitedForMio + delay > policy.maxTimePerJob {
                     return finish(status, failure: Self.gaveUp(failure, attempts: attempts, timeUsedUp: true))
                 }
                 logger.debug(
@@ -181,6 +242,24 @@ public struct JobHandler: Sendable {
                 )
                 metrics.retried(cause)
                 try await clock.sleep(for: delay)
+            }
+        }
+    }
+
+    /// What a failed attempt says about Mio's health.
+    static func outcome(of failure: JobFailure) -> MioHealth.Outcome {
+        switch failure.action {
+        case .finish, .refreshAndRetryOnce:
+            .answered
+        case .stopTheLine(let reason):
+            .operatorFault(code: failure.code, reason: reason)
+        case .retry(let retryAfter, let cause):
+            switch cause {
+            case .rateLimited: .rateLimited(retryAfter: retryAfter)
+            case .serverError, .transport: .unavailable
+            case .timeout: .timedOut
+            case .unauthorized: .answered
+            case .tokenStore: .unrelated
             }
         }
     }

@@ -15,6 +15,10 @@ public struct RetryPolicy: Sendable, Hashable {
     public var maxBackoff: Duration
     /// Growth of the backoff cap per attempt (default 2).
     public var multiplier: Double
+    /// When set, 429s do not count against ``maxAttempts`` or ``maxTimePerJob``: a job that keeps getting them
+    /// ends `rate_limited` only once it has run this long (default `nil`: a 429 is an attempt like any other).
+    /// `mioctx run` sets it (`processing.retry.maxTimeRateLimited`), since its adaptive limit slows down on 429s.
+    public var maxTimeRateLimited: Duration?
 
     /// Creates a policy; the defaults are safe for production.
     /// - Parameters:
@@ -23,18 +27,21 @@ public struct RetryPolicy: Sendable, Hashable {
     ///   - initialBackoff: Backoff cap before the first retry.
     ///   - maxBackoff: Largest backoff cap.
     ///   - multiplier: Growth of the cap per attempt.
+    ///   - maxTimeRateLimited: When set, how long a job may keep getting 429s before it ends `rate_limited`.
     public init(
         maxAttempts: Int = 5,
         maxTimePerJob: Duration = .seconds(60),
         initialBackoff: Duration = .milliseconds(200),
         maxBackoff: Duration = .seconds(10),
-        multiplier: Double = 2
+        multiplier: Double = 2,
+        maxTimeRateLimited: Duration? = nil
     ) {
         self.maxAttempts = max(1, maxAttempts)
         self.maxTimePerJob = maxTimePerJob
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.multiplier = multiplier
+        self.maxTimeRateLimited = maxTimeRateLimited
     }
 
     /// The cap of the random backoff after `attempt` failed attempts.

@@ -15,6 +15,8 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
             case fieldTooLarge = "field_too_large"
             case unknownOp = "unknown_op"
             case duplicateField = "duplicate_field"
+            case messageTooLarge = "message_too_large"
+            case resultRefused = "result_refused"
         }
 
         private let value: Value
@@ -42,10 +44,17 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
         /// A field of the job (`id`, `userId`, `query`, `op`, `metadata`) appears more than once in the object.
         public static let duplicateField = Code(.duplicateField)
 
+        /// The whole message is larger than ``Job/maxMessageBytes``: its value was not read (nor kept).
+        public static let messageTooLarge = Code(.messageTooLarge)
+        /// A valid job whose result the output refused for what it is (for Kafka: its size, or an invalid record):
+        /// the job goes to the dead-letter destination instead, so that its partition goes on.
+        public static let resultRefused = Code(.resultRefused)
+
         /// Every code, for documentation and tests.
         public static let allCases: [Code] = [
             .notUTF8, .notJSON, .notObject, .missingField, .wrongType, .emptyField, .fieldTooLarge, .unknownOp,
             .duplicateField,
+            .messageTooLarge, .resultRefused,
         ]
 
         /// The snake_case code, e.g. `missing_field`.
@@ -72,4 +81,14 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `code: message`.
     public var description: String { "\(code): \(message)" }
+
+    /// The reason of a message larger than ``Job/maxMessageBytes``.
+    /// - Parameter bytes: The message's size.
+    /// - Returns: A ``Code/messageTooLarge`` reason giving the size and the limit.
+    public static func messageTooLarge(bytes: Int) -> InvalidJob {
+        InvalidJob(
+            code: .messageTooLarge,
+            message: "the message is \(bytes) bytes, over the limit of \(Job.maxMessageBytes) bytes for a job"
+        )
+    }
 }

@@ -63,6 +63,10 @@ public struct Job: Sendable, Hashable {
     public static let maxQueryBytes = 16 * 1024
     /// Largest `metadata`, in bytes of its JSON text (16 KiB).
     public static let maxMetadataBytes = 16 * 1024
+    /// Largest input message, in bytes (256 KiB): far above the largest valid job (its fields at their limits,
+    /// every character escaped). A transport does not read a larger message's value: it dead-letters it as
+    /// ``InvalidJob/Code/messageTooLarge``.
+    public static let maxMessageBytes = 256 * 1024
 
     /// The producer's job id, echoed in the result.
     public var id: String
@@ -112,6 +116,9 @@ public struct Job: Sendable, Hashable {
     ///   - source: Where the message was read from, kept in ``source``.
     /// - Throws: ``InvalidJob`` naming the reason and the field.
     public init(decoding bytes: [UInt8], source: JobSource? = nil) throws(InvalidJob) {
+        guard bytes.count <= Self.maxMessageBytes else {
+            throw InvalidJob.messageTooLarge(bytes: bytes.count)
+        }
         let result = bytes.withUnsafeBufferPointer { JobParser.parse($0) }
         switch result {
         case .success(var job):

@@ -23,6 +23,9 @@ public struct JobResult: Sendable, Hashable {
         case upstreamUnavailable = "upstream_unavailable"
         /// Mio refused the request for another reason (a 4xx other than 401 and 429).
         case rejected
+        /// Mio answered, but the result would be larger than the result limit (`processing.maxResultBytes`):
+        /// the answer is left out and `error.message` gives the size and the limit.
+        case tooLarge = "too_large"
     }
 
     /// What Mio answered, for a job with status ``Status/ok``.
@@ -156,6 +159,39 @@ public struct JobResult: Sendable, Hashable {
         }
         writer.endObject()
         return writer.bytes
+    }
+
+    /// A bound on the size of ``encoded()`` that costs no encoding: every string escaped at its worst (6 bytes per
+    /// byte, `\u0000`), plus the metadata and the fixed members.
+    public var encodedSizeBound: Int {
+        let strings = jobID.utf8.count + userID.utf8.count + payloadSize
+            + (failure.map { $0.code.utf8.count + $0.message.utf8.count } ?? 0)
+        return 256 + 6 * strings + (metadata?.bytes.count ?? 0)
+    }
+
+    /// This result when its encoded form fits in `limit` bytes; otherwise a ``Status/tooLarge`` result of the same
+    /// job, without Mio's answer (and without the metadata if even that does not fit), whose `error.message` gives
+    /// the size and the limit, never the content.
+    ///
+    /// The exact size is measured (by encoding) only when ``encodedSizeBound`` exceeds the limit.
+    /// - Parameter limit: The largest encoded result, in bytes.
+    /// - Returns: The result to publish, and the encoded size of `self` when it was over the limit.
+    public func fitting(within limit: Int) -> (result: JobResult, oversize: Int?) {
+        guard encodedSizeBound > limit else { return (self, nil) }
+        let size = encoded().count
+        guard size > limit else { return (self, nil) }
+        var small = self
+        small.status = .tooLarge
+        small.payload = nil
+        small.failure = Failure(
+            code: "too_large",
+            message: "the result would be \(size) bytes, over the limit of \(limit) bytes (processing.maxResultBytes); "
+                + "Mio's answer is left out"
+        )
+        if small.encodedSizeBound > limit, small.encoded().count > limit {
+            small.metadata = nil
+        }
+        return (small, size)
     }
 
     private var payloadSize: Int {

@@ -96,6 +96,14 @@ public struct OffsetTracker: Sendable {
         states[partition]?.pending.count ?? 0
     }
 
+    /// The lowest received offset of a partition whose job is not done: where its committable mark stops.
+    /// - Parameter partition: The partition.
+    /// - Returns: That offset, or `nil` when every received offset of the partition is done.
+    public func lowestUnfinishedOffset(in partition: PartitionID) -> Int64? {
+        // Done entries at the front are removed as soon as they are done, so the first one is unfinished.
+        states[partition]?.pending.first?.offset
+    }
+
     /// The partitions being tracked.
     public var partitions: [PartitionID] { Array(states.keys) }
 

@@ -18,9 +18,11 @@ struct MioClientService: Service {
 /// and the store (they close after it) and before the worker.
 struct TokenProviderService: Service {
     let provider: TokenProvider
+    /// The longest wait for refreshes in flight and grants still being saved (the shutdown grace period).
+    let gracePeriod: Duration
 
     func run() async throws {
         try? await gracefulShutdown()
-        await provider.finishRefreshes()
+        await provider.finishRefreshes(within: gracePeriod)
     }
 }

@@ -18,12 +18,23 @@ final class TokenStoreService: Service, Sendable {
     /// - Throws: `TokenError` for a malformed location or key (loading has checked both).
     init(settings: EffectiveSettings, logger: Logger) throws {
         let keyring = try settings.keyring()
+        if let exposure = settings.keyFileExposure { logger.warning("\(exposure)") }
+        // The store's lock and transaction timeouts follow the Mio client's request timeout.
+        let requestTimeout = settings[\.mio.requestTimeout]
         switch try settings.tokenStoreLocation() {
         case .sqlite(let path):
-            store = try SQLiteTokenStore(path: path, keyring: keyring)
+            store = try SQLiteTokenStore(
+                path: path, keyring: keyring, configuration: .following(requestTimeout: requestTimeout)
+            )
             postgres = nil
         case .postgres(let url):
-            let postgres = try PostgresTokenStore(url: url, keyring: keyring, logger: logger)
+            let postgres = try PostgresTokenStore(
+                url: url, keyring: keyring,
+                configuration: .following(
+                    requestTimeout: requestTimeout, maximumConnections: settings[\.tokens.postgresPoolSize]
+                ),
+                logger: logger
+            )
             store = postgres
             self.postgres = postgres
         }

@@ -58,7 +58,13 @@ import Testing
         #expect(lock.action == .retry(after: nil, cause: .tokenStore))
         #expect(lock.status == .upstreamUnavailable)
         let keys = JobFailure(TokenError(.keyConfiguration, userID: "u", isRetriable: false))
-        #expect(keys.action == .finish)
+        // The deployment's fault, not the job's: the line stops (a handler without a health ends the job).
+        guard case .stopTheLine(let reason) = keys.action else {
+            Issue.record("a missing key must stop the line, not \(keys.action)")
+            return
+        }
+        #expect(reason.contains("MIOCTX_TOKEN_KEYS"))
+        #expect(keys.status == .upstreamUnavailable)
         #expect(keys.code == "key_configuration")
     }
 

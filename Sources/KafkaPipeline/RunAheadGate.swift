@@ -1,0 +1,102 @@
+import Kafka
+import Pipeline
+import Synchronization
+
+/// Bounds how far each partition's work runs ahead of its committable mark.
+///
+/// Jobs finish out of order, and only the contiguous mark is committed: a job that takes long (retries, a slow
+/// user) holds its partition's mark while later jobs of the partition finish and publish. Everything past the
+/// mark is repeated after a crash, so without a bound one stuck job makes the repeats grow with the throughput.
+/// The gate takes a message only while its offset is less than ``limit`` past the lowest unfinished offset of
+/// its partition. A message beyond it is held, in order with the later messages of its partition, and the
+/// partition is paused in the consumer (the others keep flowing); ``release(submit:)`` takes held messages again
+/// as the mark moves, and says which partitions to resume.
+///
+/// Held messages are not yet recorded in the ``OffsetBook``, so the mark never passes them: after a crash or a
+/// revocation their partition's next owner reads them from the committed offset.
+final class RunAheadGate: Sendable {
+    /// What the feed does with a message.
+    enum Admission: Sendable, Equatable {
+        /// The message was submitted (or refused by the book, such as one of a revoked partition).
+        case submitted
+        /// The message is held; pause this partition when it is given.
+        case held(pause: KafkaTopicPartition?)
+    }
+
+    private struct State {
+        var held: [PartitionID: [KafkaMessage]] = [:]
+    }
+
+    /// The most offsets a message may be past its partition's lowest unfinished offset.
+    let limit: Int
+    private let book: OffsetBook
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - limit: the most offsets past the mark (at least 1).
+    ///   - book: where the lowest unfinished offset of each partition is read.
+    init(limit: Int, book: OffsetBook) {
+        self.limit = max(1, limit)
+        self.book = book
+    }
+
+    /// Submits `message` through `submit` when its partition is within the limit and has nothing held, or else
+    /// holds it. `submit` runs under the gate's lock, so a partition's messages reach it in their order.
+    func admit(_ message: KafkaMessage, submit: (KafkaMessage) -> Void) -> Admission {
+        let partition = PartitionID(topic: message.topic, partition: message.partition)
+        return state.withLock { state in
+            if state.held[partition] != nil {
+                state.held[partition]!.append(message)
+                return .held(pause: nil)
+            }
+            guard isAhead(message.offset, in: partition) else {
+                submit(message)
+                return .submitted
+            }
+            state.held[partition] = [message]
+            return .held(pause: KafkaTopicPartition(topic: message.topic, partition: message.partition))
+        }
+    }
+
+    /// Submits the held messages that are now within the limit, in order; returns the partitions whose held
+    /// messages were all taken, to resume.
+    func release(submit: (KafkaMessage) -> Void) -> [KafkaTopicPartition] {
+        state.withLock { state in
+            var resumable: [KafkaTopicPartition] = []
+            for partition in Array(state.held.keys) {
+                let messages = state.held[partition] ?? []
+                // Checked before each one: a submitted message is unfinished and may become the lowest.
+                var taken = 0
+                while taken < messages.count, !isAhead(messages[taken].offset, in: partition) {
+                    submit(messages[taken])
+                    taken += 1
+                }
+                state.held[partition]!.removeFirst(taken)
+                if state.held[partition]?.isEmpty == true {
+                    state.held[partition] = nil
+                    resumable.append(partition.kafka)
+                }
+            }
+            return resumable
+        }
+    }
+
+    /// Drops the held messages of revoked partitions (the consumer forgets their pause with the revocation).
+    func forget(_ partitions: [PartitionID]) {
+        state.withLock { state in
+            for partition in partitions {
+                state.held[partition] = nil
+            }
+        }
+    }
+
+    /// How many messages are held, over all partitions.
+    var heldCount: Int {
+        state.withLock { state in state.held.values.reduce(0) { $0 + $1.count } }
+    }
+
+    private func isAhead(_ offset: Int64, in partition: PartitionID) -> Bool {
+        guard let lowest = book.lowestUnfinishedOffset(in: partition) else { return false }
+        return offset - lowest >= Int64(limit)
+    }
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Measure `mioctx run` when Mio struggles (issue #15), as processes on loopback: a mock Kafka cluster, the Mio
+simulator and one or more workers of one consumer group.
+
+Two scenarios:
+
+    # Mio answers 503 to every context request for 90 s, then recovers: every job must end ok, none
+    # upstream_unavailable, and the last result come within 15 s of the recovery.
+    scripts/bench_mio_faults.py outage --jobs 3000 --users 100 --max-in-flight 256 --latency-ms 20 --outage-seconds 90
+
+    # The simulator allows N requests per second per OAuth client (429 with Retry-After above it): no job may end
+    # rate_limited, throughput should be within 10% of the cap and 429s at most 5% of the requests. Every worker
+    # uses the same client, so several workers share one cap.
+    scripts/bench_mio_faults.py rate-limit --cap 300 --jobs 6000 --users 300 --workers 3
+
+Prints one JSON object of figures. Results are read with kcat; the simulator's counts come from /sim/stats.
+"""
+import argparse
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from bench_common import post, provision, spawn, spawn_simulator
+
+
+def first_line(process):
+    line = process.stdout.readline().decode().strip()
+    if not line:
+        raise SystemExit(f"{process.args[:2]} printed no first line")
+    return line
+
+
+def get_json(url):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=["outage", "rate-limit"])
+    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--max-in-flight", type=int, default=256)
+    parser.add_argument("--outage-seconds", type=float, default=90)
+    parser.add_argument("--cap", type=float, default=300, help="requests per second per client (rate-limit)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--binary", default=".build/release/mioctx")
+    parser.add_argument("--worker-arg", action="append", default=[])
+    args = parser.parse_args()
+    outage = args.scenario == "outage"
+    jobs = args.jobs or (3000 if outage else 6000)
+    user_count = args.users or (100 if outage else 300)
+
+    work = tempfile.mkdtemp(prefix="mioctx-bench-faults-")
+    processes = []
+    try:
+        kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
+                       "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        processes.append(kafka)
+        bootstrap = first_line(kafka)
+        sim = spawn_simulator(args.binary, args.latency_ms)
+        processes.append(sim)
+        sim_url = first_line(sim)
+
+        users = [f"user-{i:05d}" for i in range(user_count)]
+        env, store = provision(args.binary, sim_url, users, work)
+        jobs_file = os.path.join(work, "jobs.txt")
+        with open(jobs_file, "w") as handle:
+            for index in range(jobs):
+                user = users[index % len(users)]
+                job = {"id": f"job-{index}", "userId": user, "query": f"what does {user} care about? {index}"}
+                handle.write(f"{user}\t{json.dumps(job)}\n")
+        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
+                       check=True)
+
+        post(f"{sim_url}/sim/stats/reset", {})
+        if outage:
+            post(f"{sim_url}/sim/faults", {"rate503": 1.0, "targets": ["context"]})
+        else:
+            post(f"{sim_url}/sim/faults", {"requestsPerSecondPerClient": args.cap})
+
+        workers = []
+        for index in range(args.workers):
+            log = open(os.path.join(work, f"worker-{index}.log"), "w")
+            workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
+                                  "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
+                                  "--log-level", "warning", *args.worker_arg],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=log))
+        processes.extend(workers)
+        started = time.time()
+        recovered_at = None
+        if outage:
+            def recover():
+                nonlocal recovered_at
+                time.sleep(args.outage_seconds)
+                post(f"{sim_url}/sim/faults", {"rate503": 0.0})
+                recovered_at = time.time()
+            threading.Thread(target=recover, daemon=True).start()
+
+        reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
+                        "-c", str(jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
+        processes.append(reader)
+        output = reader.stdout.read()
+        reader.wait()
+        wall = time.time() - started
+        stats = get_json(f"{sim_url}/sim/stats")
+
+        statuses, completed = {}, []
+        for line in output.decode().splitlines():
+            result = json.loads(line)
+            statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            completed.append(datetime.datetime.fromisoformat(result["completedAt"].replace("Z", "+00:00")).timestamp())
+        completed.sort()
+        context = stats["requests"].get("POST /v1/context", {})
+        answered = sum(context.values())
+        figures = {
+            "scenario": args.scenario, "jobs": jobs, "users": user_count, "workers": args.workers,
+            "maxInFlight": args.max_in_flight, "latencyMs": args.latency_ms, "statuses": statuses,
+            "wallSeconds": round(wall, 2), "contextRequestsByStatus": context,
+        }
+        if outage:
+            figures["outageSeconds"] = args.outage_seconds
+            figures["lastResultSecondsAfterRecovery"] = round(completed[-1] - recovered_at, 2) if recovered_at else None
+            figures["resultsBeforeRecovery"] = sum(1 for moment in completed if recovered_at and moment < recovered_at)
+        else:
+            low, high = int(len(completed) * 0.05), int(len(completed) * 0.95)
+            steady = (high - low) / (completed[high] - completed[low])
+            overall = (len(completed) - 1) / (completed[-1] - completed[0])
+            figures.update({
+                "capPerSecond": args.cap,
+                "jobsPerSecond": round(overall, 1), "shareOfCap": round(overall / args.cap, 3),
+                "steadyJobsPerSecond": round(steady, 1), "steadyShareOfCap": round(steady / args.cap, 3),
+                "share429": round(context.get("429", 0) / answered, 4) if answered else None,
+            })
+        print(json.dumps(figures, indent=2))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
