@@ -74,13 +74,19 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.apiURL`.
         public let apiURL = Setting<String>(
             "mio.apiURL", variables: ["MIO_API_URL"], flags: ["--mio-api-url"],
-            default: MioClient.Configuration.defaultAPIURL, parser: .secureURL,
+            default: MioClient.Configuration.defaultAPIURL, parser: .httpURL,
             "Mio API base URL (https://; http:// only to a loopback address)"
         )
         /// The declaration of `mio.dashboardURL`.
         public let dashboardURL = Setting<String>(
             "mio.dashboardURL", variables: ["MIO_DASHBOARD_URL"], default: MioClient.Configuration.defaultDashboardURL,
             parser: .httpURL, "dashboard with the consent page users are sent to"
+        )
+        /// The declaration of `mio.allowPlainHTTP`.
+        public let allowPlainHTTP = Setting<Bool>(
+            "mio.allowPlainHTTP", default: false, parser: .boolean, format: { String($0) },
+            "accept `http://` for mio.apiURL and mio.redirectURL to a host that is not loopback (a simulator on a "
+                + "container network; never in production: the client secret, codes and tokens would travel in clear)"
         )
         /// The declaration of `mio.requestTimeout`.
         public let requestTimeout = Setting<Duration>(
@@ -108,7 +114,7 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `mio.redirectURL`.
         public let redirectURL = Setting<String>(
             "mio.redirectURL", layers: .environmentOnly, variables: ["MIO_REDIRECT_URL"], default: "",
-            parser: .secureURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
+            parser: .httpURL, format: { $0 }, requirement: .mioCredentials, documentedDefault: "required",
             "redirect URL registered in Mio (https://; http:// only to a loopback address)"
         )
     }

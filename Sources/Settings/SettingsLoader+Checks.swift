@@ -73,6 +73,17 @@ extension Resolver {
         }
         checkStoreURLPassword(catalog.tokens.store)
         checkOAuthListener(catalog)
+        checkPlainHTTP(catalog.mio)
+    }
+
+    /// The Mio API and the redirect URL carry the client secret, codes and tokens: `http://` only to loopback,
+    /// unless `mio.allowPlainHTTP` says otherwise.
+    private mutating func checkPlainHTTP(_ mio: SettingsCatalog.Mio) {
+        guard !value(mio.allowPlainHTTP) else { return }
+        for setting in [mio.apiURL, mio.redirectURL] where !refused.contains(setting.key) && !value(setting).isEmpty {
+            guard case .failure(let failure) = SettingValueParsing.secureURL(value(setting)) else { continue }
+            report(setting.key, "\(failure.message) (or set \(mio.allowPlainHTTP.key) for a simulator)", sources[setting.key])
+        }
     }
 
     /// A PostgreSQL URL with a password is refused as a flag: the command line is visible to every local user.
