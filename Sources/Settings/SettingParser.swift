@@ -82,6 +82,20 @@ extension SettingParser where Value == String {
     public static var bootstrapServers: Self { Self { SettingValueParsing.bootstrapServers($0) } }
 }
 
+extension SettingParser where Value == [String] {
+    /// Host names separated by commas (empty: none), lowercased.
+    public static var hostList: Self {
+        Self { text in
+            let hosts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                .filter { !$0.isEmpty }
+            guard hosts.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" } }) else {
+                return .failure("must be host names separated by commas, such as mio-simulator")
+            }
+            return .success(hosts)
+        }
+    }
+}
+
 extension SettingParser where Value: CaseIterable & RawRepresentable<String> {
     /// One of the type's cases, by raw value.
     public static var cases: Self {
@@ -160,14 +174,16 @@ enum SettingValueParsing {
         return .success(trimmed)
     }
 
-    /// An https URL, or an http URL whose host is a loopback address: anything else would send a client secret,
-    /// codes or tokens in clear text.
-    static func secureURL(_ text: String) -> Result<String, SettingParseFailure> {
+    /// An https URL, or an http URL whose host is a loopback address or one of `plainHosts`: anything else would
+    /// send a client secret, codes or tokens in clear text.
+    static func secureURL(_ text: String, plainHosts: [String] = []) -> Result<String, SettingParseFailure> {
         httpURL(text).flatMap { url in
             guard let components = URLComponents(string: url), let host = components.host?.lowercased() else {
                 return .failure("must be an absolute http:// or https:// URL")
             }
-            if components.scheme?.lowercased() == "https" || isLoopback(host: host) { return .success(url) }
+            if components.scheme?.lowercased() == "https" || isLoopback(host: host) || plainHosts.contains(host) {
+                return .success(url)
+            }
             return .failure(SettingParseFailure(
                 "must be https:// (http:// only to a loopback address such as 127.0.0.1: tokens and the client "
                     + "secret would cross the network in clear text)"

@@ -82,11 +82,12 @@ public struct SettingsCatalog: Sendable {
             "mio.dashboardURL", variables: ["MIO_DASHBOARD_URL"], default: MioClient.Configuration.defaultDashboardURL,
             parser: .httpURL, "dashboard with the consent page users are sent to"
         )
-        /// The declaration of `mio.allowPlainHTTP`.
-        public let allowPlainHTTP = Setting<Bool>(
-            "mio.allowPlainHTTP", default: false, parser: .boolean, format: { String($0) },
-            "accept `http://` for mio.apiURL and mio.redirectURL to a host that is not loopback (a simulator on a "
-                + "container network; never in production: the client secret, codes and tokens would travel in clear)"
+        /// The declaration of `mio.plainHTTPHosts`.
+        public let plainHTTPHosts = Setting<[String]>(
+            "mio.plainHttpHosts", default: [], parser: .hostList, format: { $0.joined(separator: ",") },
+            documentedDefault: "none",
+            "hosts `mio.apiURL` and the redirect URL may reach over http:// besides loopback (a development network's "
+                + "simulator, `mio-simulator`); never for Mio itself"
         )
         /// The declaration of `mio.requestTimeout`.
         public let requestTimeout = Setting<Duration>(

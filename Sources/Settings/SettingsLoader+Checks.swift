@@ -63,6 +63,7 @@ extension Resolver {
         let catalog = SettingsCatalog.shared
         checkLimits(catalog.processing)
         checkBackoff(catalog.processing.retry)
+        checkPlainHTTP(catalog.mio)
         let input = catalog.kafka.inputTopic
         for topic in [catalog.kafka.outputTopic, catalog.kafka.deadLetterTopic] where !refused.contains(topic.key) {
             guard value(topic) == value(input), !refused.contains(input.key) else { continue }
@@ -73,17 +74,6 @@ extension Resolver {
         }
         checkStoreURLPassword(catalog.tokens.store)
         checkOAuthListener(catalog)
-        checkPlainHTTP(catalog.mio)
-    }
-
-    /// The Mio API and the redirect URL carry the client secret, codes and tokens: `http://` only to loopback,
-    /// unless `mio.allowPlainHTTP` says otherwise.
-    private mutating func checkPlainHTTP(_ mio: SettingsCatalog.Mio) {
-        guard !value(mio.allowPlainHTTP) else { return }
-        for setting in [mio.apiURL, mio.redirectURL] where !refused.contains(setting.key) && !value(setting).isEmpty {
-            guard case .failure(let failure) = SettingValueParsing.secureURL(value(setting)) else { continue }
-            report(setting.key, "\(failure.message) (or set \(mio.allowPlainHTTP.key) for a simulator)", sources[setting.key])
-        }
     }
 
     /// A PostgreSQL URL with a password is refused as a flag: the command line is visible to every local user.
@@ -120,6 +110,22 @@ extension Resolver {
             report(
                 oauth.port.key, "must differ from \(catalog.http.port.key) (\(value(catalog.http.port))): the OAuth "
                     + "listener is apart from the operations listener", sources[oauth.port.key]
+            )
+        }
+    }
+
+    /// `mio.apiURL` and `mio.redirectURL` over https, or http only to loopback or a host of `mio.plainHTTPHosts`.
+    private mutating func checkPlainHTTP(_ mio: SettingsCatalog.Mio) {
+        let plainHosts = value(mio.plainHTTPHosts)
+        for setting in [mio.apiURL, mio.redirectURL] where !refused.contains(setting.key) {
+            guard let given = accepted[setting.key],
+                case .failure(let failure) = SettingValueParsing.secureURL(given.text, plainHosts: plainHosts)
+            else { continue }
+            report(
+                setting.key,
+                failure.message + "; a development network's simulator may be named in \(mio.plainHTTPHosts.key), "
+                    + "got \(quote(given.text))",
+                given.source
             )
         }
     }

@@ -62,7 +62,7 @@ import Testing
             }
             // A simulator on a container network, said out loud.
             let allowed = await Self.problems(
-                environment: [variable: "http://mio-simulator:8090", "MIOCTX_MIO_ALLOW_PLAIN_HTTP": "true"]
+                environment: [variable: "http://mio-simulator:8090", "MIOCTX_MIO_PLAIN_HTTP_HOSTS": "mio-simulator"]
             )
             #expect(allowed == "", "\(allowed)")
         }

@@ -519,7 +519,14 @@ struct HealthMetrics: Sendable {
         pauses = Counter(label: "mioctx_mio_pauses_total", factory: factory)
         pauseSeconds = FloatingPointCounter(label: "mioctx_mio_pause_seconds_total", factory: factory)
         attempts = Timer(label: "mioctx_mio_attempt_duration_seconds", factory: factory)
+        // Exported at 0 from the start, so that dashboards and alerts see the series before any halt.
+        for fault in Self.operatorFaults {
+            halted(fault, false)
+        }
     }
+
+    /// The `fault` label values of `mioctx_halted`.
+    static let operatorFaults = ["invalid_client", "key_configuration", "decryption_failed"]
 
     func breaker(_ state: MioHealth.BreakerState) { breakerGauge.record(state.gaugeValue) }
     func limit(_ limit: Int) { limitGauge.record(limit) }
