@@ -357,6 +357,7 @@ let package = Package(
             dependencies: [
                 "HTTPEndpoints",
                 "Pipeline",
+                "MioctxTestSupport",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

@@ -39,19 +39,20 @@ final class BlockingDescriptor: @unchecked Sendable {
         return try open(path, flags: O_RDONLY)
     }
 
-    /// Opens a file for appending, creating it (mode 0644) if absent; `-` is standard output.
+    /// Opens a file for appending, creating it (mode 0600: results hold users' personal context) if absent; `-` is
+    /// standard output.
     static func openForAppending(_ path: String) throws(JSONLFileError) -> BlockingDescriptor {
         if path == "-" { return BlockingDescriptor(descriptor: STDOUT_FILENO, path: path, ownsDescriptor: false) }
         return try open(path, flags: O_WRONLY | O_CREAT | O_APPEND)
     }
 
-    /// Opens a file for writing from its start, creating or truncating it (mode 0644).
+    /// Opens a file for writing from its start, creating (mode 0600) or truncating it.
     static func openForReplacing(_ path: String) throws(JSONLFileError) -> BlockingDescriptor {
         try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC)
     }
 
     private static func open(_ path: String, flags: Int32) throws(JSONLFileError) -> BlockingDescriptor {
-        let descriptor = path.withCString { systemOpen($0, flags | O_CLOEXEC, 0o644) }
+        let descriptor = path.withCString { systemOpen($0, flags | O_CLOEXEC, 0o600) }
         guard descriptor >= 0 else { throw JSONLFileError(code: .open, path: path, systemError: errno) }
         return BlockingDescriptor(descriptor: descriptor, path: path, ownsDescriptor: true)
     }

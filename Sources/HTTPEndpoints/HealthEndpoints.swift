@@ -35,6 +35,14 @@ public struct HealthEndpoints: Sendable {
         self.logger = logger
     }
 
+    /// What `/readyz` shows of a failing check's reason: its text before the first `: ` (`unreachable`, `line
+    /// stopped`), else `not ready`. The rest (server messages, host names) goes only to the log.
+    static func summary(of reason: String) -> String {
+        guard let separator = reason.firstRange(of: ": ") else { return "not ready" }
+        let summary = reason[..<separator.lowerBound]
+        return summary.allSatisfy(\.isWhitespace) ? "not ready" : String(summary)
+    }
+
     /// Adds `/healthz` and `/readyz` to `router`.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("healthz") { _, _ -> String in
@@ -45,7 +53,7 @@ public struct HealthEndpoints: Sendable {
             for (name, check) in checks {
                 if let reason = await check() {
                     logger.warning("readiness check failed", metadata: ["check": "\(name)", "reason": "\(reason)"])
-                    failures.append("\(name): not ready")
+                    failures.append("\(name): \(Self.summary(of: reason))")
                 }
             }
             let ready = failures.isEmpty

@@ -355,25 +355,36 @@ public final class PostgresTokenStore: TokenStore, Service {
     }
 
     public func rekey() async throws -> Int {
+        try await rekeyReport().rewritten
+    }
+
+    /// Re-encrypts every row not encrypted with the primary key, skipping (and reporting) a row it cannot decrypt.
+    public func rekeyReport() async throws -> RekeyReport {
         let prefix = "v1:\(keyring.primaryKeyID):"
-        var total = 0
+        var report = RekeyReport()
+        var cursor = ""
         while true {
-            let count = try await run(userID: "", "rekey") { [client, logger, keyring] in
+            let batch = try await run(userID: "", "rekey") { [client, logger, keyring, cursor] in
                 try await client.withTransaction(logger: logger) { connection in
                     let rows = try await Self.fetchRows(
                         connection.query(
                             """
                             SELECT \(unescaped: Self.columns) FROM mioctx_tokens
-                            WHERE substr(access_token, 1, length(\(prefix))) <> \(prefix)
+                            WHERE user_id > \(cursor) AND (substr(access_token, 1, length(\(prefix))) <> \(prefix)
                                OR substr(refresh_token, 1, length(\(prefix))) <> \(prefix)
-                               OR (id_token IS NOT NULL AND substr(id_token, 1, length(\(prefix))) <> \(prefix))
+                               OR (id_token IS NOT NULL AND substr(id_token, 1, length(\(prefix))) <> \(prefix)))
                             ORDER BY user_id LIMIT 200 FOR UPDATE
                             """,
                             logger: logger
                         )
                     )
+                    var batch = RekeyBatch()
                     for row in rows {
-                        let new = try row.reencrypted(with: keyring)
+                        batch.last = row.userID
+                        guard let new = try? row.reencrypted(with: keyring) else {
+                            batch.undecryptable.append(row.userID)
+                            continue
+                        }
                         try await connection.query(
                             """
                             UPDATE mioctx_tokens SET access_token = \(new.accessToken),
@@ -382,12 +393,15 @@ public final class PostgresTokenStore: TokenStore, Service {
                             """,
                             logger: logger
                         )
+                        batch.rewritten += 1
                     }
-                    return rows.count
+                    return batch
                 }
             }
-            total += count
-            if count == 0 { return total }
+            report.rewritten += batch.rewritten
+            report.undecryptable += batch.undecryptable
+            guard let last = batch.last else { return report }
+            cursor = last
         }
     }
 }

@@ -281,26 +281,36 @@ public final class SQLiteTokenStore: TokenStore, Service {
     }
 
     public func rekey() async throws -> Int {
+        try await rekeyReport().rewritten
+    }
+
+    /// Re-encrypts every row not encrypted with the primary key, skipping (and reporting) a row it cannot decrypt.
+    public func rekeyReport() async throws -> RekeyReport {
         let prefix = "v1:\(keyring.primaryKeyID):"
-        var total = 0
+        var report = RekeyReport()
+        var cursor = ""
         while true {
-            let count = try await run(userID: "", "rekey") { [pool, keyring] in
+            let batch = try await run(userID: "", "rekey") { [pool, keyring, cursor] in
                 try await pool.writeWithoutTransaction { db in
-                    var count = 0
+                    var batch = RekeyBatch()
                     try db.inTransaction(.immediate) {
                         let rows = try Row.fetchAll(
                             db,
                             sql: """
                                 SELECT * FROM mioctx_tokens
-                                WHERE substr(access_token, 1, length(?1)) <> ?1
+                                WHERE user_id > ?2 AND (substr(access_token, 1, length(?1)) <> ?1
                                    OR substr(refresh_token, 1, length(?1)) <> ?1
-                                   OR (id_token IS NOT NULL AND substr(id_token, 1, length(?1)) <> ?1)
+                                   OR (id_token IS NOT NULL AND substr(id_token, 1, length(?1)) <> ?1))
                                 ORDER BY user_id LIMIT 200
                                 """,
-                            arguments: [prefix]
+                            arguments: [prefix, cursor]
                         ).map(Self.decode)
                         for row in rows {
-                            let new = try row.reencrypted(with: keyring)
+                            batch.last = row.userID
+                            guard let new = try? row.reencrypted(with: keyring) else {
+                                batch.undecryptable.append(row.userID)
+                                continue
+                            }
                             try db.execute(
                                 sql: """
                                     UPDATE mioctx_tokens SET access_token = ?, refresh_token = ?, id_token = ?
@@ -308,15 +318,17 @@ public final class SQLiteTokenStore: TokenStore, Service {
                                     """,
                                 arguments: [new.accessToken, new.refreshToken, new.idToken, new.userID]
                             )
+                            batch.rewritten += 1
                         }
-                        count = rows.count
                         return .commit
                     }
-                    return count
+                    return batch
                 }
             }
-            total += count
-            if count == 0 { return total }
+            report.rewritten += batch.rewritten
+            report.undecryptable += batch.undecryptable
+            guard let last = batch.last else { return report }
+            cursor = last
         }
     }
 

@@ -70,6 +70,17 @@ public struct EffectiveSettings: Sendable {
         return try TokenKeyring.load(environment: [:], keyFile: self[\.tokens.keyFile])
     }
 
+    /// A warning when the tokens' keys come from a key file that its group or other users may read, else nil.
+    /// (The file is the key to every token at rest: it belongs to the service's user alone, mode 0600 or 0400.)
+    public var keyFileExposure: String? {
+        guard self[\.tokens.keys] == nil, let path = self[\.tokens.keyFile],
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let mode = (attributes[.posixPermissions] as? NSNumber)?.uint16Value, mode & 0o077 != 0
+        else { return nil }
+        return "the key file \(path) can be read by its group or other users (mode \(String(mode & 0o777, radix: 8))): "
+            + "it decrypts every stored token; chmod 600 \(path)"
+    }
+
     /// The token store's location.
     /// - Returns: `tokens.store`, parsed.
     /// - Throws: `TokenError` for a malformed location (loading has checked it).

@@ -76,8 +76,6 @@ extension SettingParser where Value == String {
     public static var nonEmpty: Self { Self { SettingValueParsing.nonEmpty($0) } }
     /// An absolute `http` or `https` URL with a host.
     public static var httpURL: Self { Self { SettingValueParsing.httpURL($0) } }
-    /// An absolute `https://` URL, or `http://` to a loopback address (127.0.0.0/8, ::1, localhost).
-    public static var secureURL: Self { Self { SettingValueParsing.secureURL($0) } }
     /// A Kafka topic name.
     public static var topic: Self { Self { SettingValueParsing.topic($0) } }
     /// A `bootstrap.servers` list of `host:port`.

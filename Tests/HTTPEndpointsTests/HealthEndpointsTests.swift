@@ -1,6 +1,8 @@
 import HTTPEndpoints
 import Hummingbird
 import HummingbirdTesting
+import Logging
+import MioctxTestSupport
 import Pipeline
 import Synchronization
 import Testing
@@ -62,8 +64,31 @@ struct HealthEndpointsTests {
         try await stoppedApp.test(.live) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body) == "mio: line stopped: set MIO_CLIENT_SECRET\n")
+                // The reason's detail goes to the log (issue 17); the body keeps its summary.
+                #expect(String(buffer: response.body) == "mio: line stopped\n")
             }
         }
+    }
+
+    @Test func readinessShowsAGenericReasonAndLogsTheDetail() async throws {
+        let lines = RecordingLogHandler.Store()
+        let router = Router()
+        HealthEndpoints(
+            checks: [
+                ("token store", { "unreachable: connection refused by db-7.internal.example:5432 (password auth failed)" }),
+                ("kafka", { "not a member of consumer group 'payments-ctx' yet" }),
+            ],
+            logger: .recording("health", into: lines)
+        ).addRoutes(to: router)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body) == "token store: unreachable\nkafka: not ready\n")
+            }
+        }
+        let logged = lines.all.joined(separator: "\n")
+        #expect(logged.contains("db-7.internal.example:5432"))
+        #expect(logged.contains("payments-ctx"))
     }
 }

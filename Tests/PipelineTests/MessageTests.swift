@@ -62,6 +62,9 @@ import Testing
         BadInput("long query", #"{"id":"a","userId":"u","query":"\#(bigQuery)"}"#, .fieldTooLarge, field: "query"),
         BadInput("big metadata", #"{"id":"a","userId":"u","query":"q","metadata":\#(bigMetadata)}"#, .fieldTooLarge, field: "metadata"),
         BadInput("unknown op", #"{"id":"a","userId":"u","query":"q","op":"delete"}"#, .unknownOp, field: "op"),
+        BadInput("userId twice", #"{"id":"a","userId":"victim","query":"q","userId":"attacker"}"#, .duplicateField, field: "userId"),
+        BadInput("id twice", #"{"id":"a","id":"b","userId":"u","query":"q"}"#, .duplicateField, field: "id"),
+        BadInput("metadata twice", #"{"id":"a","userId":"u","query":"q","metadata":{},"metadata":{}}"#, .duplicateField, field: "metadata"),
         BadInput(
             "message over the job limit",
             #"{"id":"a","userId":"u","query":"q","pad":""# + String(repeating: " ", count: Job.maxMessageBytes) + #""}"#,
@@ -137,9 +140,15 @@ import Testing
         #expect(job.query?.utf8.count == 16 * 1024)
     }
 
-    @Test func lastRepeatedFieldWins() throws {
-        let job = try Job(decoding: Array(#"{"id":"a","id":"b","userId":"u","query":"q"}"#.utf8))
-        #expect(job.id == "b")
+    @Test func aRepeatedFieldIsRejectedInsteadOfTheLastValueWinning() throws {
+        // Issue 17: last-value-wins let two readers of the same message disagree about the user.
+        let error = #expect(throws: InvalidJob.self) {
+            try Job(decoding: Array(#"{"id":"a","id":"b","userId":"u","query":"q"}"#.utf8))
+        }
+        #expect(error?.code == .duplicateField)
+        #expect(error?.field == "id")
+        // Unknown fields may repeat: mioctx does not read them.
+        #expect(try Job(decoding: Array(#"{"id":"a","x":1,"x":2,"userId":"u","query":"q"}"#.utf8)).id == "a")
     }
 
     @Test func rawJSONValidatesItsText() {

@@ -60,6 +60,11 @@ import Testing
             for url in ["https://mio.example.com", "http://127.0.0.1:9000", "http://localhost:9000", "http://[::1]:9"] {
                 #expect(await Self.problems(environment: [variable: url]) == "", "\(variable)=\(url)")
             }
+            // A simulator on a container network, said out loud.
+            let allowed = await Self.problems(
+                environment: [variable: "http://mio-simulator:8090", "MIOCTX_MIO_PLAIN_HTTP_HOSTS": "mio-simulator"]
+            )
+            #expect(allowed == "", "\(allowed)")
         }
     }
 

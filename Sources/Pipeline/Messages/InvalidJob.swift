@@ -14,6 +14,7 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
             case emptyField = "empty_field"
             case fieldTooLarge = "field_too_large"
             case unknownOp = "unknown_op"
+            case duplicateField = "duplicate_field"
             case messageTooLarge = "message_too_large"
             case resultRefused = "result_refused"
         }
@@ -40,6 +41,8 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
         public static let fieldTooLarge = Code(.fieldTooLarge)
         /// `op` is a string other than `context` or `summary`.
         public static let unknownOp = Code(.unknownOp)
+        /// A field of the job (`id`, `userId`, `query`, `op`, `metadata`) appears more than once in the object.
+        public static let duplicateField = Code(.duplicateField)
 
         /// The whole message is larger than ``Job/maxMessageBytes``: its value was not read (nor kept).
         public static let messageTooLarge = Code(.messageTooLarge)
@@ -50,6 +53,7 @@ public struct InvalidJob: Error, Sendable, Hashable, CustomStringConvertible {
         /// Every code, for documentation and tests.
         public static let allCases: [Code] = [
             .notUTF8, .notJSON, .notObject, .missingField, .wrongType, .emptyField, .fieldTooLarge, .unknownOp,
+            .duplicateField,
             .messageTooLarge, .resultRefused,
         ]
 

@@ -58,6 +58,8 @@ struct JobParser {
         var query: Found?
         var op: Found?
         var metadata: Found?
+        // The first field given twice: last-value-wins would let two readers of one message disagree on the user.
+        var repeated: String?
 
         reader.index += 1
         reader.skipWhitespace()
@@ -72,11 +74,21 @@ struct JobParser {
             reader.index += 1
             reader.skipWhitespace()
             switch key {
-            case .id: id = try parseField()
-            case .userID: userID = try parseField()
-            case .query: query = try parseField()
-            case .op: op = try parseField()
-            case .metadata: metadata = try parseField()
+            case .id:
+                if id != nil { repeated = repeated ?? "id" }
+                id = try parseField()
+            case .userID:
+                if userID != nil { repeated = repeated ?? "userId" }
+                userID = try parseField()
+            case .query:
+                if query != nil { repeated = repeated ?? "query" }
+                query = try parseField()
+            case .op:
+                if op != nil { repeated = repeated ?? "op" }
+                op = try parseField()
+            case .metadata:
+                if metadata != nil { repeated = repeated ?? "metadata" }
+                metadata = try parseField()
             case .unknown: try reader.skipValue(depth: 1)
             }
             reader.skipWhitespace()
@@ -89,6 +101,11 @@ struct JobParser {
             }
         }
         try reader.expectEnd()
+        if let repeated {
+            return .failure(
+                InvalidJob(code: .duplicateField, field: repeated, message: "field `\(repeated)` appears more than once")
+            )
+        }
         return validate(id: id, userID: userID, query: query, op: op, metadata: metadata)
     }
 

@@ -127,6 +127,7 @@ struct EnrichCommand: AsyncParsableCommand {
         do {
             keyring = try settings.keyring()
             location = try settings.tokenStoreLocation()
+            if let exposure = settings.keyFileExposure { display.message("mioctx enrich: warning: \(exposure)") }
         } catch {
             display.message("mioctx enrich: \(error)")
             throw CommandSettings.invalidConfigurationExitCode

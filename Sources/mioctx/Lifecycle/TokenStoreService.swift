@@ -18,6 +18,7 @@ final class TokenStoreService: Service, Sendable {
     /// - Throws: `TokenError` for a malformed location or key (loading has checked both).
     init(settings: EffectiveSettings, logger: Logger) throws {
         let keyring = try settings.keyring()
+        if let exposure = settings.keyFileExposure { logger.warning("\(exposure)") }
         // The store's lock and transaction timeouts follow the Mio client's request timeout.
         let requestTimeout = settings[\.mio.requestTimeout]
         switch try settings.tokenStoreLocation() {

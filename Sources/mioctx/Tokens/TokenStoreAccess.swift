@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Mio
 import MioTokens
@@ -14,6 +15,9 @@ enum TokenStoreAccess {
         let settings = try await CommandSettings.load(requiring: requirements.union(.tokenKeys))
         let location = try settings.tokenStoreLocation()
         let keyring = try settings.keyring()
+        if let exposure = settings.keyFileExposure {
+            FileHandle.standardError.write(Data("warning: \(exposure)\n".utf8))
+        }
         // Errors reach the operator as the command's own message; the pool's startup notices are noise here.
         var logger = Logger(label: "mioctx.tokens")
         logger.logLevel = .error

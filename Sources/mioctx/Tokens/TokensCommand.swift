@@ -310,8 +310,16 @@ extension TokensCommand {
         )
 
         func run() async throws {
-            let count = try await TokenStoreAccess.withStore { store, _ in try await store.rekey() }
-            print("re-encrypted \(count) row(s) with the primary key")
+            let report = try await TokenStoreAccess.withStore { store, _ in try await store.rekeyReporting() }
+            print("re-encrypted \(report.rewritten) row(s) with the primary key")
+            guard report.undecryptable.isEmpty else {
+                printError(
+                    "could not decrypt \(report.undecryptable.count) row(s), left as they are (no key of the keyring "
+                        + "opens them, or they were altered): \(report.undecryptable.joined(separator: ", ")); "
+                        + "`mioctx tokens revoke USER` each, and have those users reconnect"
+                )
+                throw ExitCode(2)
+            }
         }
     }
 
