@@ -250,8 +250,16 @@ struct WorkerProcess: Sendable {
     var hasBeenAssigned: Bool { logText.contains("Kafka partitions assigned") }
 
     /// Lines that say the worker lost partitions (its session or generation expired before it could commit).
+    /// Lines that say the worker lost partitions (revoked with `lost=true`): its uncommitted work is repeated.
+    /// A commit refused with ILLEGAL_GENERATION during a rebalance is not one: the offsets stay stored and are
+    /// committed in the next generation or on revocation (the repeat counts say whether anything was redone).
     var lostLines: [Substring] {
-        logText.split(separator: "\n").filter { $0.contains("Kafka partitions lost") || $0.contains("ILLEGAL_GENERATION") }
+        logText.split(separator: "\n").filter { $0.contains("Kafka partitions lost") }
+    }
+
+    /// Commits refused because the group's generation moved on (printed, not asserted).
+    var refusedCommitLines: [Substring] {
+        logText.split(separator: "\n").filter { $0.contains("ILLEGAL_GENERATION") }
     }
 }
 

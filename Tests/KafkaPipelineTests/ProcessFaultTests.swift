@@ -92,7 +92,10 @@ struct ProcessFaultTests {
             let count = try await OutputTopicCount.read(
                 kafka: setup.kafka, topic: ProcessGroupSetup.outputTopic, partitions: ProcessGroupSetup.partitions, logger: setup.logger
             )
-            print("process scenario rolling restart: \(jobs.count) jobs, \(steps.joined(separator: ", ")); \(count), bound 0")
+            print(
+                "process scenario rolling restart: \(jobs.count) jobs, \(steps.joined(separator: ", ")); \(count), bound 0; "
+                    + "\(workers.flatMap(\.refusedCommitLines).count) commits refused in a rebalance"
+            )
             #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
             #expect(count.repeats == 0, "a rolling restart repeats nothing")
             #expect(workers.flatMap(\.lostLines) == [], "no member loses its partitions")
