@@ -98,14 +98,23 @@ enum RefreshRace {
             simulator.resetStats()
 
             let fingerprint = TokenRecord.fingerprint(of: expired)
-            let environment = Sim.environment(baseURL: baseURL).merging(["MIOCTX_TOKEN_KEYS": keys]) { $1 }
+            var environment = Sim.environment(baseURL: baseURL).merging(["MIOCTX_TOKEN_KEYS": keys]) { $1 }
+            // A store URL with a password is refused as a flag (it would show in /proc/*/cmdline): the environment.
+            let storeFlag: [String]
+            if storeArgument.hasPrefix("sqlite:") {
+                storeFlag = ["--store", storeArgument]
+            } else {
+                environment["MIOCTX_TOKENS_STORE"] = storeArgument
+                storeFlag = []
+            }
             let logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("mioctx-race-\(UUID())")
             try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: logDirectory) }
             let children = try (0..<processes).map { index in
                 try RefreshProcess(
                     arguments: [
-                        "tokens", "refresh", userID, "--store", storeArgument,
+                        "tokens", "refresh", userID,
+                    ] + storeFlag + [
                         "--after-unauthorized-fingerprint", fingerprint,
                         "--concurrency", "\(tasksPerProcess)", "--wait-for-stdin",
                     ],
