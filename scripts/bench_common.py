@@ -20,6 +20,27 @@ def spawn(*args, **kwargs):
     return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
 
 
+def first_line(process):
+    """The child's first line of standard output (its address), or an exit naming the child."""
+    line = process.stdout.readline().decode().strip()
+    if not line:
+        raise SystemExit(f"{process.args[:2]} printed no first line")
+    return line
+
+
+def start_kafka_and_simulator(binary, latency_ms, processes):
+    """Starts the mock cluster (one broker, the three topics) and the simulator, appending both to `processes`;
+    returns the bootstrap servers and the simulator's base URL."""
+    kafka = spawn([binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
+                   "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
+                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    processes.append(kafka)
+    bootstrap = first_line(kafka)
+    sim = spawn_simulator(binary, latency_ms)
+    processes.append(sim)
+    return bootstrap, first_line(sim)
+
+
 def spawn_simulator(binary, latency_ms):
     """Starts `mioctx sim` for the benchmarks' OAuth client, answering after `latency_ms`; its first line of output
     is its base URL."""

@@ -26,14 +26,7 @@ import tempfile
 import threading
 import time
 
-from bench_common import post, provision, spawn, spawn_simulator
-
-
-def first_line(process):
-    line = process.stdout.readline().decode().strip()
-    if not line:
-        raise SystemExit(f"{process.args[:2]} printed no first line")
-    return line
+from bench_common import post, provision, spawn, start_kafka_and_simulator
 
 
 def get_json(url):
@@ -62,14 +55,7 @@ def main():
     work = tempfile.mkdtemp(prefix="mioctx-bench-faults-")
     processes = []
     try:
-        kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
-                       "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
-                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        processes.append(kafka)
-        bootstrap = first_line(kafka)
-        sim = spawn_simulator(args.binary, args.latency_ms)
-        processes.append(sim)
-        sim_url = first_line(sim)
+        bootstrap, sim_url = start_kafka_and_simulator(args.binary, args.latency_ms, processes)
 
         users = [f"user-{i:05d}" for i in range(user_count)]
         env, store = provision(args.binary, sim_url, users, work)

@@ -21,14 +21,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_common import die_with_parent, provision, spawn, spawn_simulator
-
-
-def first_line(process):
-    line = process.stdout.readline().decode().strip()
-    if not line:
-        raise SystemExit(f"{process.args[:2]} printed no first line")
-    return line
+from bench_common import die_with_parent, provision, spawn, start_kafka_and_simulator
 
 
 def main():
@@ -49,14 +42,8 @@ def main():
     work = tempfile.mkdtemp(prefix="mioctx-bench-")
     processes = []
     try:
-        kafka = spawn([args.binary, "mock-kafka", "--brokers", "1", "--topic", "context-requests:6",
-                       "--topic", "context-results:6", "--topic", "context-dead-letters:1"],
-                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        processes.append(kafka)
-        bootstrap = first_line(kafka)
-        sim = spawn_simulator(args.binary, args.latency_ms)
-        processes.append(sim)
-        sim_url = first_line(sim)
+        bootstrap, sim_url = start_kafka_and_simulator(args.binary, args.latency_ms, processes)
+        kafka, sim = processes[-2:]
 
         users = [f"user-{i:05d}" for i in range(args.users)]
         env, store = provision(args.binary, sim_url, users, work)
