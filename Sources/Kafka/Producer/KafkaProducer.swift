@@ -25,9 +25,16 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// librdkafka defaults that mioctx sets unless the configuration overrides them.
+    ///
+    /// One produce request in flight per broker connection: with more, a success acknowledged after a retriable
+    /// error makes librdkafka's idempotent producer report the failed request's messages as delivered
+    /// ("implicit ack"), trusting the broker to have refused the later request out of sequence. A Kafka broker
+    /// does; librdkafka's mock cluster does not check an idempotent producer's sequences, and neither do some
+    /// Kafka-compatible servers, so there such a message would be acknowledged and never written (docs/kafka.md).
     static let defaultProperties: [String: String] = [
         "enable.idempotence": "true",
         "linger.ms": "5",
+        "max.in.flight.requests.per.connection": "1",
     ]
 
     private let client: RDKafkaClient
