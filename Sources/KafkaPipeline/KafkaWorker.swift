@@ -163,7 +163,11 @@ public final class KafkaWorker: Service, Sendable {
             topics: [configuration.inputTopic],
             options: consumerOptions,
             logger: logger,
-            onAssign: { partitions in book.open(partitions.map(PartitionID.init)) }
+            onAssign: { partitions in
+                let ids = partitions.map(PartitionID.init)
+                book.open(ids)
+                return book.resumeMarks(for: ids)
+            }
         ) { partitions, lost in
             guard let consumer = revocationTargets.consumer, let engine = revocationTargets.engine else { return }
             await Self.revoke(
@@ -248,8 +252,9 @@ public final class KafkaWorker: Service, Sendable {
         book.close(ids)
         gate.forget(ids)
         if lost {
+            book.keepLostMarks(of: ids)
             logger.warning(
-                "Kafka partitions lost: the group moved on without this member; their next owner repeats their work since the last commit",
+                "Kafka partitions lost: the group moved on without this member; their next owner repeats their work since the last commit (this member resumes after its own finished work if it gets them back)",
                 metadata: ["kafka.partitions": "\(partitions.sorted())", "pending": "\(ids.map(engine.pendingCount(in:)).reduce(0, +))"]
             )
         }
@@ -270,6 +275,9 @@ public final class KafkaWorker: Service, Sendable {
                 }
             }
             await book.commitRevoked(Set(ids), with: consumer, attempts: Self.revocationCommitAttempts, logger: logger)
+            // A commit that failed leaves marks ahead of the commit: kept like those of lost partitions (the
+            // assignment checks them against the group's committed offsets before using them).
+            book.keepLostMarks(of: ids)
         }
         book.forget(ids)
     }

@@ -16,6 +16,9 @@ final class OffsetBook: Sendable {
         var open: Set<PartitionID> = []
         /// Marks that advanced since they were last taken to be stored in the consumer.
         var unstored: [PartitionID: Int64] = [:]
+        /// Marks of lost partitions that were ahead of this member's last commit: where to resume if the group
+        /// gives a partition back (``resumeMarks(for:)``).
+        var lostMarks: [PartitionID: Int64] = [:]
     }
 
     private let state = Mutex(State())
@@ -81,6 +84,34 @@ final class OffsetBook: Sendable {
     /// The lowest received offset of `partition` whose job is not done (``RunAheadGate`` measures from it).
     func lowestUnfinishedOffset(in partition: PartitionID) -> Int64? {
         state.withLock { $0.tracker.lowestUnfinishedOffset(in: partition) }
+    }
+
+    /// Partitions were lost (the member's generation ended before it could commit): their marks ahead of the
+    /// last commit are kept, so that if the group gives a partition back to this member, it resumes after the
+    /// work it finished (its results are in Kafka) instead of repeating it from the last commit.
+    func keepLostMarks(of partitions: [PartitionID]) {
+        state.withLock { state in
+            for partition in partitions {
+                guard let mark = state.tracker.committableOffsets[partition],
+                    mark > (state.committed[partition] ?? -1)
+                else { continue }
+                state.lostMarks[partition] = mark
+            }
+        }
+    }
+
+    /// The kept marks of lost partitions among `partitions`, now assigned again (each is given once); the
+    /// consumer starts a partition there when the group's committed offset is behind it.
+    func resumeMarks(for partitions: [PartitionID]) -> [KafkaTopicPartition: Int64] {
+        state.withLock { state in
+            var marks: [KafkaTopicPartition: Int64] = [:]
+            for partition in partitions {
+                if let mark = state.lostMarks.removeValue(forKey: partition) {
+                    marks[partition.kafka] = mark
+                }
+            }
+            return marks
+        }
     }
 
     func forget(_ partitions: [PartitionID]) {

@@ -34,6 +34,10 @@ struct BrokerFaultTests {
         case brokerDown
         /// Every partition's leader moves to another broker, twice.
         case leaderChange
+        /// Commits failing for 3 s (REQUEST_TIMED_OUT), then a heartbeat answered ILLEGAL_GENERATION: the member
+        /// loses its generation with 3 s of finished work uncommitted and gets the same partitions back; it must
+        /// resume after its own finished work, not repeat it from the last commit.
+        case generationLostWithUncommittedWork
         /// Broker 1 down 5 s, 20 produce errors, 10 commit errors and 10 fetch errors in one run.
         case combined
     }
@@ -78,24 +82,12 @@ struct BrokerFaultTests {
                 "broker fault \(fault.rawValue): \(jobs.count) jobs, fault at \(committedAtTheFault) committed, "
                     + "\(count), bound \(bound), \(lostPartitions) lost-partition events, \(elapsed)"
             )
-            // Intermittent failures seen on 2026-12-07 after the merges of issues 14-17 and not yet fixed (the first
-            // open bug of issue 14), kept visible as known issues (reported on every run where they happen) instead
-            // of failing CI: with produce errors injected, jobs without a result on the output topic (1 of 5,000 in
-            // one run, 3 of 5,000 in the combined case in another; passing in others); under heartbeat errors ending
-            // in ILLEGAL_GENERATION the member lost its partitions once and repeated 1,442 results against 73.
-            if fault == .produceErrors || fault == .combined {
-                withKnownIssue("intermittent: jobs without a result when produce errors are injected", isIntermittent: true) {
-                    #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
-                }
-            } else {
-                #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
-            }
-            if fault == .heartbeatErrors {
-                withKnownIssue("intermittent: a lost generation repeats past the bound", isIntermittent: true) {
-                    #expect(count.repeats <= bound.value, "repeats within the bound")
-                }
-            } else if fault != .combined {
+            #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
+            if fault != .combined {
                 #expect(count.repeats <= bound.value, "repeats within the bound")
+            }
+            if fault == .generationLostWithUncommittedWork {
+                #expect(lostPartitions > 0, "the fault took the member's generation (else this case tests nothing)")
             }
         }
     }
@@ -127,6 +119,12 @@ struct BrokerFaultTests {
             try harness.moveLeaders(partitions: 6) { $0 % 3 + 1 }
             try await Task.sleep(for: .seconds(1))
             try harness.moveLeaders(partitions: 6) { ($0 + 1) % 3 + 1 }
+        case .generationLostWithUncommittedWork:
+            cluster.pushRequestErrors(.offsetCommit, Array(repeating: .requestTimedOut, count: 40))
+            try await Task.sleep(for: .seconds(3))
+            cluster.pushRequestErrors(.heartbeat, [.illegalGeneration])
+            try await Task.sleep(for: .seconds(2))
+            cluster.clearRequestErrors(.offsetCommit)
         case .combined:
             cluster.pushRequestErrors(.produce, Array(repeating: .notEnoughReplicas, count: 20))
             cluster.pushRequestErrors(.offsetCommit, Array(repeating: .requestTimedOut, count: 10))

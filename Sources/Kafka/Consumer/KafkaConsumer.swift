@@ -66,7 +66,12 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// Called on the poll thread when partitions are assigned, before any of their messages is polled.
     /// Keep it quick: it runs inside librdkafka's rebalance callback.
-    public typealias AssignmentHandler = @Sendable (_ partitions: [KafkaTopicPartition]) -> Void
+    ///
+    /// - Returns: for partitions whose work this consumer finished past what it could commit (in a generation
+    ///   it lost), the next offset to read. Such a partition starts there instead of at the group's committed
+    ///   offset when the committed offset is behind it (checked with the coordinator), and the offset is stored
+    ///   so that the next commit records it. `[:]`: every partition starts at the committed offset.
+    public typealias AssignmentHandler = @Sendable (_ partitions: [KafkaTopicPartition]) -> [KafkaTopicPartition: Int64]
 
     /// Called on the poll thread with the result of an offset commit.
     ///

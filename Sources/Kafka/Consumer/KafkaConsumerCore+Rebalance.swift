@@ -14,8 +14,19 @@ extension KafkaConsumerCore {
         let partitions = rebalance.partitions
         switch rebalance.kind {
         case .assign:
-            onAssign?(partitions)
+            let finished = onAssign?(partitions) ?? [:]
+            let starts = startOffsets(finished, rebalance: rebalance)
+            rebalance.setStartOffsets(starts)
             applyReportingFailure(rebalance)
+            if !starts.isEmpty {
+                if let failure = rebalance.storeOffsets(starts) {
+                    report(failure)
+                }
+                logger.info(
+                    "Kafka partitions resume after the work this member finished before it lost them",
+                    metadata: ["kafka.offsets": "\(starts.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" })"]
+                )
+            }
             state.withLock { state, _ in state.assigned(partitions, incrementally: rebalance.isCooperative) }
             logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(partitions.sorted())"])
             events.yield(.assigned(partitions))
@@ -41,6 +52,29 @@ extension KafkaConsumerCore {
             state.withLock { state, _ in state.rebalanceFailed() }
         }
     }
+
+    /// The offsets of `finished` that are ahead of the group's committed offsets: a peer may have taken the
+    /// partitions over and committed further, and starting behind its commit would repeat its work. When the
+    /// coordinator does not answer in time, none (the partitions start at the committed offsets, as usual).
+    private func startOffsets(
+        _ finished: [KafkaTopicPartition: Int64],
+        rebalance: RDKafkaRebalance
+    ) -> [KafkaTopicPartition: Int64] {
+        guard !finished.isEmpty else { return [:] }
+        switch rebalance.committedOffsets(for: Array(finished.keys), timeout: Self.committedLookupTimeout) {
+        case .success(let committed):
+            return finished.filter { partition, offset in offset > (committed[partition] ?? -1) }
+        case .failure(let error):
+            logger.warning(
+                "could not read the committed offsets of reassigned partitions; they start at the committed offsets",
+                metadata: ["error": "\(error)"]
+            )
+            return [:]
+        }
+    }
+
+    /// How long an assignment waits for the coordinator's committed offsets of partitions it resumes.
+    static var committedLookupTimeout: Duration { .seconds(5) }
 
     private func applyReportingFailure(_ rebalance: RDKafkaRebalance) {
         if let failure = rebalance.apply() {

@@ -52,6 +52,43 @@ struct RDKafkaRebalance {
         return nil
     }
 
+    /// Sets where assigned partitions start (before ``apply()``); the others start at the committed offset.
+    func setStartOffsets(_ offsets: [KafkaTopicPartition: Int64]) {
+        guard !offsets.isEmpty, let list else { return }
+        for index in 0..<Int(list.pointee.cnt) {
+            let entry = list.pointee.elems.advanced(by: index)
+            if let offset = offsets[entry.pointee.topicPartition] {
+                entry.pointee.offset = offset
+            }
+        }
+    }
+
+    /// The group's committed offsets of `partitions` (blocking, inside the callback); partitions without one are
+    /// left out.
+    func committedOffsets(for partitions: [KafkaTopicPartition], timeout: Duration) -> Result<[KafkaTopicPartition: Int64], KafkaError> {
+        RDKafkaTopicPartitionList.with(partitions) { list in
+            let error = rd_kafka_committed(handle, list, timeout.rdKafkaMilliseconds)
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                return .failure(.rdKafka(error, code: .partitionControl, context: "could not read committed offsets"))
+            }
+            var offsets: [KafkaTopicPartition: Int64] = [:]
+            for entry in RDKafkaTopicPartitionList.entries(list) where entry.offset >= 0 {
+                offsets[entry.topicPartition] = entry.offset
+            }
+            return .success(offsets)
+        }
+    }
+
+    /// Stores `offsets` for the next commit (after ``apply()``, once the partitions are assigned).
+    func storeOffsets(_ offsets: [KafkaTopicPartition: Int64]) -> KafkaError? {
+        let list = offsets.map { KafkaTopicPartitionOffset($0.key, offset: $0.value) }
+        let error = RDKafkaTopicPartitionList.with(list) { rd_kafka_offsets_store(handle, $0) }
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            return .rdKafka(error, code: .commit, context: "could not store the offsets of resumed partitions")
+        }
+        return nil
+    }
+
     /// Applies the change in librdkafka: an incremental assign or unassign with the cooperative protocol; with the
     /// eager one, an assign of the whole new assignment, or of nothing on a revocation. A failed rebalance drops
     /// the whole assignment.
