@@ -225,14 +225,18 @@ final class ConsumerFeed: Service, Sendable {
     /// every assigned partition (it keeps polling, so it stays in the group), and resumes them once the engine
     /// has drained it below half. Pausing only then, not at every touch of the limit, keeps librdkafka's
     /// prefetched messages: each pause discards them and a resume costs a fetch round trip.
-    /// It also reports the rewinds the consumer undid (see docs/kafka.md).
+    /// It also reports the rewinds the consumer undid and the input offsets it skipped (see docs/kafka.md).
     private func reportPauses() async {
         var rewindsUndone = 0
+        var offsetsSkipped: Int64 = 0
         while !Task.isCancelled {
             metrics.partitionsPaused(consumer.pausedPartitionCount)
             let total = consumer.rewindsUndone
             metrics.undidRewinds(total - rewindsUndone)
             rewindsUndone = total
+            let skipped = consumer.offsetsSkipped
+            metrics.skippedOffsets(skipped - offsetsSkipped)
+            offsetsSkipped = skipped
             do {
                 try await clock.sleep(for: .seconds(1))
             } catch {

@@ -10,6 +10,8 @@ import Synchronization
 /// - `mioctx_partitions_assigned`: partitions assigned to this member.
 /// - `mioctx_kafka_rewinds_undone_total`: times librdkafka moved a partition back on its own and the consumer
 ///   sought it back to its position (the repeated message was dropped; see docs/kafka.md).
+/// - `mioctx_kafka_offsets_skipped_total`: input offsets the consumer jumped over within a partition, never received:
+///   deleted by the broker's retention before they were read (jobs lost before mioctx saw them), or compacted.
 /// - `mioctx_partitions_lost_total`: partitions revoked as lost (the session or generation expired before this
 ///   member could commit them): their work since the last commit is repeated by their next owner.
 /// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
@@ -22,6 +24,7 @@ final class WorkerMetrics: Sendable {
     private let paused: Gauge
     private let assigned: Gauge
     private let rewindsUndone: Counter
+    private let offsetsSkipped: Counter
     private let lost: Counter
     private let lagGauges = Mutex<[KafkaTopicPartition: Gauge]>([:])
 
@@ -32,6 +35,7 @@ final class WorkerMetrics: Sendable {
         paused = Gauge(label: "mioctx_partitions_paused", factory: factory)
         assigned = Gauge(label: "mioctx_partitions_assigned", factory: factory)
         rewindsUndone = Counter(label: "mioctx_kafka_rewinds_undone_total", factory: factory)
+        offsetsSkipped = Counter(label: "mioctx_kafka_offsets_skipped_total", factory: factory)
         lost = Counter(label: "mioctx_partitions_lost_total", factory: factory)
     }
 
@@ -49,6 +53,10 @@ final class WorkerMetrics: Sendable {
 
     func undidRewinds(_ count: Int) {
         if count > 0 { rewindsUndone.increment(by: count) }
+    }
+
+    func skippedOffsets(_ count: Int64) {
+        if count > 0 { offsetsSkipped.increment(by: count) }
     }
 
     func partitionsLost(_ count: Int) {

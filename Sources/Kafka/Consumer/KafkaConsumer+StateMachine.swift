@@ -89,6 +89,9 @@ extension KafkaConsumer {
         private(set) var pausedInLibrary: Set<KafkaTopicPartition> = []
         /// How many times a rewind by librdkafka was undone (see ``admit(_:in:)``).
         private(set) var rewindsUndone = 0
+        /// How many offsets the consumer jumped over in gaps of more than one offset after a partition's position
+        /// (see ``admit(_:in:)``).
+        private(set) var offsetsSkipped: Int64 = 0
         private var pausedByApplication: Set<KafkaTopicPartition> = []
         private var positions = PartitionPositions()
         /// The application's pause requests: the last one made and the last one the poll loop applied.
@@ -175,13 +178,29 @@ extension KafkaConsumer {
         }
 
         /// Decides about a polled message at `offset` of `partition` (see ``PartitionPositions``); a repeat that
-        /// is dropped counts in ``rewindsUndone``.
+        /// is dropped counts in ``rewindsUndone``. A message delivered more than one offset past its partition's
+        /// position counts the offsets in between in ``offsetsSkipped``: the consumer never received them (the
+        /// broker deleted them, by retention, before they were read, or compaction removed them). A gap of one is
+        /// not counted: a transaction's commit marker leaves one in every partition it wrote.
         mutating func admit(_ offset: Int64, in partition: KafkaTopicPartition) -> PartitionPositions.Verdict {
+            let position = positions.position(of: partition)
             let verdict = positions.admit(offset, in: partition)
-            if case .seekBack = verdict {
+            switch verdict {
+            case .seekBack:
                 rewindsUndone += 1
+            case .deliver:
+                if let position, offset - position > 1 {
+                    offsetsSkipped += offset - position
+                }
+            case .acceptRewind:
+                break
             }
             return verdict
+        }
+
+        /// One past the last message of `partition` delivered since its assignment; `nil` before the first.
+        func position(of partition: KafkaTopicPartition) -> Int64? {
+            positions.position(of: partition)
         }
 
         // MARK: The application's pauses

@@ -317,4 +317,13 @@ public final class KafkaConsumer: Service, Sendable {
     public var rewindsUndone: Int {
         core.read { $0.rewindsUndone }
     }
+
+    /// How many offsets the consumer jumped over in gaps of more than one offset within a partition since it
+    /// started: messages it never received because the broker deleted them (retention: `retention.bytes` or
+    /// `retention.ms` reached before they were read) or compaction removed them. Gaps of one offset (a
+    /// transaction's commit marker) and where a partition starts after its assignment are not counted
+    /// (librdkafka logs an out-of-range committed offset itself). See docs/kafka.md.
+    public var offsetsSkipped: Int64 {
+        core.read { $0.offsetsSkipped }
+    }
 }

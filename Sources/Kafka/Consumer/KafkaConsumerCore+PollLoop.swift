@@ -92,8 +92,22 @@ extension KafkaConsumerCore {
             message = polledMessage
         }
         let partition = message.topicPartition
-        switch state.withLock({ state, _ in state.admit(message.offset, in: partition) }) {
+        let (verdict, position) = state.withLock { state, _ in
+            let position = state.position(of: partition)
+            return (state.admit(message.offset, in: partition), position)
+        }
+        switch verdict {
         case .deliver:
+            if let position, message.offset - position > 1 {
+                // Counted in `offsetsSkipped`; a gap of one is a transaction marker.
+                logger.warning(
+                    "Kafka partition skipped offsets the consumer never received: deleted by the broker's retention before they were read, or compacted",
+                    metadata: [
+                        "kafka.partition": "\(partition)", "kafka.position": "\(position)", "kafka.offset": "\(message.offset)",
+                        "kafka.skipped": "\(message.offset - position)",
+                    ]
+                )
+            }
             // A full buffer pauses fetching at the poll loop's next turn, before the next poll.
             buffer.push(message)
         case .seekBack(let position):
