@@ -49,10 +49,13 @@ public struct TokenKeyring: Sendable {
                     detail: "key entry \(index + 1): the key id must be 1-64 characters of A-Z a-z 0-9 _ - ."
                 )
             }
-            guard let data = Data(base64Encoded: String(entry[entry.index(after: colon)...])), data.count == 32 else {
-                throw TokenError(
-                    .keyConfiguration, detail: "key \(id): not a base64-encoded 32-byte (AES-256) key"
-                )
+            guard var data = Data(base64Encoded: String(entry[entry.index(after: colon)...])) else {
+                throw TokenError(.keyConfiguration, detail: "key \(id): not a base64-encoded 32-byte (AES-256) key")
+            }
+            // The decoded key is ours alone: zeroed once the SymmetricKey (which wipes its own copy) has it.
+            defer { data.resetBytes(in: data.startIndex..<data.endIndex) }
+            guard data.count == 32 else {
+                throw TokenError(.keyConfiguration, detail: "key \(id): not a base64-encoded 32-byte (AES-256) key")
             }
             guard keys[id] == nil else {
                 throw TokenError(.keyConfiguration, detail: "key id \(id) appears twice")
@@ -78,11 +81,16 @@ public struct TokenKeyring: Sendable {
             return try TokenKeyring(parsing: keys)
         }
         if let path = keyFile ?? environment[keyFileEnvironmentVariable], !path.isEmpty {
-            let contents: String
+            var bytes: Data
             do {
-                contents = try String(contentsOfFile: path, encoding: .utf8)
+                bytes = try Data(contentsOf: URL(fileURLWithPath: path))
             } catch {
                 throw TokenError(.keyConfiguration, detail: "cannot read the key file \(path): \(error.localizedDescription)")
+            }
+            // The file's bytes are ours: zeroed after parsing (the String parsed is not: Swift cannot wipe one).
+            defer { bytes.resetBytes(in: bytes.startIndex..<bytes.endIndex) }
+            guard let contents = String(data: bytes, encoding: .utf8) else {
+                throw TokenError(.keyConfiguration, detail: "cannot read the key file \(path): it is not UTF-8 text")
             }
             return try TokenKeyring(parsing: contents)
         }
@@ -187,9 +195,15 @@ public struct TokenKeyring: Sendable {
     }
 }
 
-extension TokenKeyring: CustomStringConvertible {
+extension TokenKeyring: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// The key ids only; never key material.
     public var description: String { "TokenKeyring(primary: \(primaryKeyID), keys: \(keyIDs))" }
+
+    /// The key ids only; never key material.
+    public var debugDescription: String { description }
+
+    /// The key ids only, so `dump` never reaches the keys.
+    public var customMirror: Mirror { Mirror(self, children: ["keyIDs": keyIDs], displayStyle: .struct) }
 }
 
 /// A token row as stored: tokens encrypted, dates in milliseconds since 1970.

@@ -4,7 +4,9 @@ public import Logging
 
 /// Where the tokens live, as written on the command line or in configuration:
 /// `sqlite:PATH` (the embedded default, `sqlite:mioctx-tokens.sqlite`) or `postgres://user:pass@host:port/db`.
-public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible {
+public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// An SQLite file.
     case sqlite(path: String)
     /// A PostgreSQL database URL (it may hold a password: ``description`` hides it).
@@ -42,6 +44,12 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible {
             return components.string ?? "postgres://***"
         }
     }
+
+    /// As ``description``: any password replaced by `***`.
+    public var debugDescription: String { description }
+
+    /// One child, the location as ``description`` shows it, so `dump` never reaches a password.
+    public var customMirror: Mirror { Mirror(self, children: ["location": description], displayStyle: .enum) }
 
     /// Opens the store, runs `body` with it, and closes it (an SQLite file is closed, a PostgreSQL pool is shut
     /// down), whether `body` throws or not.

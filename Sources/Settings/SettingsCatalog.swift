@@ -107,9 +107,10 @@ public struct SettingsCatalog: Sendable {
             documentedDefault: "required", "OAuth application id"
         )
         /// The declaration of `mio.clientSecret`.
-        public let clientSecret = Setting<String>(
+        public let clientSecret = Setting<Secret<String>>(
             "mio.clientSecret", layers: .environmentOnly, variables: ["MIO_CLIENT_SECRET"], default: "",
-            parser: .init { .success($0) }, format: { $0 }, secrecy: .secret, requirement: .mioCredentials,
+            parser: .init { .success(Secret($0)) }, format: { $0.description }, secrecy: .secret,
+            requirement: .mioCredentials,
             documentedDefault: "required", "OAuth client secret; never printed"
         )
         /// The declaration of `mio.redirectURL`.
@@ -123,9 +124,10 @@ public struct SettingsCatalog: Sendable {
     /// `tokens.*`: the token store and its encryption keys.
     public struct Tokens: Sendable {
         /// The declaration of `tokens.store`.
-        public let store = Setting<String>(
-            "tokens.store", flags: ["--token-store", "--store"], default: TokenStoreLocation.default.description,
-            parser: .tokenStore, format: { $0 }, secrecy: .redacted(SettingsCatalog.redactedStore),
+        public let store = Setting<RedactingURL>(
+            "tokens.store", flags: ["--token-store", "--store"],
+            default: RedactingURL(TokenStoreLocation.default.description), parser: .tokenStore,
+            format: { $0.description }, secrecy: .redacted(RedactingURL.redact),
             "`sqlite:PATH` (one replica) or `postgres://user:password@host:port/db[?sslmode=MODE]` "
                 + "(replicas share it; MODE `disable`, `prefer` or `require`; without it, TLS with a verified certificate unless the host is loopback)"
         )
@@ -137,9 +139,9 @@ public struct SettingsCatalog: Sendable {
                 + "without `sslmode` in the URL, a server that is not on loopback needs TLS with a verified certificate"
         )
         /// The declaration of `tokens.keys`.
-        public let keys = Setting<String?>(
+        public let keys = Setting<Secret<String>?>(
             "tokens.keys", layers: .environmentOnly, variables: [TokenKeyring.keysEnvironmentVariable], default: nil,
-            parser: .tokenKeys, format: { $0 ?? "~" }, secrecy: .secret, documentedDefault: "none",
+            parser: .tokenKeys, format: { $0?.description ?? "~" }, secrecy: .secret, documentedDefault: "none",
             "`kid:base64key,...` (first is primary) encrypting tokens at rest; never printed"
         )
         /// The declaration of `tokens.keyFile`.
@@ -376,9 +378,9 @@ public struct SettingsCatalog: Sendable {
             "its port (0 to 65535; 0: any free port); must differ from http.port"
         )
         /// The declaration of `oauth.stateKey`.
-        public let stateKey = Setting<Data?>(
+        public let stateKey = Setting<Secret<Data>?>(
             "oauth.stateKey", layers: .environmentOnly, variables: ["MIOCTX_OAUTH_STATE_KEY"], default: nil,
-            parser: .stateKey, format: { $0 == nil ? "~" : EffectiveSettings.redacted }, secrecy: .secret,
+            parser: .stateKey, format: { $0?.description ?? "~" }, secrecy: .secret,
             documentedDefault: "none",
             "base64 of at least 32 random bytes (`openssl rand -base64 32`) signing connect links (the "
                 + "application's backend has it too) and the `state` of `/oauth/connect`; every replica shares it; "
@@ -435,12 +437,6 @@ public struct SettingsCatalog: Sendable {
         kafka: KafkaConfiguration(bootstrapServers: ""), groupID: "", inputTopic: "", outputTopic: "",
         deadLetterTopic: ""
     )
-
-    /// A store location with the password of a PostgreSQL URL hidden.
-    static let redactedStore: @Sendable (String) -> String = { text in
-        guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") else { return text }
-        return TokenStoreLocation.postgres(url: text).description
-    }
 }
 
 /// The format of log lines.
@@ -451,7 +447,7 @@ public enum LogFormat: String, Sendable, Equatable, CaseIterable {
     case text
 }
 
-extension SettingParser where Value == String {
+extension SettingParser where Value == RedactingURL {
     /// `sqlite:PATH` or a PostgreSQL URL.
     static var tokenStore: Self {
         Self { text in
@@ -459,7 +455,7 @@ extension SettingParser where Value == String {
             let expected = "must be sqlite:PATH or postgres://user:password@host:port/database"
             do {
                 _ = try TokenStoreLocation(parsing: text)
-                return .success(text)
+                return .success(RedactingURL(text))
             } catch let error as TokenError where text.hasPrefix("postgres") || text.hasPrefix("sqlite:") {
                 return .failure(SettingParseFailure(error.detail ?? expected))
             } catch {
@@ -469,13 +465,13 @@ extension SettingParser where Value == String {
     }
 }
 
-extension SettingParser where Value == String? {
+extension SettingParser where Value == Secret<String>? {
     /// A key list `kid:base64key,...`; a problem names the entry, never the key.
     static var tokenKeys: Self {
         Self { text in
             do {
                 _ = try TokenKeyring(parsing: text)
-                return .success(text)
+                return .success(Secret(text))
             } catch let error as TokenError {
                 return .failure(SettingParseFailure(error.detail ?? "is not a valid key list"))
             } catch {
@@ -512,14 +508,14 @@ extension SettingParser where Value == Double? {
     }
 }
 
-extension SettingParser where Value == Data? {
+extension SettingParser where Value == Secret<Data>? {
     /// Base64 of at least 32 bytes.
     static var stateKey: Self {
         Self { text in
             guard let key = Data(base64Encoded: text.trimmingCharacters(in: .whitespaces)), key.count >= 32 else {
                 return .failure("must be base64 of at least 32 random bytes (create one with `openssl rand -base64 32`)")
             }
-            return .success(key)
+            return .success(Secret(key))
         }
     }
 }

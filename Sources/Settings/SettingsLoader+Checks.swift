@@ -77,9 +77,8 @@ extension Resolver {
     }
 
     /// A PostgreSQL URL with a password is refused as a flag: the command line is visible to every local user.
-    private mutating func checkStoreURLPassword(_ store: Setting<String>) {
-        guard case .flag(let flag) = sources[store.key], !refused.contains(store.key),
-            let components = URLComponents(string: value(store)), components.password != nil
+    private mutating func checkStoreURLPassword(_ store: Setting<RedactingURL>) {
+        guard case .flag(let flag) = sources[store.key], !refused.contains(store.key), value(store).hasPassword
         else { return }
         let variable = SettingsCatalog.variables(of: store).first ?? store.key
         report(

@@ -28,7 +28,7 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     func run() async throws {
-        let settings = try await CommandSettings.load(requiring: .worker)
+        var settings = try await CommandSettings.load(requiring: .worker)
         do {
             try WorkerAssembly.checkResultLimit(settings)
         } catch {
@@ -42,7 +42,8 @@ struct RunCommand: AsyncParsableCommand {
         // One group in dependency order: token store, Mio client, token provider, worker, HTTP server. It shuts
         // them down in reverse, each awaited: the listener closes, the worker drains and commits, refreshes in
         // flight finish, the client closes its connections, the store its pool.
-        let storeService = try TokenStoreService(settings: settings, logger: logger)
+        // The keys go into the store's keyring here; the settings kept from here on no longer hold them.
+        let storeService = try TokenStoreService(settings: &settings, logger: logger)
         let assembly = try WorkerAssembly(settings: settings, store: storeService.store, logger: logger)
         let http = Self.operationsServer(settings: settings, assembly: assembly, store: storeService.store,
                                          registry: registry, logger: logger)
@@ -114,7 +115,7 @@ struct RunCommand: AsyncParsableCommand {
             store: store,
             ledger: ledger,
             exchanger: assembly.mio,
-            stateSigner: OAuthStateSigner(key: key),
+            stateSigner: OAuthStateSigner(key: key.revealedValue),
             logger: logger
         ).addRoutes(to: router)
         return Application(

@@ -117,7 +117,7 @@ struct SimCommand: AsyncParsableCommand {
         )
         let configuration = MioSimulator.Configuration(
             clientID: setting(clientID, settings[\.mio.clientID], "sim-client"),
-            clientSecret: setting(clientSecret, settings[\.mio.clientSecret], "sim-secret"),
+            clientSecret: setting(clientSecret, settings[\.mio.clientSecret].revealedValue, "sim-secret"),
             redirectURL: setting(redirectURL, settings[\.mio.redirectURL], "http://127.0.0.1:8080/oauth/callback"),
             host: host,
             port: port,

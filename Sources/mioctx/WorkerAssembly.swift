@@ -113,7 +113,7 @@ struct WorkerAssembly {
     static func mioConfiguration(_ settings: EffectiveSettings) -> MioClient.Configuration {
         MioClient.Configuration(
             clientID: settings[\.mio.clientID],
-            clientSecret: settings[\.mio.clientSecret],
+            clientSecret: settings[\.mio.clientSecret].revealedValue,
             redirectURL: settings[\.mio.redirectURL],
             apiURL: settings[\.mio.apiURL],
             dashboardURL: settings[\.mio.dashboardURL],

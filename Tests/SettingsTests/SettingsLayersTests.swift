@@ -32,7 +32,7 @@ import Testing
         )
         #expect(settings[\.mio.clientID] == "client-from-env")
         #expect(settings[\.mio.clientSecret] == "secret-from-file-7q")
-        #expect(settings[\.tokens.keys] == Self.tokenKey)
+        #expect(settings[\.tokens.keys]?.revealedValue == Self.tokenKey)
         #expect(settings[\.processing.maxInFlight] == 12)
         let secretFile = directory.url.appendingPathComponent("MIO_CLIENT_SECRET").path
         #expect(settings.source(of: \.mio.clientSecret) == .secretFile(path: secretFile))

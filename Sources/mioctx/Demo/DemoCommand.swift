@@ -145,7 +145,7 @@ struct DemoRun {
             settings[\.kafka.deadLetterTopic] = Self.deadLetterTopic
             settings[\.mio.apiURL] = simulator.baseURL!
             settings[\.mio.clientID] = simulatorConfiguration.clientID
-            settings[\.mio.clientSecret] = simulatorConfiguration.clientSecret
+            settings[\.mio.clientSecret] = Secret(simulatorConfiguration.clientSecret)
             settings[\.mio.redirectURL] = simulatorConfiguration.redirectURL
             if settings.source(of: \.processing.commitInterval) == .default {
                 settings[\.processing.commitInterval] = .milliseconds(500)

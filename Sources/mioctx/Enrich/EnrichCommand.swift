@@ -89,7 +89,7 @@ struct EnrichCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let settings = try await CommandSettings.load(requiring: .worker)
+        var settings = try await CommandSettings.load(requiring: .worker)
         // Retry and refresh notices would tear the progress bar: warnings and worse, unless a level is configured.
         let logger = makeStandardErrorLogger(
             label: "mioctx.enrich", level: LogSetup(settings, quietLevel: .warning).level
@@ -125,9 +125,9 @@ struct EnrichCommand: AsyncParsableCommand {
         let keyring: TokenKeyring
         let location: TokenStoreLocation
         do {
-            keyring = try settings.keyring()
-            location = try settings.tokenStoreLocation()
             if let exposure = settings.keyFileExposure { display.message("mioctx enrich: warning: \(exposure)") }
+            keyring = try settings.takeKeyring()
+            location = try settings.tokenStoreLocation()
         } catch {
             display.message("mioctx enrich: \(error)")
             throw CommandSettings.invalidConfigurationExitCode

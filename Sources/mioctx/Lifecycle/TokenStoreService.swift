@@ -14,11 +14,12 @@ final class TokenStoreService: Service, Sendable {
     let ready = StartGate()
     private let postgres: PostgresTokenStore?
 
-    /// Opens the store that `settings` name, with their keys; nothing is started.
+    /// Opens the store that `settings` name, with their keys; nothing is started. The key list is taken out of
+    /// `settings` (``EffectiveSettings/takeKeyring()``): from here on only the store's keyring holds the keys.
     /// - Throws: `TokenError` for a malformed location or key (loading has checked both).
-    init(settings: EffectiveSettings, logger: Logger) throws {
-        let keyring = try settings.keyring()
+    init(settings: inout EffectiveSettings, logger: Logger) throws {
         if let exposure = settings.keyFileExposure { logger.warning("\(exposure)") }
+        let keyring = try settings.takeKeyring()
         // The store's lock and transaction timeouts follow the Mio client's request timeout.
         let requestTimeout = settings[\.mio.requestTimeout]
         switch try settings.tokenStoreLocation() {

@@ -12,12 +12,12 @@ enum TokenStoreAccess {
         requiring requirements: SettingRequirement = .tokenKeys,
         _ body: (any TokenStore, EffectiveSettings) async throws -> T
     ) async throws -> T {
-        let settings = try await CommandSettings.load(requiring: requirements.union(.tokenKeys))
+        var settings = try await CommandSettings.load(requiring: requirements.union(.tokenKeys))
         let location = try settings.tokenStoreLocation()
-        let keyring = try settings.keyring()
         if let exposure = settings.keyFileExposure {
             FileHandle.standardError.write(Data("warning: \(exposure)\n".utf8))
         }
+        let keyring = try settings.takeKeyring()
         // Errors reach the operator as the command's own message; the pool's startup notices are noise here.
         var logger = Logger(label: "mioctx.tokens")
         logger.logLevel = .error

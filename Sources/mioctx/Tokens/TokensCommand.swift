@@ -217,7 +217,7 @@ extension TokensCommand {
             let connectURL = OAuthEndpoints.Configuration(clientID: "", redirectURL: redirectURL, dashboardURL: "")
                 .connectURL
             print(makeConnectLink(
-                connectURL: connectURL, userID: user, stateKey: key, lifetime: .seconds(lifetime), replace: replace
+                connectURL: connectURL, userID: user, stateKey: key.revealedValue, lifetime: .seconds(lifetime), replace: replace
             ))
         }
     }
