@@ -21,6 +21,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -44,6 +45,9 @@ def main():
     parser.add_argument("--binary", default=".build/release/mioctx")
     parser.add_argument("--log-level", default="warning", help="the workers' log level (their logs stay in the "
                         "temporary directory the script prints)")
+    parser.add_argument("--after-join", action="store_true",
+                        help="start the workers first and produce the jobs once their group has settled: the times "
+                        "are the jobs' alone (without it the workers join while the jobs wait)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="run the storm and the baseline alternately this many times each (ignores --fresh) and "
                         "end with the medians and their ratio: on a shared machine only the ratio means something")
@@ -61,7 +65,8 @@ def main():
     for key in ("wallSecondsIncludingGroupJoin", "firstToLastResultSeconds"):
         expired = statistics.median(run[key] for run in runs["expired"])
         fresh = statistics.median(run[key] for run in runs["fresh"])
-        summary[key] = {"expiredMedian": expired, "freshMedian": fresh, "ratio": round(expired / fresh, 2)}
+        summary[key] = {"expiredMedian": round(expired, 2), "freshMedian": round(fresh, 2),
+                        "ratio": round(expired / fresh, 2)}
     summary["refreshCallsAtMio"] = [run["refreshCallsAtMio"] for run in runs["expired"]]
     summary["reuseDetections"] = sum(run["reuseDetections"] or 0 for run in runs["expired"] + runs["fresh"])
     summary["notOk"] = sum(sum(run["failureCodes"].values()) for run in runs["expired"] + runs["fresh"])
@@ -109,19 +114,28 @@ def run_once(args, fresh):
                 user = users[index % len(users)]
                 job = {"id": f"job-{index}", "userId": user, "query": f"storm {index}"}
                 handle.write(f"{user}\t{json.dumps(job)}\n")
-        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
-                       check=True, preexec_fn=die_with_parent)
+        produce = ["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file]
+        if not args.after_join:
+            subprocess.run(produce, check=True, preexec_fn=die_with_parent)
 
         started = time.monotonic()
-        workers = []
+        workers, logs = [], []
         for index in range(args.workers):
-            log = open(os.path.join(work, f"worker-{index}.log"), "w")
+            logs.append(os.path.join(work, f"worker-{index}.log"))
+            log = open(logs[-1], "w")
             run_store_flag = ["--token-store", store_flag[1]] if store_flag else []
+            level = "info" if args.after_join and args.log_level == "warning" else args.log_level
             workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, *run_store_flag,
                                   "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
-                                  "--log-level", args.log_level],
+                                  "--log-level", level],
                                  env=env, stdout=subprocess.DEVNULL, stderr=log))
         processes.extend(workers)
+        if args.after_join:
+            # The group has settled (every partition assigned, nothing moved for 2 s): then the jobs arrive, and
+            # the clock measures the jobs, not the group's formation.
+            wait_for_settled_group(logs, partitions=6)
+            subprocess.run(produce, check=True, preexec_fn=die_with_parent)
+            started = time.monotonic()
         reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                         "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
@@ -147,6 +161,7 @@ def run_once(args, fresh):
             "jobs": args.jobs, "users": args.users, "latencyMs": args.latency_ms, "maxInFlight": args.max_in_flight,
             "workers": args.workers, "store": "sqlite" if args.store == "sqlite" else "postgres",
             "tokens": "fresh" if fresh else "expired",
+            "jobsProducedAfterGroupSettled": args.after_join,
             "wallSecondsIncludingGroupJoin": round(wall, 2),
             "firstResultSeconds": round(first_result or wall, 2),
             "firstToLastResultSeconds": round(wall - (first_result or wall), 2),
@@ -167,6 +182,32 @@ def run_once(args, fresh):
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+def wait_for_settled_group(logs, partitions, limit=120):
+    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
+    assignment or revocation for 2 s."""
+    deadline = time.monotonic() + limit
+    last_change, last_state = time.monotonic(), None
+    while time.monotonic() < deadline:
+        owned = []
+        for path in logs:
+            held = set()
+            with open(path, errors="replace") as handle:
+                for line in handle:
+                    if "Kafka partitions assigned" in line:
+                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
+                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
+                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
+            owned.append(frozenset(held))
+        state = tuple(owned)
+        if state != last_state:
+            last_change, last_state = time.monotonic(), state
+        covered = set().union(*owned) if owned else set()
+        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")
 
 
 def stop_groups(processes):
