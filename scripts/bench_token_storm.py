@@ -13,16 +13,20 @@ calls, reuse detections. A benchmark, not a test: nothing fails on time.
     scripts/bench_token_storm.py --store sqlite --workers 1 --fresh    #     baseline
     scripts/bench_token_storm.py --store "$(scripts/test-postgres.sh)" --workers 3          # (b)
     scripts/bench_token_storm.py --store "$(scripts/test-postgres.sh)" --workers 3 --fresh  #     baseline
+    scripts/bench_token_storm.py --store sqlite --rounds 3             # storm and baseline alternately, medians
+
+The PostgreSQL URL reaches the children through MIOCTX_TOKENS_STORE (a URL with a password is refused as a flag).
 """
 import argparse
 import concurrent.futures
 import json
 import os
+import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -39,9 +43,41 @@ def main():
     parser.add_argument("--store", default="sqlite", help="sqlite (a file in a temporary directory) or a postgres:// URL")
     parser.add_argument("--fresh", action="store_true", help="import unexpired tokens (the baseline)")
     parser.add_argument("--binary", default=".build/release/mioctx")
+    parser.add_argument("--log-level", default="warning", help="the workers' log level (their logs stay in the "
+                        "temporary directory the script prints)")
+    parser.add_argument("--after-join", action="store_true",
+                        help="start the workers first and produce the jobs once their group has settled: the times "
+                        "are the jobs' alone (without it the workers join while the jobs wait)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="run the storm and the baseline alternately this many times each (ignores --fresh) and "
+                        "end with the medians and their ratio: on a shared machine only the ratio means something")
     args = parser.parse_args()
+    if args.rounds <= 0:
+        print(json.dumps(run_once(args, args.fresh), indent=2))
+        return
+    runs = {"expired": [], "fresh": []}
+    for _ in range(args.rounds):
+        for fresh in (False, True):
+            figures = run_once(args, fresh)
+            runs[figures["tokens"]].append(figures)
+            print(json.dumps(figures), flush=True)
+    summary = {"rounds": args.rounds, "workers": args.workers, "store": runs["fresh"][0]["store"]}
+    for key in ("wallSecondsIncludingGroupJoin", "firstToLastResultSeconds"):
+        expired = statistics.median(run[key] for run in runs["expired"])
+        fresh = statistics.median(run[key] for run in runs["fresh"])
+        summary[key] = {"expiredMedian": round(expired, 2), "freshMedian": round(fresh, 2),
+                        "ratio": round(expired / fresh, 2)}
+    summary["refreshCallsAtMio"] = [run["refreshCallsAtMio"] for run in runs["expired"]]
+    summary["reuseDetections"] = sum(run["reuseDetections"] or 0 for run in runs["expired"] + runs["fresh"])
+    summary["notOk"] = sum(sum(run["failureCodes"].values()) for run in runs["expired"] + runs["fresh"])
+    print(json.dumps({"summary": summary}))
 
+
+def run_once(args, fresh):
+    """One run: connect and import the users (expired tokens unless `fresh`), produce the jobs, start the workers,
+    read every result; returns the figures."""
     work = tempfile.mkdtemp(prefix="mioctx-storm-")
+    print(f"logs in {work}", file=sys.stderr)
     processes = []
     try:
         bootstrap, sim_url = start_kafka_and_simulator(args.binary, args.latency_ms, processes)
@@ -50,7 +86,7 @@ def main():
         print(f"connecting {len(users)} users...", file=sys.stderr)
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             lines = list(pool.map(lambda user: connect(sim_url, user), users))
-        if not args.fresh:
+        if not fresh:
             # Issued an hour ago, expired a second ago: every user needs a refresh before the first job.
             for line in lines:
                 line.pop("expiresIn")
@@ -62,8 +98,13 @@ def main():
         from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT
         env = dict(os.environ, MIOCTX_TOKEN_KEYS=keys, MIO_CLIENT_ID=CLIENT_ID, MIO_CLIENT_SECRET=CLIENT_SECRET,
                    MIO_REDIRECT_URL=REDIRECT, MIO_API_URL=sim_url)
-        store = f"sqlite:{os.path.join(work, 'tokens.sqlite')}" if args.store == "sqlite" else args.store
-        subprocess.run([args.binary, "tokens", "import", "--store", store, "--file", tokens_file],
+        if args.store == "sqlite":
+            store_flag = ["--store", f"sqlite:{os.path.join(work, 'tokens.sqlite')}"]
+        else:
+            # A URL with a password is refused as a flag (it would show in /proc/*/cmdline): the environment.
+            env["MIOCTX_TOKENS_STORE"] = args.store
+            store_flag = []
+        subprocess.run([args.binary, "tokens", "import", *store_flag, "--file", tokens_file],
                        check=True, env=env, capture_output=True)
         post(f"{sim_url}/sim/stats/reset")
 
@@ -73,29 +114,41 @@ def main():
                 user = users[index % len(users)]
                 job = {"id": f"job-{index}", "userId": user, "query": f"storm {index}"}
                 handle.write(f"{user}\t{json.dumps(job)}\n")
-        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
-                       check=True, preexec_fn=die_with_parent)
+        produce = ["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file]
+        if not args.after_join:
+            subprocess.run(produce, check=True, preexec_fn=die_with_parent)
 
         started = time.monotonic()
-        workers = []
+        workers, logs = [], []
         for index in range(args.workers):
-            log = open(os.path.join(work, f"worker-{index}.log"), "w")
-            workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
+            logs.append(os.path.join(work, f"worker-{index}.log"))
+            log = open(logs[-1], "w")
+            run_store_flag = ["--token-store", store_flag[1]] if store_flag else []
+            level = "info" if args.after_join and args.log_level == "warning" else args.log_level
+            workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, *run_store_flag,
                                   "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
-                                  "--log-level", "warning"],
+                                  "--log-level", level],
                                  env=env, stdout=subprocess.DEVNULL, stderr=log))
         processes.extend(workers)
+        if args.after_join:
+            # The group has settled (every partition assigned, nothing moved for 2 s): then the jobs arrive, and
+            # the clock measures the jobs, not the group's formation.
+            wait_for_settled_group(logs, partitions=6)
+            subprocess.run(produce, check=True, preexec_fn=die_with_parent)
+            started = time.monotonic()
         reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                         "-c", str(args.jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
-        collected = []
-        drainer = threading.Thread(target=lambda: collected.append(reader.stdout.read()))
-        drainer.start()
-        drainer.join()
+        # Read line by line: the first result's time separates the workers' start and group join from the work.
+        lines, first_result = [], None
+        for line in reader.stdout:
+            if first_result is None:
+                first_result = time.monotonic() - started
+            lines.append(line)
         wall = time.monotonic() - started
 
         statuses, codes = {}, {}
-        for line in (collected[0] if collected else b"").decode().splitlines():
+        for line in lines:
             result = json.loads(line)
             statuses[result["status"]] = statuses.get(result["status"], 0) + 1
             if result["status"] != "ok":
@@ -104,24 +157,68 @@ def main():
         with urllib.request.urlopen(f"{sim_url}/sim/stats", timeout=30) as response:
             stats = json.loads(response.read())
         refreshes = sum(stats.get("refreshesByUser", {}).values())
-        print(json.dumps({
+        return {
             "jobs": args.jobs, "users": args.users, "latencyMs": args.latency_ms, "maxInFlight": args.max_in_flight,
             "workers": args.workers, "store": "sqlite" if args.store == "sqlite" else "postgres",
-            "tokens": "fresh" if args.fresh else "expired",
+            "tokens": "fresh" if fresh else "expired",
+            "jobsProducedAfterGroupSettled": args.after_join,
             "wallSecondsIncludingGroupJoin": round(wall, 2),
+            "firstResultSeconds": round(first_result or wall, 2),
+            "firstToLastResultSeconds": round(wall - (first_result or wall), 2),
             "statuses": statuses, "failureCodes": codes,
             "refreshCallsAtMio": refreshes, "usersRefreshedMoreThanOnce": sum(
                 1 for count in stats.get("refreshesByUser", {}).values() if count > 1),
             "reuseDetections": stats.get("reuseDetections"),
             "littleLawSeconds": round(args.jobs / (args.max_in_flight * args.workers / (args.latency_ms / 1000)), 2),
-        }, indent=2))
+        }
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        # Last started, first stopped, each group at once: the workers drain while Kafka and the simulator still
+        # run (stopping the cluster first held every worker's shutdown for its full timeout).
+        for group in reversed(stop_groups(processes)):
+            for process in group:
+                process.send_signal(signal.SIGTERM)
+            for process in group:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def wait_for_settled_group(logs, partitions, limit=120):
+    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
+    assignment or revocation for 2 s."""
+    deadline = time.monotonic() + limit
+    last_change, last_state = time.monotonic(), None
+    while time.monotonic() < deadline:
+        owned = []
+        for path in logs:
+            held = set()
+            with open(path, errors="replace") as handle:
+                for line in handle:
+                    if "Kafka partitions assigned" in line:
+                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
+                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
+                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
+            owned.append(frozenset(held))
+        state = tuple(owned)
+        if state != last_state:
+            last_change, last_state = time.monotonic(), state
+        covered = set().union(*owned) if owned else set()
+        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")
+
+
+def stop_groups(processes):
+    """The children in the order they were started, the `mioctx run` workers as one group."""
+    groups = []
+    for process in processes:
+        if groups and process.args[1:2] == ["run"] and groups[-1][0].args[1:2] == ["run"]:
+            groups[-1].append(process)
+        else:
+            groups.append([process])
+    return groups
 
 
 def post(url):

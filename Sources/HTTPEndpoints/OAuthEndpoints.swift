@@ -202,7 +202,15 @@ public struct OAuthEndpoints: Sendable {
             if let refusal = replacementRefusal(existing: existing, newIDToken: response.idToken, state: state) {
                 return refusal
             }
-            try await store.upsert(userID: userID, tokens: TokenGrant(response: response, receivedAt: timeSource.wallNow()))
+            let grant = try TokenGrant(codeExchange: response, userID: userID, receivedAt: timeSource.wallNow())
+            try await store.upsert(userID: userID, tokens: grant)
+        } catch let error as TokenError where error.code == .invalidInput {
+            metrics.refused("no_refresh_token")
+            logger.error("OAuth code exchange answered without a refresh token", metadata: ["user": "\(userID)"])
+            return Self.page(
+                .badGateway, title: "Connection failed",
+                message: "Mio granted no refresh token, so the connection could not last; nothing was stored."
+            )
         } catch let error as MioError {
             logger.warning("OAuth code exchange failed", metadata: ["user": "\(userID)", "error": "\(error.code)"])
             return Self.page(

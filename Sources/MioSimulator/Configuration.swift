@@ -121,6 +121,9 @@ extension MioSimulator {
         /// request hangs for `hangMs` (the client times out) and ends with 503. Applies to the token endpoint
         /// whatever `targets` say.
         public var refreshAnswerDropRate: Double
+        /// Whether the code exchange (`grant_type=authorization_code`) answers without a `refresh_token`, as an
+        /// authorization server that grants no offline access does. Default false.
+        public var exchangeWithoutRefreshToken: Bool
 
         /// Creates fault settings; by default no fault.
         public init(
@@ -137,8 +140,10 @@ extension MioSimulator {
             maxConcurrentRequests: Int? = nil,
             targets: [Target] = Target.allCases,
             answerBytes: [String: Int] = [:],
-            refreshAnswerDropRate: Double = 0
+            refreshAnswerDropRate: Double = 0,
+            exchangeWithoutRefreshToken: Bool = false
         ) {
+            self.exchangeWithoutRefreshToken = exchangeWithoutRefreshToken
             self.answerBytes = answerBytes
             self.refreshAnswerDropRate = refreshAnswerDropRate
             self.latencyMs = latencyMs
@@ -174,6 +179,7 @@ extension MioSimulator {
             try take(.targets, &self.targets)
             try take(.answerBytes, &self.answerBytes)
             try take(.refreshAnswerDropRate, &self.refreshAnswerDropRate)
+            try take(.exchangeWithoutRefreshToken, &self.exchangeWithoutRefreshToken)
             self.requestsPerSecondPerClient = try container.decodeIfPresent(
                 Double.self,
                 forKey: .requestsPerSecondPerClient
@@ -219,7 +225,7 @@ extension MioSimulator {
         private enum CodingKeys: String, CodingKey, CaseIterable {
             case latencyMs, jitterMs, rate500, rate503, rate429, hangRate, hangMs, retryAfterSeconds
             case retryAfterFormat, requestsPerSecondPerClient, maxConcurrentRequests, targets, answerBytes
-            case refreshAnswerDropRate
+            case refreshAnswerDropRate, exchangeWithoutRefreshToken
         }
     }
 }

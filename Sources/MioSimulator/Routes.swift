@@ -194,7 +194,10 @@ extension MioSimulator {
         case .oauthError(let status, let error, let description):
             return Self.oauthError(status, error, description)
         case .issued(let access, let refresh, let userID, let includeIDToken):
-            var json = "{\"access_token\":\"\(access)\",\"refresh_token\":\"\(refresh)\","
+            var json = "{\"access_token\":\"\(access)\","
+            if body.grant_type != "authorization_code" || !self.faults().exchangeWithoutRefreshToken {
+                json += "\"refresh_token\":\"\(refresh)\","
+            }
             if includeIDToken {
                 json += "\"id_token\":"
                 Wire.appendJSONString(self.idToken(userID: userID), to: &json)

@@ -7,17 +7,19 @@ import PostgresNIO
 /// ``TokenError``s.
 extension PostgresTokenStore {
     static let columns =
-        "user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms, status, version, updated_at_ms"
+        "user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms, status, version, updated_at_ms, "
+        + "refresh_uncertain_since_ms"
 
     static func fetchRows(_ rows: PostgresRowSequence) async throws -> [EncryptedTokenRow] {
         var result: [EncryptedTokenRow] = []
-        for try await (user, access, refresh, id, expires, issued, status, version, updated) in rows.decode(
-            (String, String, String, String?, Int64, Int64, String, Int64, Int64).self
+        for try await (user, access, refresh, id, expires, issued, status, version, updated, uncertain) in rows.decode(
+            (String, String, String, String?, Int64, Int64, String, Int64, Int64, Int64?).self
         ) {
             result.append(
                 EncryptedTokenRow(
                     userID: user, accessToken: access, refreshToken: refresh, idToken: id, expiresAt: expires,
-                    issuedAt: issued, status: status, version: version, updatedAt: updated
+                    issuedAt: issued, status: status, version: version, updatedAt: updated,
+                    refreshOutcomeUnknownSince: uncertain
                 )
             )
         }
@@ -34,7 +36,8 @@ extension PostgresTokenStore {
             access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
             id_token = EXCLUDED.id_token, expires_at_ms = EXCLUDED.expires_at_ms,
             issued_at_ms = EXCLUDED.issued_at_ms, status = 'active',
-            version = mioctx_tokens.version + 1, updated_at_ms = EXCLUDED.updated_at_ms
+            version = mioctx_tokens.version + 1, updated_at_ms = EXCLUDED.updated_at_ms,
+            refresh_uncertain_since_ms = NULL
         RETURNING version
         """
     }
@@ -54,13 +57,24 @@ extension PostgresTokenStore {
             let refresh = try keyring.seal("", userID: userID, field: .refresh)
             return """
                 UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
-                    access_token = \(access), refresh_token = \(refresh), id_token = NULL
+                    access_token = \(access), refresh_token = \(refresh), id_token = NULL,
+                    refresh_uncertain_since_ms = NULL
                 WHERE user_id = \(userID) RETURNING user_id
                 """
         }
         return """
-            UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now)
+            UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
+                refresh_uncertain_since_ms = NULL
             WHERE user_id = \(userID) RETURNING user_id
+            """
+    }
+
+    /// Records an unknown refresh outcome (``TokenRecord/refreshOutcomeUnknownSince``), keeping an earlier mark.
+    func refreshOutcomeUnknownUpdate(userID: String) -> PostgresQuery {
+        let now = timeSource.wallNow().millisecondsSince1970
+        return """
+            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, \(now))
+            WHERE user_id = \(userID)
             """
     }
 

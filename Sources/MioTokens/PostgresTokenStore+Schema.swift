@@ -59,6 +59,24 @@ extension PostgresTokenStore {
                 }
                 // Outside the numbered migrations, so that it merges with schema changes made beside it.
                 try await connection.query(Self.createOAuthStatesTable, logger: logger)
+                // A refresh sent without a known outcome (issue 16), seen by every replica; likewise outside. Looked
+                // up first: ALTER TABLE takes an exclusive lock even when the column exists, which would queue every
+                // read behind the refreshes other replicas hold row locks for.
+                let existing = try await connection.query(
+                    """
+                    SELECT count(*)::INT FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'mioctx_tokens'
+                      AND column_name = 'refresh_uncertain_since_ms'
+                    """,
+                    logger: logger
+                )
+                var present = 0
+                for try await count in existing.decode(Int.self) { present = count }
+                if present == 0 {
+                    try await connection.query(
+                        "ALTER TABLE mioctx_tokens ADD COLUMN refresh_uncertain_since_ms BIGINT", logger: logger
+                    )
+                }
             }
         }
     }

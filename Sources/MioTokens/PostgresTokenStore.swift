@@ -334,6 +334,8 @@ public final class PostgresTokenStore: TokenStore, Service {
                     query = Self.upsertQuery(newRow)
                 case .status(let status):
                     query = try self.statusUpdate(status, userID: userID)
+                case .refreshOutcomeUnknown:
+                    query = self.refreshOutcomeUnknownUpdate(userID: userID)
                 }
                 if let query {
                     do {

@@ -137,6 +137,10 @@ public final class SQLiteTokenStore: TokenStore, Service {
         if !columns.contains("refresh_lease_until_ms") {
             try db.execute(sql: "ALTER TABLE mioctx_tokens ADD COLUMN refresh_lease_until_ms INTEGER")
         }
+        // A refresh sent without a known outcome (``TokenRecord/refreshOutcomeUnknownSince``), seen by every process.
+        if !columns.contains("refresh_uncertain_since_ms") {
+            try db.execute(sql: "ALTER TABLE mioctx_tokens ADD COLUMN refresh_uncertain_since_ms INTEGER")
+        }
     }
 
     public func get(userID: String) async throws -> TokenRecord? {
@@ -151,19 +155,15 @@ public final class SQLiteTokenStore: TokenStore, Service {
         let now = now()
         var record = TokenRecord(userID: userID, grant: tokens, now: now)
         let row = try EncryptedTokenRow(record, keyring: keyring)
-        record.version = try await run(userID: userID, "write") { [pool] in
-            try await pool.write { db in try Self.upsertRow(db, row) }
-        }
+        record.version = try await writeOutsideLease(userID: userID, "write") { db in try Self.upsertRow(db, row) }
         return record
     }
 
     @discardableResult
     public func delete(userID: String) async throws -> Bool {
-        try await run(userID: userID, "delete") { [pool] in
-            try await pool.write { db in
-                try db.execute(sql: "DELETE FROM mioctx_tokens WHERE user_id = ?", arguments: [userID])
-                return db.changesCount > 0
-            }
+        try await writeOutsideLease(userID: userID, "delete") { db in
+            try db.execute(sql: "DELETE FROM mioctx_tokens WHERE user_id = ?", arguments: [userID])
+            return db.changesCount > 0
         }
     }
 
@@ -186,10 +186,42 @@ public final class SQLiteTokenStore: TokenStore, Service {
     public func setStatus(_ status: TokenStatus, userID: String) async throws -> Bool {
         let wiped = status == .revoked ? try wipedTokens(userID: userID) : nil
         let now = now().millisecondsSince1970
-        return try await run(userID: userID, "write") { [pool] in
-            try await pool.write { db in
-                try Self.updateStatus(db, userID: userID, status: status, wiped: wiped, now: now)
+        return try await writeOutsideLease(userID: userID, "write") { db in
+            try Self.updateStatus(db, userID: userID, status: status, wiped: wiped, now: now)
+        }
+    }
+
+    /// Runs `write` in a write transaction in which no other holder's refresh lease is on the user's row, waiting
+    /// (polling) while one is, up to ``Configuration/lockTimeout``: a reconnection, a revocation or a deletion made
+    /// during a refresh is applied after that refresh's result, not overwritten by it (PostgreSQL's row lock orders
+    /// them the same way).
+    /// - Throws: ``TokenError/Code/lockTimeout`` when the lease stays held.
+    private func writeOutsideLease<T: Sendable>(
+        userID: String, _ action: String, _ write: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
+        let started = ContinuousClock.now
+        var pause: Duration = .milliseconds(5)
+        while true {
+            let now = now().millisecondsSince1970
+            let done: T? = try await run(userID: userID, action) { [pool] in
+                try await pool.write { db in
+                    let leased = try Bool.fetchOne(
+                        db,
+                        sql: "SELECT refresh_lease_until_ms > ? FROM mioctx_tokens WHERE user_id = ?",
+                        arguments: [now, userID]
+                    ) ?? false
+                    return leased ? nil : try write(db)
+                }
             }
+            if let done { return done }
+            if ContinuousClock.now - started >= configuration.lockTimeout {
+                throw TokenError(
+                    .lockTimeout, userID: userID,
+                    detail: "SQLite \(action): a refresh of this user held its lease for \(configuration.lockTimeout)"
+                )
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
         }
     }
 
@@ -214,6 +246,17 @@ public final class SQLiteTokenStore: TokenStore, Service {
                 let now = now().millisecondsSince1970
                 statement = { db in
                     _ = try Self.updateStatus(db, userID: userID, status: status, wiped: wiped, now: now)
+                }
+            case .refreshOutcomeUnknown:
+                let now = now().millisecondsSince1970
+                statement = { db in
+                    try db.execute(
+                        sql: """
+                            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, ?)
+                            WHERE user_id = ?
+                            """,
+                        arguments: [now, userID]
+                    )
                 }
             }
             let write = statement
@@ -351,7 +394,8 @@ public final class SQLiteTokenStore: TokenStore, Service {
         EncryptedTokenRow(
             userID: row["user_id"], accessToken: row["access_token"], refreshToken: row["refresh_token"],
             idToken: row["id_token"], expiresAt: row["expires_at_ms"], issuedAt: row["issued_at_ms"],
-            status: row["status"], version: row["version"], updatedAt: row["updated_at_ms"]
+            status: row["status"], version: row["version"], updatedAt: row["updated_at_ms"],
+            refreshOutcomeUnknownSince: row["refresh_uncertain_since_ms"]
         )
     }
 
@@ -367,7 +411,8 @@ public final class SQLiteTokenStore: TokenStore, Service {
                     access_token = excluded.access_token, refresh_token = excluded.refresh_token,
                     id_token = excluded.id_token, expires_at_ms = excluded.expires_at_ms,
                     issued_at_ms = excluded.issued_at_ms, status = 'active',
-                    version = mioctx_tokens.version + 1, updated_at_ms = excluded.updated_at_ms
+                    version = mioctx_tokens.version + 1, updated_at_ms = excluded.updated_at_ms,
+                    refresh_uncertain_since_ms = NULL
                 RETURNING version
                 """,
             arguments: [
@@ -384,14 +429,18 @@ public final class SQLiteTokenStore: TokenStore, Service {
             try db.execute(
                 sql: """
                     UPDATE mioctx_tokens SET status = ?, version = version + 1, updated_at_ms = ?,
-                        access_token = ?, refresh_token = ?, id_token = NULL
+                        access_token = ?, refresh_token = ?, id_token = NULL, refresh_uncertain_since_ms = NULL
                     WHERE user_id = ?
                     """,
                 arguments: [status.rawValue, now, wiped.access, wiped.refresh, userID]
             )
         } else {
             try db.execute(
-                sql: "UPDATE mioctx_tokens SET status = ?, version = version + 1, updated_at_ms = ? WHERE user_id = ?",
+                sql: """
+                    UPDATE mioctx_tokens SET status = ?, version = version + 1, updated_at_ms = ?,
+                        refresh_uncertain_since_ms = NULL
+                    WHERE user_id = ?
+                    """,
                 arguments: [status.rawValue, now, userID]
             )
         }

@@ -217,10 +217,12 @@ struct EncryptedTokenRow: Sendable {
     var status: String
     var version: Int64
     var updatedAt: Int64
+    /// ``TokenRecord/refreshOutcomeUnknownSince`` in milliseconds (not encrypted: it holds no secret).
+    var refreshOutcomeUnknownSince: Int64?
 
     init(
         userID: String, accessToken: String, refreshToken: String, idToken: String?, expiresAt: Int64,
-        issuedAt: Int64, status: String, version: Int64, updatedAt: Int64
+        issuedAt: Int64, status: String, version: Int64, updatedAt: Int64, refreshOutcomeUnknownSince: Int64? = nil
     ) {
         self.userID = userID
         self.accessToken = accessToken
@@ -231,6 +233,7 @@ struct EncryptedTokenRow: Sendable {
         self.status = status
         self.version = version
         self.updatedAt = updatedAt
+        self.refreshOutcomeUnknownSince = refreshOutcomeUnknownSince
     }
 
     init(_ record: TokenRecord, keyring: TokenKeyring) throws {
@@ -243,7 +246,8 @@ struct EncryptedTokenRow: Sendable {
             issuedAt: record.issuedAt.millisecondsSince1970,
             status: record.status.rawValue,
             version: record.version,
-            updatedAt: record.updatedAt.millisecondsSince1970
+            updatedAt: record.updatedAt.millisecondsSince1970,
+            refreshOutcomeUnknownSince: record.refreshOutcomeUnknownSince?.millisecondsSince1970
         )
     }
 
@@ -260,7 +264,8 @@ struct EncryptedTokenRow: Sendable {
             issuedAt: Date(millisecondsSince1970: issuedAt),
             status: status,
             version: version,
-            updatedAt: Date(millisecondsSince1970: updatedAt)
+            updatedAt: Date(millisecondsSince1970: updatedAt),
+            refreshOutcomeUnknownSince: refreshOutcomeUnknownSince.map { Date(millisecondsSince1970: $0) }
         )
     }
 

@@ -453,7 +453,13 @@ public final class TokenProvider: Sendable {
                 }
                 // The newest refresh token this process holds: an unsaved grant's, else the stored one.
                 let refreshToken = pending?.grant.refreshToken ?? record.refreshToken
+                // An unknown outcome recorded here, or on the row by any process that spent the stored token.
                 let wasUncertain = self.state.withLock { state, _ in state.uncertain[userID] != nil }
+                    || (pending == nil && record.refreshOutcomeUnknownSince != nil)
+                // The mark goes on the row only for the stored refresh token (an unsaved grant's is this process's).
+                func uncertain(_ error: any Error & Sendable) -> LockedUpdate<Outcome> {
+                    pending == nil ? .markRefreshOutcomeUnknown(returning: .uncertain(error)) : .keep(.uncertain(error))
+                }
                 do {
                     let response = try await self.refresher.refreshTokens(refreshToken: refreshToken)
                     var grant = TokenGrant(response: response, receivedAt: self.timeSource.wallNow())
@@ -471,11 +477,11 @@ public final class TokenProvider: Sendable {
                     }
                     return .setStatus(.reauthRequired, returning: .invalidGrant(error))
                 } catch let error as MioError where Self.outcomeIsUnknown(error) {
-                    return .keep(.uncertain(error))
+                    return uncertain(error)
                 } catch let error as MioError {
                     return .keep(.failed(error, retriable: error.isRetriable))
                 } catch {
-                    return .keep(.uncertain(DescribedError(error)))
+                    return uncertain(DescribedError(error))
                 }
             }
         } catch {

@@ -28,10 +28,16 @@ public struct TokenRecord: Sendable, Equatable {
     public var issuedAt: Date
     /// Whether the tokens can be used.
     public var status: TokenStatus
-    /// Incremented on every write of the row (tokens or status); 1 for a new row.
+    /// Incremented on every write of the row's tokens or status; 1 for a new row. Recording an unknown refresh
+    /// outcome (``refreshOutcomeUnknownSince``) leaves it as it is.
     public var version: Int64
     /// When the row was last written.
     public var updatedAt: Date
+    /// Set when a refresh that spent the stored refresh token was sent but its answer never arrived (a timeout, a
+    /// cut connection, an unreadable answer): Mio may have rotated the tokens. Any replica that then gets
+    /// `invalid_grant` for the stored refresh token reports the distinct reason
+    /// ``TokenError/Code/refreshAnswerLost``. Cleared by every write of the tokens or the status.
+    public var refreshOutcomeUnknownSince: Date?
 
     /// Creates a record.
     public init(
@@ -43,7 +49,8 @@ public struct TokenRecord: Sendable, Equatable {
         issuedAt: Date,
         status: TokenStatus = .active,
         version: Int64 = 1,
-        updatedAt: Date
+        updatedAt: Date,
+        refreshOutcomeUnknownSince: Date? = nil
     ) {
         self.userID = userID
         self.accessToken = accessToken
@@ -54,6 +61,7 @@ public struct TokenRecord: Sendable, Equatable {
         self.status = status
         self.version = version
         self.updatedAt = updatedAt.roundedToMilliseconds
+        self.refreshOutcomeUnknownSince = refreshOutcomeUnknownSince?.roundedToMilliseconds
     }
 
     /// The access token's lifetime (`expiresAt - issuedAt`), at least zero.
@@ -74,6 +82,7 @@ extension TokenRecord: CustomStringConvertible, CustomDebugStringConvertible, Cu
             children: [
                 "userID": userID, "status": status, "expiresAt": expiresAt, "issuedAt": issuedAt,
                 "version": version, "updatedAt": updatedAt,
+                "refreshOutcomeUnknownSince": refreshOutcomeUnknownSince as Any,
             ],
             displayStyle: .struct
         )

@@ -30,4 +30,20 @@ extension TokenGrant {
             issuedAt: receivedAt
         )
     }
+
+    /// The grant of a code exchange's answer received at `receivedAt`, refused when it has no refresh token: a
+    /// user stored without one could never be refreshed (the first expiry would end as reauth_required, and a
+    /// refresh sending an empty token is an `invalid_request` at Mio).
+    /// - Throws: ``TokenError/Code/invalidInput`` when `response` has no refresh token.
+    public init(codeExchange response: MioTokenResponse, userID: String, receivedAt: Date) throws {
+        guard !response.refreshToken.isEmpty else {
+            throw TokenError(
+                .invalidInput, userID: userID,
+                detail: "Mio's answer to the code exchange has no refresh_token (is the offline_access scope granted?); "
+                    + "the tokens were not stored",
+                isRetriable: false
+            )
+        }
+        self.init(response: response, receivedAt: receivedAt)
+    }
 }

@@ -6,6 +6,10 @@ import Foundation
 /// Persistent stores encrypt every token at rest (see ``TokenKeyring``); records handed out are decrypted.
 /// Errors thrown are ``TokenError``s (`storeFailure`, `lockTimeout`, `decryptionFailed`, ...), except that
 /// ``withExclusiveLock(userID:_:)`` rethrows what its body throws.
+///
+/// In the persistent stores, ``upsert(userID:tokens:)``, ``setStatus(_:userID:)`` and ``delete(userID:)`` wait
+/// while another holder has the user's lock: a reconnection, revocation or deletion made during a refresh is
+/// applied after the refresh's result, never overwritten by it.
 public protocol TokenStore: Sendable {
     /// The user's record, or nil when the store has none.
     func get(userID: String) async throws -> TokenRecord?
@@ -73,6 +77,9 @@ public struct LockedUpdate<Value: Sendable>: Sendable {
         case tokens(TokenGrant)
         /// Change the status.
         case status(TokenStatus)
+        /// Record that a refresh spending the stored refresh token was sent without a known outcome
+        /// (``TokenRecord/refreshOutcomeUnknownSince``, kept when already set); tokens, status and version stay.
+        case refreshOutcomeUnknown
     }
 
     /// The write, or nil to leave the row as it is.
@@ -98,13 +105,23 @@ public struct LockedUpdate<Value: Sendable>: Sendable {
     public static func setStatus(_ status: TokenStatus, returning value: Value) -> Self {
         Self(write: .status(status), value: value)
     }
+
+    /// Record an unknown refresh outcome on the row and return `value`.
+    public static func markRefreshOutcomeUnknown(returning value: Value) -> Self {
+        Self(write: .refreshOutcomeUnknown, value: value)
+    }
 }
 
 extension TokenRecord {
-    /// The record after `write`, with the version incremented and `updatedAt` set to `now`.
+    /// The record after `write`, with the version incremented and `updatedAt` set to `now` (an unknown refresh
+    /// outcome only sets its mark).
     func applying(_ write: LockedUpdate<some Sendable>.Write, now: Date) -> TokenRecord {
         var record = self
+        record.refreshOutcomeUnknownSince = nil
         switch write {
+        case .refreshOutcomeUnknown:
+            record.refreshOutcomeUnknownSince = refreshOutcomeUnknownSince ?? now.roundedToMilliseconds
+            return record
         case .tokens(let grant):
             record = TokenRecord(
                 userID: userID, accessToken: grant.accessToken, refreshToken: grant.refreshToken,

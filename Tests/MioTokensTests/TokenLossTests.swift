@@ -102,9 +102,9 @@ enum TokenLossScenarios {
         return tokens
     }
 
-    /// Refreshes every user at once after a 401 for `rejected[user]`; the outcome per user.
+    /// Refreshes every user (of `users`) at once after a 401 for `rejected[user]`; the outcome per user.
     static func refreshAll(
-        _ provider: TokenProvider, rejected: [String: String]
+        _ provider: TokenProvider, rejected: [String: String], users: [String] = users
     ) async -> [String: Result<String, TokenError>] {
         await withTaskGroup(of: (String, Result<String, TokenError>).self) { group in
             for user in users {

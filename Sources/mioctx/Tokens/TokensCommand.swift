@@ -171,7 +171,8 @@ extension TokensCommand {
             let code = try readCode()
             let record = try await TokenStoreAccess.withStoreAndMio { store, mio, _ in
                 let response = try await mio.exchangeCodeForTokens(code: code)
-                return try await store.upsert(userID: user, tokens: TokenGrant(response: response, receivedAt: TimeSource.system.wallNow()))
+                let grant = try TokenGrant(codeExchange: response, userID: user, receivedAt: TimeSource.system.wallNow())
+                return try await store.upsert(userID: user, tokens: grant)
             }
             print("connected \(user): access token expires at \(iso8601(record.expiresAt))")
         }
