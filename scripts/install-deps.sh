@@ -31,6 +31,14 @@ install_selenium() {
     python3 -m pip install --quiet --break-system-packages selenium >&2 \
         || python3 -m pip install --quiet selenium >&2
 }
+# The OTLP/HTTP receiver of the trace export test (tests/otlp_receiver.py) decodes with the OpenTelemetry protos.
+install_otlp_proto() {
+    python3 -c "import opentelemetry.proto.collector.trace.v1.trace_service_pb2" 2>/dev/null && return 0
+    echo "installing opentelemetry-proto (PyPI) for the trace export test" >&2
+    python3 -m pip install --quiet --break-system-packages opentelemetry-proto protobuf >&2 \
+        || python3 -m pip install --quiet opentelemetry-proto protobuf >&2
+}
+install_otlp_proto
 if [ ${#missing[@]} -eq 0 ]; then
     install_selenium
     exit 0
