@@ -403,6 +403,33 @@ public struct SettingsCatalog: Sendable {
         )
     }
 
+    /// `tracing.*`: export of the spans over OTLP/HTTP (swift-otel), off unless an endpoint is set.
+    ///
+    /// The OpenTelemetry SDK variables are these settings' variables; swift-otel also reads the other `OTEL_*`
+    /// variables of its traces exporter (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_TRACES_SAMPLER`,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, ...) when export is on, and they win over these settings.
+    public struct Tracing: Sendable {
+        /// The declaration of `tracing.otlpEndpoint`.
+        public let otlpEndpoint = Setting<String?>(
+            "tracing.otlpEndpoint", variables: ["OTEL_EXPORTER_OTLP_ENDPOINT"], flags: ["--otlp-endpoint"],
+            default: nil, parser: SettingParser<String>.httpURL.map { $0 }, format: { $0 ?? "~" },
+            documentedDefault: "none (no export)",
+            "OTLP/HTTP collector base URL (`http://otel-collector:4318`); spans go to its `/v1/traces`. Unset, and "
+                + "without `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, nothing is exported"
+        )
+        /// The declaration of `tracing.serviceName`.
+        public let serviceName = Setting<String>(
+            "tracing.serviceName", variables: ["OTEL_SERVICE_NAME"], default: "mioctx", parser: .nonEmpty,
+            "`service.name` of the exported spans"
+        )
+        /// The declaration of `tracing.sampleRatio`.
+        public let sampleRatio = Setting<Double>(
+            "tracing.sampleRatio", default: 1, parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "share of traces sampled when the input message carries no sampled `traceparent` (0 to 1; a parent's "
+                + "decision is followed)"
+        )
+    }
+
     /// `process.*`: the process itself.
     public struct Process: Sendable {
         /// The declaration of `process.coreDumps`.
@@ -426,6 +453,8 @@ public struct SettingsCatalog: Sendable {
     public let oauth = OAuth()
     /// `log.*`.
     public let log = Log()
+    /// `tracing.*`.
+    public let tracing = Tracing()
     /// `process.*`.
     public let process = Process()
 

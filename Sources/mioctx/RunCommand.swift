@@ -39,6 +39,8 @@ struct RunCommand: AsyncParsableCommand {
         // Before anything is built: parts capture the metrics factory when they are created.
         let registry = bootstrapObservability(log: LogSetup(settings))
         let logger = LogSetup(settings).makeLogger(label: "mioctx")
+        // Also before anything is built: the worker and the Mio client capture `InstrumentationSystem.tracer`.
+        let tracing = try TracingExport(settings).bootstrap(logger: logger)
         // One group in dependency order: token store, Mio client, token provider, worker, HTTP server. It shuts
         // them down in reverse, each awaited: the listener closes, the worker drains and commits, refreshes in
         // flight finish, the client closes its connections, the store its pool.
@@ -55,10 +57,12 @@ struct RunCommand: AsyncParsableCommand {
         if let oauth = try Self.oauthServer(settings: settings, assembly: assembly, store: storeService.store, logger: logger) {
             listeners.append(listener(oauth))
         }
+        // The span exporter first: it stops last, after the worker drained, and flushes the last spans.
+        let exporter = tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: storeService)] + assembly.services(startingWorkerAfter: storeService.ready)
-                    + listeners,
+                services: exporter + [.init(service: storeService)]
+                    + assembly.services(startingWorkerAfter: storeService.ready) + listeners,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

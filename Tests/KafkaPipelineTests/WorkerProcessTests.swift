@@ -24,7 +24,10 @@ struct WorkerProcessTests {
         let keys: String
         let directory: URL
 
-        func startWorker(commitInterval: String = "20ms", httpPort: Int = 0) throws -> ChildProcess {
+        func startWorker(
+            commitInterval: String = "20ms", httpPort: Int = 0, logLevel: String = "warning",
+            extraEnvironment: [String: String] = [:]
+        ) throws -> ChildProcess {
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MIO") }
             environment["MIOCTX_TOKEN_KEYS"] = keys
             environment["MIO_CLIENT_ID"] = harness.mio.configuration.clientID
@@ -34,6 +37,7 @@ struct WorkerProcessTests {
             environment["MIOCTX_PROCESSING_COMMIT_INTERVAL"] = commitInterval
             environment["MIOCTX_PROCESSING_SHUTDOWN_GRACE_PERIOD"] = "20s"
             environment["MIOCTX_KAFKA_PROPERTIES"] = "session.timeout.ms=6000,heartbeat.interval.ms=500"
+            environment.merge(extraEnvironment) { _, extra in extra }
             return try ChildProcess(
                 mioctxExecutable(),
                 [
@@ -42,7 +46,7 @@ struct WorkerProcessTests {
                     "--token-store", "sqlite:\(storePath)",
                     "--max-in-flight", "\(WorkerProcessTests.maxInFlight)",
                     "--http-port", "\(httpPort)",
-                    "--log-level", "warning",
+                    "--log-level", logLevel,
                 ],
                 environment: environment,
                 standardError: directory.appendingPathComponent("worker.log")

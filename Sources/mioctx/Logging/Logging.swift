@@ -28,14 +28,15 @@ struct LogSetup: Sendable {
         return isatty(STDERR_FILENO) != 0 ? .text : .json
     }
 
-    /// A log handler for `label` in this format and level, writing to standard error.
+    /// A log handler for `label` in this format and level, writing to standard error. A line logged inside an
+    /// exported span carries its `trace_id` and `span_id`.
     func makeHandler(label: String) -> any LogHandler {
         var handler: any LogHandler
         switch effectiveFormat {
         case .json:
-            handler = JSONLogHandler.standardError(label: label)
+            handler = JSONLogHandler.standardError(label: label, metadataProvider: TracingExport.logMetadataProvider)
         case .text:
-            handler = StreamLogHandler.standardError(label: label)
+            handler = StreamLogHandler.standardError(label: label, metadataProvider: TracingExport.logMetadataProvider)
         }
         handler.logLevel = level
         return handler
