@@ -161,7 +161,12 @@ struct ReadResult: Sendable {
 
 /// Every result on the output topic, read from the beginning by a group of its own, as they arrive.
 final class OutputTopicResults: Sendable {
-    private let results = Mutex<[ReadResult]>([])
+    /// Shared with the reading task, which starts before `self` is whole.
+    private final class Received: Sendable {
+        let list = Mutex<[ReadResult]>([])
+    }
+
+    private let received = Received()
     private let consumer: KafkaConsumer
     private let task: Task<Void, any Error>
 
@@ -170,7 +175,7 @@ final class OutputTopicResults: Sendable {
             configuration: kafka, groupID: "results-\(UUID().uuidString)", topics: ["context-results"], logger: logger
         )
         self.consumer = consumer
-        let results = self.results
+        let received = self.received
         task = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await consumer.run() }
@@ -184,7 +189,7 @@ final class OutputTopicResults: Sendable {
                         code: (object["error"] as? [String: Any])?["code"] as? String,
                         context: object["context"] as? String
                     )
-                    results.withLock { $0.append(result) }
+                    received.list.withLock { $0.append(result) }
                 }
                 try await group.waitForAll()
             }
@@ -196,7 +201,7 @@ final class OutputTopicResults: Sendable {
         let wanted = Set(ids)
         return try await withPatience("\(each) results for each of \(ids.count) jobs") {
             while true {
-                let byID = Dictionary(grouping: self.results.withLock { $0 }.filter { wanted.contains($0.id) }, by: \.id)
+                let byID = Dictionary(grouping: self.received.list.withLock { $0 }.filter { wanted.contains($0.id) }, by: \.id)
                 if wanted.allSatisfy({ (byID[$0]?.count ?? 0) >= each }) { return byID }
                 try await Task.sleep(for: .milliseconds(100))
             }
