@@ -193,7 +193,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
 
     /// Runs `write` in a write transaction in which no other holder's refresh lease is on the user's row, waiting
     /// (polling) while one is, up to ``Configuration/lockTimeout``: a reconnection, a revocation or a deletion made
-    /// during a refresh is applied after that refresh's result, not overwritten by it (PostgreSQL's row lock orders
+    /// during a refresh is applied after that refresh's result, not overwritten by it (PostgreSQL's lease orders
     /// them the same way).
     /// - Throws: ``TokenError/Code/lockTimeout`` when the lease stays held.
     private func writeOutsideLease<T: Sendable>(
