@@ -5,23 +5,32 @@ import PostgresNIO
 
 /// The refresh lease on a user's row (`refresh_lease_owner`, `refresh_lease_until_ms`): claimed by one `UPDATE`,
 /// released with the write of the refresh's result, waited for (polling) by other holders and by plain writes.
+///
+/// Lease times are the server's clock (`clock_timestamp()`), not the replicas': replicas on several machines
+/// compare one clock, and a replica whose clock is off neither steals a running lease nor waits out a dead one.
 extension PostgresTokenStore {
+    /// Milliseconds since 1970 by the server's clock, as SQL.
+    private static let serverNowMs = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT"
+
     /// Claims the user's lease and returns the row as claimed (nil when the user has none: there is nothing to
     /// lease, and nothing to refresh). Waits, polling, while another holder's lease runs.
     /// - Throws: ``TokenError/Code/lockTimeout`` after ``Configuration/lockTimeout``.
     func claimLease(userID: String, owner: String) async throws -> EncryptedTokenRow? {
         let started = ContinuousClock.now
         var pause: Duration = .milliseconds(5)
+        let duration = configuration.leaseDuration.wholeMilliseconds
         while true {
-            let now = timeSource.wallNow().millisecondsSince1970
-            let until = now + configuration.leaseDuration.wholeMilliseconds
             let claim: (row: EncryptedTokenRow?, claimed: Bool) = try await run(userID: userID, "lock") {
                 [client, logger] in
+                // One statement: of two holders claiming at once, the second waits for the first's row lock and
+                // then re-checks the WHERE against the row the first wrote (READ COMMITTED), so only one claims.
                 let claimed = try await Self.fetchRows(
                     client.query(
                         """
-                        UPDATE mioctx_tokens SET refresh_lease_owner = \(owner), refresh_lease_until_ms = \(until)
-                        WHERE user_id = \(userID) AND (refresh_lease_until_ms IS NULL OR refresh_lease_until_ms <= \(now))
+                        UPDATE mioctx_tokens SET refresh_lease_owner = \(owner),
+                            refresh_lease_until_ms = \(unescaped: Self.serverNowMs) + \(duration)
+                        WHERE user_id = \(userID)
+                          AND (refresh_lease_until_ms IS NULL OR refresh_lease_until_ms <= \(unescaped: Self.serverNowMs))
                         RETURNING \(unescaped: Self.columns)
                         """,
                         logger: logger
@@ -41,17 +50,30 @@ extension PostgresTokenStore {
         }
     }
 
-    /// Runs `query` (when there is one) and releases the lease in one short transaction.
-    func writeAndReleaseLease(_ query: PostgresQuery?, userID: String, owner: String) async throws {
+    /// Releases the lease and runs `query` (when there is one) in one short transaction, only while the lease is
+    /// still this holder's: a holder whose lease ran out and was taken over writes nothing (the newer holder's
+    /// result, or a write made after the lease ended, stays) and gets ``TokenError/Code/lockTimeout``. A grant
+    /// Mio handed out is then kept by the ``TokenProvider`` and written by its background writer while the row
+    /// is still at the version its refresh token came from.
+    /// - Parameters:
+    ///   - query: The write, or nil to release only.
+    ///   - userID: The user.
+    ///   - owner: This holder's lease owner.
+    ///   - leased: Whether a lease was claimed (false when the user had no row at the claim: nothing to check).
+    /// - Throws: ``TokenError/Code/lockTimeout`` when the lease is no longer this holder's, or a store error.
+    func writeAndReleaseLease(_ query: PostgresQuery?, userID: String, owner: String, leased: Bool) async throws {
         let release = Self.releaseQuery(userID: userID, owner: owner)
         guard let query else {
-            try await run(userID: userID, "release the lease") { [client, logger] in
-                _ = try await client.query(release, logger: logger)
+            if leased {
+                try await run(userID: userID, "release the lease") { [client, logger] in
+                    for try await _ in try await client.query(release, logger: logger) {}
+                }
             }
             return
         }
         let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
         let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"
+        let leaseDuration = configuration.leaseDuration
         try await run(userID: userID, "write under the lock") { [client, logger] in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
@@ -61,21 +83,42 @@ extension PostgresTokenStore {
                     """,
                     logger: logger
                 )
+                if leased {
+                    // The release is the guard: it matches only this holder's lease, and locks the row until COMMIT.
+                    var released = false
+                    for try await _ in try await connection.query(release, logger: logger).decode(String.self) {
+                        released = true
+                    }
+                    guard released else {
+                        throw TokenError(
+                            .lockTimeout, userID: userID,
+                            detail: "PostgreSQL write under the lock: the refresh lease ran out (\(leaseDuration)) "
+                                + "and the row was taken over (another holder's lease, or a write made after the "
+                                + "lease); the result was not written"
+                        )
+                    }
+                }
                 try await connection.query(query, logger: logger)
-                try await connection.query(release, logger: logger)
             }
         }
     }
 
     /// Releases the lease without writing (after the body threw); a failure leaves it to expire.
     func releaseLease(userID: String, owner: String) async {
-        _ = try? await client.query(Self.releaseQuery(userID: userID, owner: owner), logger: logger)
+        do {
+            for try await _ in try await client.query(Self.releaseQuery(userID: userID, owner: owner), logger: logger) {}
+        } catch {
+            logger.debug(
+                "releasing a refresh lease failed; it ends by itself", metadata: ["user": "\(userID)", "error": "\(error)"]
+            )
+        }
     }
 
     private static func releaseQuery(userID: String, owner: String) -> PostgresQuery {
         """
         UPDATE mioctx_tokens SET refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
         WHERE user_id = \(userID) AND refresh_lease_owner = \(owner)
+        RETURNING user_id
         """
     }
 
@@ -90,14 +133,13 @@ extension PostgresTokenStore {
         let started = ContinuousClock.now
         var pause: Duration = .milliseconds(5)
         while true {
-            let now = timeSource.wallNow().millisecondsSince1970
             let done: T? = try await run(userID: userID, action) { [client, logger] in
                 try await client.withTransaction(logger: logger) { connection -> T? in
                     var leased = false
                     for try await value in try await connection.query(
                         """
-                        SELECT COALESCE(refresh_lease_until_ms > \(now), false) FROM mioctx_tokens
-                        WHERE user_id = \(userID) FOR UPDATE
+                        SELECT COALESCE(refresh_lease_until_ms > \(unescaped: Self.serverNowMs), false)
+                        FROM mioctx_tokens WHERE user_id = \(userID) FOR UPDATE
                         """,
                         logger: logger
                     ).decode(Bool.self) {

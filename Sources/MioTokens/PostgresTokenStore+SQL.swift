@@ -26,6 +26,9 @@ extension PostgresTokenStore {
         return result
     }
 
+    /// Stores the tokens (status active). Like ``statusUpdate(_:userID:)`` it clears a lease on the row: these
+    /// writes run only under their own lease or when no lease is live, so a lease still there has ended, and its
+    /// holder (stalled past it) must find it gone rather than write over this.
     static func upsertQuery(_ row: EncryptedTokenRow) -> PostgresQuery {
         """
         INSERT INTO mioctx_tokens (user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms,
@@ -37,7 +40,7 @@ extension PostgresTokenStore {
             id_token = EXCLUDED.id_token, expires_at_ms = EXCLUDED.expires_at_ms,
             issued_at_ms = EXCLUDED.issued_at_ms, status = 'active',
             version = mioctx_tokens.version + 1, updated_at_ms = EXCLUDED.updated_at_ms,
-            refresh_uncertain_since_ms = NULL
+            refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
         RETURNING version
         """
     }
@@ -58,13 +61,13 @@ extension PostgresTokenStore {
             return """
                 UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
                     access_token = \(access), refresh_token = \(refresh), id_token = NULL,
-                    refresh_uncertain_since_ms = NULL
+                    refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
                 WHERE user_id = \(userID) RETURNING user_id
                 """
         }
         return """
             UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
-                refresh_uncertain_since_ms = NULL
+                refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
             WHERE user_id = \(userID) RETURNING user_id
             """
     }

@@ -12,10 +12,11 @@ public import ServiceLifecycle
 /// transaction: no connection is held while the body runs (a call to Mio), so refreshes of different users run
 /// in parallel, as many as there are jobs waiting for them, and token reads never wait for a connection that a
 /// refresh holds. A lease held by someone else is waited for (polling) up to ``Configuration/lockTimeout``; a
-/// holder that crashed frees the row when its lease ends (``Configuration/leaseDuration``). `upsert`, `setStatus`
-/// and `delete` wait likewise, so a write made during a refresh is applied after its result. There are no
-/// session-level locks, so the store works behind PgBouncer in transaction mode. The table (`mioctx_tokens`) is created or migrated by ``migrate()``, under a
-/// transaction-level advisory lock so that replicas starting together do not race.
+/// holder that crashed frees the row when its lease ends (``Configuration/leaseDuration``, by the server's clock),
+/// and a holder whose lease ran out and was taken over writes nothing. `upsert`, `setStatus` and `delete` wait
+/// likewise, so a write made during a refresh is applied after its result. There are no session-level locks or
+/// settings, so the store works behind PgBouncer in transaction mode. The table (`mioctx_tokens`) is created or
+/// migrated by ``migrate()``, under a transaction-level advisory lock so that replicas starting together do not race.
 ///
 /// The client must run: use ``withStore(url:keyring:configuration:timeSource:logger:_:)``, or run the store as a
 /// `Service` (its ``run()`` runs the connection pool until graceful shutdown or ``close()``) and call ``migrate()``
@@ -307,7 +308,7 @@ public final class PostgresTokenStore: TokenStore, Service {
             case .refreshOutcomeUnknown:
                 query = refreshOutcomeUnknownUpdate(userID: userID)
             }
-            try await writeAndReleaseLease(query, userID: userID, owner: owner)
+            try await writeAndReleaseLease(query, userID: userID, owner: owner, leased: row != nil)
             return update.value
         } catch {
             await releaseLease(userID: userID, owner: owner)
