@@ -50,56 +50,39 @@ extension PostgresTokenStore {
         }
     }
 
-    /// Releases the lease and runs `query` (when there is one) in one short transaction, only while the lease is
-    /// still this holder's: a holder whose lease ran out and was taken over writes nothing (the newer holder's
-    /// result, or a write made after the lease ended, stays) and gets ``TokenError/Code/lockTimeout``. A grant
-    /// Mio handed out is then kept by the ``TokenProvider`` and written by its background writer while the row
-    /// is still at the version its refresh token came from.
+    /// Runs `query`, which writes the result and releases the lease in one statement (autocommit: one round trip,
+    /// no transaction held open), or releases the lease when there is no write. Under a lease `query` matches the
+    /// row only while the lease is still this holder's: a holder whose lease ran out and was taken over (another
+    /// holder's lease, or a plain write, which clears an ended lease) writes nothing and gets
+    /// ``TokenError/Code/lockTimeout``. A grant Mio handed out is then kept by the ``TokenProvider`` and written by
+    /// its background writer while the row is still at the version its refresh token came from.
     /// - Parameters:
-    ///   - query: The write, or nil to release only.
+    ///   - query: The write (guarded by the lease owner when `leased`), or nil to release only.
     ///   - userID: The user.
     ///   - owner: This holder's lease owner.
     ///   - leased: Whether a lease was claimed (false when the user had no row at the claim: nothing to check).
     /// - Throws: ``TokenError/Code/lockTimeout`` when the lease is no longer this holder's, or a store error.
     func writeAndReleaseLease(_ query: PostgresQuery?, userID: String, owner: String, leased: Bool) async throws {
-        let release = Self.releaseQuery(userID: userID, owner: owner)
         guard let query else {
             if leased {
                 try await run(userID: userID, "release the lease") { [client, logger] in
-                    for try await _ in try await client.query(release, logger: logger) {}
+                    for try await _ in try await client.query(Self.releaseQuery(userID: userID, owner: owner), logger: logger) {}
                 }
             }
             return
         }
-        let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
-        let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"
-        let leaseDuration = configuration.leaseDuration
-        try await run(userID: userID, "write under the lock") { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                try await connection.query(
-                    """
-                    SELECT set_config('statement_timeout', \(statementTimeout), true),
-                           set_config('idle_in_transaction_session_timeout', \(idleTimeout), true)
-                    """,
-                    logger: logger
-                )
-                if leased {
-                    // The release is the guard: it matches only this holder's lease, and locks the row until COMMIT.
-                    var released = false
-                    for try await _ in try await connection.query(release, logger: logger).decode(String.self) {
-                        released = true
-                    }
-                    guard released else {
-                        throw TokenError(
-                            .lockTimeout, userID: userID,
-                            detail: "PostgreSQL write under the lock: the refresh lease ran out (\(leaseDuration)) "
-                                + "and the row was taken over (another holder's lease, or a write made after the "
-                                + "lease); the result was not written"
-                        )
-                    }
-                }
-                try await connection.query(query, logger: logger)
-            }
+        let written = try await run(userID: userID, "write under the lock") { [client, logger] in
+            var rows = 0
+            for try await _ in try await client.query(query, logger: logger) { rows += 1 }
+            return rows
+        }
+        if leased, written == 0 {
+            throw TokenError(
+                .lockTimeout, userID: userID,
+                detail: "PostgreSQL write under the lock: the refresh lease ran out (\(configuration.leaseDuration)) "
+                    + "and the row was taken over (another holder's lease, or a write made after the lease); the "
+                    + "result was not written"
+            )
         }
     }
 
@@ -132,9 +115,19 @@ extension PostgresTokenStore {
     ) async throws -> T {
         let started = ContinuousClock.now
         var pause: Duration = .milliseconds(5)
+        let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
+        let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"
         while true {
             let done: T? = try await run(userID: userID, action) { [client, logger] in
                 try await client.withTransaction(logger: logger) { connection -> T? in
+                    // Transaction-local (PgBouncer in transaction mode keeps no session state of ours).
+                    try await connection.query(
+                        """
+                        SELECT set_config('statement_timeout', \(statementTimeout), true),
+                               set_config('idle_in_transaction_session_timeout', \(idleTimeout), true)
+                        """,
+                        logger: logger
+                    )
                     var leased = false
                     for try await value in try await connection.query(
                         """

@@ -53,7 +53,8 @@ extension PostgresTokenStore {
         return version
     }
 
-    func statusUpdate(_ status: TokenStatus, userID: String) throws -> PostgresQuery {
+    /// Sets the status; with `leaseOwner`, only while that holder's lease is on the row (no row otherwise).
+    func statusUpdate(_ status: TokenStatus, userID: String, leaseOwner: String? = nil) throws -> PostgresQuery {
         let now = timeSource.wallNow().millisecondsSince1970
         if status == .revoked {
             let access = try keyring.seal("", userID: userID, field: .access)
@@ -62,22 +63,40 @@ extension PostgresTokenStore {
                 UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
                     access_token = \(access), refresh_token = \(refresh), id_token = NULL,
                     refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
-                WHERE user_id = \(userID) RETURNING user_id
+                WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+                RETURNING user_id
                 """
         }
         return """
             UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
                 refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
-            WHERE user_id = \(userID) RETURNING user_id
+            WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+            RETURNING user_id
             """
     }
 
-    /// Records an unknown refresh outcome (``TokenRecord/refreshOutcomeUnknownSince``), keeping an earlier mark.
-    func refreshOutcomeUnknownUpdate(userID: String) -> PostgresQuery {
+    /// Stores a refresh's tokens and releases the lease in one statement, only while `owner`'s lease is on the row
+    /// (no row otherwise): a holder whose lease ran out and was taken over writes nothing.
+    static func leasedTokensUpdate(_ row: EncryptedTokenRow, owner: String) -> PostgresQuery {
+        """
+        UPDATE mioctx_tokens SET access_token = \(row.accessToken), refresh_token = \(row.refreshToken),
+            id_token = \(row.idToken), expires_at_ms = \(row.expiresAt), issued_at_ms = \(row.issuedAt),
+            status = 'active', version = version + 1, updated_at_ms = \(row.updatedAt),
+            refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+        WHERE user_id = \(row.userID) AND refresh_lease_owner = \(owner)
+        RETURNING user_id
+        """
+    }
+
+    /// Records an unknown refresh outcome (``TokenRecord/refreshOutcomeUnknownSince``), keeping an earlier mark;
+    /// with `leaseOwner`, only while that holder's lease is on the row, and releases it (no row otherwise).
+    func refreshOutcomeUnknownUpdate(userID: String, leaseOwner: String? = nil) -> PostgresQuery {
         let now = timeSource.wallNow().millisecondsSince1970
         return """
-            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, \(now))
-            WHERE user_id = \(userID)
+            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, \(now)),
+                refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+            WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+            RETURNING user_id
             """
     }
 

@@ -30,10 +30,11 @@ public final class PostgresTokenStore: TokenStore, Service {
         /// How long the refresh lock (and a write) waits for another holder's lease; default 35 s, longer than
         /// the Mio client's default request timeout so a waiter outlasts a slow refresh.
         public var lockTimeout: Duration
-        /// The bound on each statement of the short write transaction that stores a refresh's result and
-        /// releases the lease (`statement_timeout`); default 40 s.
+        /// The bound on each statement of the short transactions of `upsert`, `setStatus` and `delete`, which
+        /// lock the row while they check for a lease (`statement_timeout`, `SET LOCAL`); default 40 s. The
+        /// refresh's own statements (claim, write-and-release) are single statements outside a transaction.
         public var statementTimeout: Duration
-        /// How long that transaction may sit idle (`idle_in_transaction_session_timeout`); default 60 s.
+        /// How long those transactions may sit idle (`idle_in_transaction_session_timeout`); default 60 s.
         public var idleInTransactionTimeout: Duration
         /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
         /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
@@ -292,6 +293,9 @@ public final class PostgresTokenStore: TokenStore, Service {
     ) async throws -> Value {
         let owner = UUID().uuidString
         let row = try await claimLease(userID: userID, owner: owner)
+        // The write releases the lease in the same statement, and applies only while the lease is still this
+        // holder's. With no row at the claim there is no lease to check.
+        let leaseOwner = row == nil ? nil : owner
         do {
             let update = try await body(try row?.decrypted(with: keyring))
             let query: PostgresQuery?
@@ -302,11 +306,11 @@ public final class PostgresTokenStore: TokenStore, Service {
                 let newRow = try EncryptedTokenRow(
                     TokenRecord(userID: userID, grant: grant, now: timeSource.wallNow()), keyring: keyring
                 )
-                query = Self.upsertQuery(newRow)
+                query = leaseOwner.map { Self.leasedTokensUpdate(newRow, owner: $0) } ?? Self.upsertQuery(newRow)
             case .status(let status):
-                query = try statusUpdate(status, userID: userID)
+                query = try statusUpdate(status, userID: userID, leaseOwner: leaseOwner)
             case .refreshOutcomeUnknown:
-                query = refreshOutcomeUnknownUpdate(userID: userID)
+                query = refreshOutcomeUnknownUpdate(userID: userID, leaseOwner: leaseOwner)
             }
             try await writeAndReleaseLease(query, userID: userID, owner: owner, leased: row != nil)
             return update.value
