@@ -160,7 +160,10 @@ struct WorkerAssembly {
             maxConcurrency: settings[\.processing.maxInFlight],
             // Slow start: a fresh worker reaches 256 in flight within 4 round trips, instead of sending them all at
             // once into a quota that may allow far fewer (each one over it a 429).
-            initialConcurrency: min(16, settings[\.processing.maxInFlight])
+            initialConcurrency: min(settings[\.processing.breaker.initialConcurrency],
+                                    settings[\.processing.maxInFlight]),
+            rateDecrease: settings[\.processing.breaker.rateDecrease],
+            rateIncrease: settings[\.processing.breaker.rateIncrease]
         )
     }
 
