@@ -34,7 +34,7 @@ import Testing
 
     @Test func afterA429TheRateGrowsBackOverSecondsOfAnswersNotOneRoundTripAndNotDuringThePause() async throws {
         let clock = VirtualClock()
-        let health = health(clock, .init(maxConcurrency: 64))
+        let health = health(clock, .init(maxConcurrency: 64, rateIncrease: 0.05))
         try await answer(100, health)
         let inFlight = try await health.admit()
         health.record(try await health.admit(), .rateLimited(retryAfter: .seconds(1)))
@@ -44,7 +44,8 @@ import Testing
         #expect(health.rateLimit == 90)
         #expect(health.summary.contains("paused"))
 
-        // The first attempt waits out the pause; from its end the rate grows by 5 % of itself a second of answers.
+        // The first attempt waits out the pause; from its end the rate grows by the configured 5 % of itself a second
+        // of answers.
         try await answer(1, health)
         let resumedAt = clock.now
         #expect(clock.sleeps == [.seconds(1)])

@@ -64,7 +64,7 @@ public final class MioHealth: Sendable {
         /// Share of the rate (requests per second) that a 429 leaves (default 0.9).
         public var rateDecrease: Double
         /// Growth of the rate per second of running time while the pace holds attempts back, as a share of the
-        /// rate (default 0.05: 5 % a second).
+        /// rate (default 0.1: 10 % a second).
         public var rateIncrease: Double
 
         /// Creates a configuration.
@@ -93,7 +93,7 @@ public final class MioHealth: Sendable {
             minConcurrency: Int = 1,
             initialConcurrency: Int? = nil,
             rateDecrease: Double = 0.9,
-            rateIncrease: Double = 0.05
+            rateIncrease: Double = 0.1
         ) {
             self.window = window
             self.failureThreshold = max(1, failureThreshold)
