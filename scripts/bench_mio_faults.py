@@ -47,6 +47,9 @@ def main():
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--binary", default=".build/release/mioctx")
     parser.add_argument("--worker-arg", action="append", default=[])
+    parser.add_argument("--timeline", type=float, default=0,
+                        help="every this many seconds, record the context answers 200 and 429 since the last sample "
+                             "(from /sim/stats); printed as `timeline`")
     args = parser.parse_args()
     outage = args.scenario == "outage"
     jobs = args.jobs or (3000 if outage else 6000)
@@ -92,12 +95,27 @@ def main():
                 recovered_at = time.time()
             threading.Thread(target=recover, daemon=True).start()
 
+        timeline, sampling = [], threading.Event()
+        if args.timeline > 0:
+            def sample():
+                last = {}
+                while not sampling.wait(args.timeline):
+                    try:
+                        counts = get_json(f"{sim_url}/sim/stats")["requests"].get("POST /v1/context", {})
+                    except OSError:
+                        continue
+                    timeline.append([round(time.time() - started, 2),
+                                     counts.get("200", 0) - last.get("200", 0), counts.get("429", 0) - last.get("429", 0)])
+                    last = counts
+            threading.Thread(target=sample, daemon=True).start()
+
         reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                         "-c", str(jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
         output = reader.stdout.read()
         reader.wait()
         wall = time.time() - started
+        sampling.set()
         stats = get_json(f"{sim_url}/sim/stats")
 
         statuses, completed = {}, []
@@ -127,6 +145,8 @@ def main():
                 "steadyJobsPerSecond": round(steady, 1), "steadyShareOfCap": round(steady / args.cap, 3),
                 "share429": round(context.get("429", 0) / answered, 4) if answered else None,
             })
+        if args.timeline > 0:
+            figures["timeline"] = {"seconds": args.timeline, "samples [t, 200s, 429s]": timeline}
         print(json.dumps(figures, indent=2))
     finally:
         for process in processes:
