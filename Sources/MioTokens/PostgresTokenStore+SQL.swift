@@ -26,6 +26,9 @@ extension PostgresTokenStore {
         return result
     }
 
+    /// Stores the tokens (status active). Like ``statusUpdate(_:userID:)`` it clears a lease on the row: these
+    /// writes run only under their own lease or when no lease is live, so a lease still there has ended, and its
+    /// holder (stalled past it) must find it gone rather than write over this.
     static func upsertQuery(_ row: EncryptedTokenRow) -> PostgresQuery {
         """
         INSERT INTO mioctx_tokens (user_id, access_token, refresh_token, id_token, expires_at_ms, issued_at_ms,
@@ -37,7 +40,7 @@ extension PostgresTokenStore {
             id_token = EXCLUDED.id_token, expires_at_ms = EXCLUDED.expires_at_ms,
             issued_at_ms = EXCLUDED.issued_at_ms, status = 'active',
             version = mioctx_tokens.version + 1, updated_at_ms = EXCLUDED.updated_at_ms,
-            refresh_uncertain_since_ms = NULL
+            refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
         RETURNING version
         """
     }
@@ -50,7 +53,8 @@ extension PostgresTokenStore {
         return version
     }
 
-    func statusUpdate(_ status: TokenStatus, userID: String) throws -> PostgresQuery {
+    /// Sets the status; with `leaseOwner`, only while that holder's lease is on the row (no row otherwise).
+    func statusUpdate(_ status: TokenStatus, userID: String, leaseOwner: String? = nil) throws -> PostgresQuery {
         let now = timeSource.wallNow().millisecondsSince1970
         if status == .revoked {
             let access = try keyring.seal("", userID: userID, field: .access)
@@ -58,23 +62,41 @@ extension PostgresTokenStore {
             return """
                 UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
                     access_token = \(access), refresh_token = \(refresh), id_token = NULL,
-                    refresh_uncertain_since_ms = NULL
-                WHERE user_id = \(userID) RETURNING user_id
+                    refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+                WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+                RETURNING user_id
                 """
         }
         return """
             UPDATE mioctx_tokens SET status = \(status.rawValue), version = version + 1, updated_at_ms = \(now),
-                refresh_uncertain_since_ms = NULL
-            WHERE user_id = \(userID) RETURNING user_id
+                refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+            WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+            RETURNING user_id
             """
     }
 
-    /// Records an unknown refresh outcome (``TokenRecord/refreshOutcomeUnknownSince``), keeping an earlier mark.
-    func refreshOutcomeUnknownUpdate(userID: String) -> PostgresQuery {
+    /// Stores a refresh's tokens and releases the lease in one statement, only while `owner`'s lease is on the row
+    /// (no row otherwise): a holder whose lease ran out and was taken over writes nothing.
+    static func leasedTokensUpdate(_ row: EncryptedTokenRow, owner: String) -> PostgresQuery {
+        """
+        UPDATE mioctx_tokens SET access_token = \(row.accessToken), refresh_token = \(row.refreshToken),
+            id_token = \(row.idToken), expires_at_ms = \(row.expiresAt), issued_at_ms = \(row.issuedAt),
+            status = 'active', version = version + 1, updated_at_ms = \(row.updatedAt),
+            refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+        WHERE user_id = \(row.userID) AND refresh_lease_owner = \(owner)
+        RETURNING user_id
+        """
+    }
+
+    /// Records an unknown refresh outcome (``TokenRecord/refreshOutcomeUnknownSince``), keeping an earlier mark;
+    /// with `leaseOwner`, only while that holder's lease is on the row, and releases it (no row otherwise).
+    func refreshOutcomeUnknownUpdate(userID: String, leaseOwner: String? = nil) -> PostgresQuery {
         let now = timeSource.wallNow().millisecondsSince1970
         return """
-            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, \(now))
-            WHERE user_id = \(userID)
+            UPDATE mioctx_tokens SET refresh_uncertain_since_ms = COALESCE(refresh_uncertain_since_ms, \(now)),
+                refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
+            WHERE user_id = \(userID) AND (\(leaseOwner)::TEXT IS NULL OR refresh_lease_owner = \(leaseOwner))
+            RETURNING user_id
             """
     }
 

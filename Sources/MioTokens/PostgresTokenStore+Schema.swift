@@ -59,22 +59,24 @@ extension PostgresTokenStore {
                 }
                 // Outside the numbered migrations, so that it merges with schema changes made beside it.
                 try await connection.query(Self.createOAuthStatesTable, logger: logger)
-                // A refresh sent without a known outcome (issue 16), seen by every replica; likewise outside. Looked
-                // up first: ALTER TABLE takes an exclusive lock even when the column exists, which would queue every
-                // read behind the refreshes other replicas hold row locks for.
+                // Columns of issue 16, likewise outside (added when missing): a refresh sent without a known outcome,
+                // seen by every replica, and the refresh lease. Looked up first: ALTER TABLE takes an exclusive lock
+                // even when the column exists, which would queue every read behind it.
                 let existing = try await connection.query(
                     """
-                    SELECT count(*)::INT FROM information_schema.columns
+                    SELECT column_name::TEXT FROM information_schema.columns
                     WHERE table_schema = current_schema() AND table_name = 'mioctx_tokens'
-                      AND column_name = 'refresh_uncertain_since_ms'
                     """,
                     logger: logger
                 )
-                var present = 0
-                for try await count in existing.decode(Int.self) { present = count }
-                if present == 0 {
+                var present: Set<String> = []
+                for try await name in existing.decode(String.self) { present.insert(name) }
+                for (column, type) in [
+                    ("refresh_uncertain_since_ms", "BIGINT"), ("refresh_lease_owner", "TEXT"),
+                    ("refresh_lease_until_ms", "BIGINT"),
+                ] where !present.contains(column) {
                     try await connection.query(
-                        "ALTER TABLE mioctx_tokens ADD COLUMN refresh_uncertain_since_ms BIGINT", logger: logger
+                        PostgresQuery(unsafeSQL: "ALTER TABLE mioctx_tokens ADD COLUMN \(column) \(type)"), logger: logger
                     )
                 }
             }

@@ -7,11 +7,16 @@ public import ServiceLifecycle
 /// The ``TokenStore`` for several replicas: PostgreSQL through a pool of connections (`PostgresClient`),
 /// tokens encrypted at rest.
 ///
-/// The per-user lock of ``withExclusiveLock(userID:_:)`` is `SELECT ... FOR UPDATE` on the user's row inside
-/// a transaction bounded by `lock_timeout`, `statement_timeout` and `idle_in_transaction_session_timeout`
-/// (all `SET LOCAL`). There are no session-level advisory locks, so the store works behind PgBouncer in
-/// transaction mode. The table (`mioctx_tokens`) is created or migrated by ``migrate()``, under a
-/// transaction-level advisory lock so that replicas starting together do not race.
+/// The per-user lock of ``withExclusiveLock(userID:_:)`` is a lease on the user's row (`refresh_lease_owner`,
+/// `refresh_lease_until_ms`), claimed by one `UPDATE` and released with the write of the result in a short
+/// transaction: no connection is held while the body runs (a call to Mio), so refreshes of different users run
+/// in parallel, as many as there are jobs waiting for them, and token reads never wait for a connection that a
+/// refresh holds. A lease held by someone else is waited for (polling) up to ``Configuration/lockTimeout``; a
+/// holder that crashed frees the row when its lease ends (``Configuration/leaseDuration``, by the server's clock),
+/// and a holder whose lease ran out and was taken over writes nothing. `upsert`, `setStatus` and `delete` wait
+/// likewise, so a write made during a refresh is applied after its result. There are no session-level locks or
+/// settings, so the store works behind PgBouncer in transaction mode. The table (`mioctx_tokens`) is created or
+/// migrated by ``migrate()``, under a transaction-level advisory lock so that replicas starting together do not race.
 ///
 /// The client must run: use ``withStore(url:keyring:configuration:timeSource:logger:_:)``, or run the store as a
 /// `Service` (its ``run()`` runs the connection pool until graceful shutdown or ``close()``) and call ``migrate()``
@@ -22,24 +27,23 @@ public import ServiceLifecycle
 public final class PostgresTokenStore: TokenStore, Service {
     /// Settings of the PostgreSQL store.
     public struct Configuration: Sendable {
-        /// How long the refresh lock waits for another replica's lock (`lock_timeout`); default 35 s, longer
-        /// than the Mio client's default request timeout so a waiter outlasts a slow refresh.
+        /// How long the refresh lock (and a write) waits for another holder's lease; default 35 s, longer than
+        /// the Mio client's default request timeout so a waiter outlasts a slow refresh.
         public var lockTimeout: Duration
-        /// The bound on each statement inside the lock transaction (`statement_timeout`); default 40 s.
+        /// The bound on each statement of the short transactions of `upsert`, `setStatus` and `delete`, which
+        /// lock the row while they check for a lease (`statement_timeout`, `SET LOCAL`); default 40 s. The
+        /// refresh's own statements (claim, write-and-release) are single statements outside a transaction.
         public var statementTimeout: Duration
-        /// How long the lock transaction may sit idle while the refresh calls Mio
-        /// (`idle_in_transaction_session_timeout`): a crashed or hung holder frees the row after it; default 60 s.
+        /// How long those transactions may sit idle (`idle_in_transaction_session_timeout`); default 60 s.
         public var idleInTransactionTimeout: Duration
-        /// The most connections the pool opens; default 16.
+        /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
+        /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
+        public var leaseDuration: Duration
+        /// The most connections the pool opens; default 16. No connection is held across a call to Mio.
         public var maximumConnections: Int
 
-        /// The most refresh locks held at once: each holds a connection across the call to Mio, so they are
-        /// capped below the pool (three quarters of it, at least one), leaving connections for token reads.
-        public var maximumConcurrentLocks: Int { max(1, maximumConnections - max(1, maximumConnections / 4)) }
-
         /// The timeouts for a Mio client whose requests time out after `requestTimeout`: the lock wait outlasts a
-        /// holder's call to Mio, and the holder's transaction is not killed while it waits for Mio's answer (a
-        /// refresh never outlives its own lock).
+        /// holder's call to Mio, and a lease outlasts its own call (a refresh never outlives its own lock).
         /// - Parameters:
         ///   - requestTimeout: The Mio client's request timeout.
         ///   - maximumConnections: The pool size.
@@ -49,6 +53,7 @@ public final class PostgresTokenStore: TokenStore, Service {
                 lockTimeout: requestTimeout + .seconds(5),
                 statementTimeout: requestTimeout + .seconds(10),
                 idleInTransactionTimeout: requestTimeout + .seconds(15),
+                leaseDuration: requestTimeout + .seconds(15),
                 maximumConnections: maximumConnections
             )
         }
@@ -58,11 +63,13 @@ public final class PostgresTokenStore: TokenStore, Service {
             lockTimeout: Duration = .seconds(35),
             statementTimeout: Duration = .seconds(40),
             idleInTransactionTimeout: Duration = .seconds(60),
+            leaseDuration: Duration = .seconds(45),
             maximumConnections: Int = 16
         ) {
             self.lockTimeout = lockTimeout
             self.statementTimeout = statementTimeout
             self.idleInTransactionTimeout = idleInTransactionTimeout
+            self.leaseDuration = leaseDuration
             self.maximumConnections = maximumConnections
         }
     }
@@ -72,8 +79,6 @@ public final class PostgresTokenStore: TokenStore, Service {
     let configuration: Configuration
     let timeSource: TimeSource
     let logger: Logger
-    /// Refresh locks that may still be taken (``Configuration/maximumConcurrentLocks``).
-    private let lockSlots: WaitableState<Int, Bool>
     /// Where the pool is in its life; ``close()`` waits on it until ``run()`` has returned.
     private let phase = WaitableState<Phase, PhaseWake>(.idle)
 
@@ -102,7 +107,6 @@ public final class PostgresTokenStore: TokenStore, Service {
         self.client = client
         self.keyring = keyring
         self.configuration = configuration
-        self.lockSlots = WaitableState(configuration.maximumConcurrentLocks)
         self.timeSource = timeSource
         self.logger = logger
     }
@@ -238,16 +242,16 @@ public final class PostgresTokenStore: TokenStore, Service {
     public func upsert(userID: String, tokens: TokenGrant) async throws -> TokenRecord {
         var record = TokenRecord(userID: userID, grant: tokens, now: timeSource.wallNow())
         let row = try EncryptedTokenRow(record, keyring: keyring)
-        record.version = try await run(userID: userID, "write") { [client, logger] in
-            try await Self.upsertRow(row, logger: logger) { try await client.query($0, logger: logger) }
+        record.version = try await writeOutsideLease(userID: userID, "write") { [logger] connection in
+            try await Self.upsertRow(row, logger: logger) { try await connection.query($0, logger: logger) }
         }
         return record
     }
 
     @discardableResult
     public func delete(userID: String) async throws -> Bool {
-        try await run(userID: userID, "delete") { [client, logger] in
-            let rows = try await client.query(
+        try await writeOutsideLease(userID: userID, "delete") { [logger] connection in
+            let rows = try await connection.query(
                 "DELETE FROM mioctx_tokens WHERE user_id = \(userID) RETURNING user_id", logger: logger
             )
             var deleted = false
@@ -276,9 +280,9 @@ public final class PostgresTokenStore: TokenStore, Service {
     @discardableResult
     public func setStatus(_ status: TokenStatus, userID: String) async throws -> Bool {
         let query = try statusUpdate(status, userID: userID)
-        return try await run(userID: userID, "write") { [client, logger] in
+        return try await writeOutsideLease(userID: userID, "write") { [logger] connection in
             var updated = false
-            for try await _ in try await client.query(query, logger: logger).decode(String.self) { updated = true }
+            for try await _ in try await connection.query(query, logger: logger).decode(String.self) { updated = true }
             return updated
         }
     }
@@ -287,72 +291,32 @@ public final class PostgresTokenStore: TokenStore, Service {
         userID: String,
         _ body: @Sendable (TokenRecord?) async throws -> LockedUpdate<Value>
     ) async throws -> Value {
-        let slotted = await lockSlots.wait(cancelled: false) { free in
-            guard free > 0 else { return nil }
-            free -= 1
-            return true
-        }
-        guard slotted else { throw CancellationError() }
-        defer {
-            lockSlots.withLock { free, waiters in
-                if !waiters.wakeFirst(with: true) { free += 1 }
-            }
-        }
-        let lockTimeout = "\(configuration.lockTimeout.wholeMilliseconds)ms"
-        let statementTimeout = "\(configuration.statementTimeout.wholeMilliseconds)ms"
-        let idleTimeout = "\(configuration.idleInTransactionTimeout.wholeMilliseconds)ms"
+        let owner = UUID().uuidString
+        let row = try await claimLease(userID: userID, owner: owner)
+        // The write releases the lease in the same statement, and applies only while the lease is still this
+        // holder's. With no row at the claim there is no lease to check.
+        let leaseOwner = row == nil ? nil : owner
         do {
-            return try await client.withTransaction(logger: logger) { [logger, keyring] connection in
-                let row: EncryptedTokenRow?
-                do {
-                    try await connection.query(
-                        """
-                        SELECT set_config('lock_timeout', \(lockTimeout), true),
-                               set_config('statement_timeout', \(statementTimeout), true),
-                               set_config('idle_in_transaction_session_timeout', \(idleTimeout), true)
-                        """,
-                        logger: logger
-                    )
-                    row = try await Self.fetchRows(
-                        connection.query(
-                            "SELECT \(unescaped: Self.columns) FROM mioctx_tokens WHERE user_id = \(userID) FOR UPDATE",
-                            logger: logger
-                        )
-                    ).first
-                } catch {
-                    throw Self.storeError(error, userID: userID, action: "lock")
-                }
-                let update = try await body(try row?.decrypted(with: keyring))
-                let query: PostgresQuery?
-                switch update.write {
-                case nil:
-                    query = nil
-                case .tokens(let grant):
-                    let newRow = try EncryptedTokenRow(
-                        TokenRecord(userID: userID, grant: grant, now: self.timeSource.wallNow()), keyring: keyring
-                    )
-                    query = Self.upsertQuery(newRow)
-                case .status(let status):
-                    query = try self.statusUpdate(status, userID: userID)
-                case .refreshOutcomeUnknown:
-                    query = self.refreshOutcomeUnknownUpdate(userID: userID)
-                }
-                if let query {
-                    do {
-                        try await connection.query(query, logger: logger)
-                    } catch {
-                        throw Self.storeError(error, userID: userID, action: "write under the lock")
-                    }
-                }
-                return update.value
+            let update = try await body(try row?.decrypted(with: keyring))
+            let query: PostgresQuery?
+            switch update.write {
+            case nil:
+                query = nil
+            case .tokens(let grant):
+                let newRow = try EncryptedTokenRow(
+                    TokenRecord(userID: userID, grant: grant, now: timeSource.wallNow()), keyring: keyring
+                )
+                query = leaseOwner.map { Self.leasedTokensUpdate(newRow, owner: $0) } ?? Self.upsertQuery(newRow)
+            case .status(let status):
+                query = try statusUpdate(status, userID: userID, leaseOwner: leaseOwner)
+            case .refreshOutcomeUnknown:
+                query = refreshOutcomeUnknownUpdate(userID: userID, leaseOwner: leaseOwner)
             }
-        } catch let error as PostgresTransactionError {
-            if let closureError = error.closureError { throw closureError }
-            throw Self.storeError(
-                error.commitError ?? error.beginError ?? error, userID: userID, action: "lock transaction"
-            )
+            try await writeAndReleaseLease(query, userID: userID, owner: owner, leased: row != nil)
+            return update.value
         } catch {
-            throw Self.storeError(error, userID: userID, action: "lock")
+            await releaseLease(userID: userID, owner: owner)
+            throw error
         }
     }
 

@@ -12,7 +12,8 @@ public import ServiceLifecycle
 /// held while the body runs (a call to Mio), so refreshes of different users run in parallel and token reads and
 /// OAuth writes never wait for Mio. A lease held by someone else is waited for (polling) up to
 /// ``Configuration/lockTimeout``; a holder that crashed frees the row when its lease ends
-/// (``Configuration/leaseDuration``). For many replicas on several machines use ``PostgresTokenStore``.
+/// (``Configuration/leaseDuration``), and a holder whose lease ran out and was taken over writes nothing. For many
+/// replicas on several machines use ``PostgresTokenStore``.
 ///
 /// The store is open from `init` until ``close()``; as a `Service` in a `ServiceGroup`, its ``run()`` closes it at
 /// graceful shutdown.
@@ -193,7 +194,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
 
     /// Runs `write` in a write transaction in which no other holder's refresh lease is on the user's row, waiting
     /// (polling) while one is, up to ``Configuration/lockTimeout``: a reconnection, a revocation or a deletion made
-    /// during a refresh is applied after that refresh's result, not overwritten by it (PostgreSQL's row lock orders
+    /// during a refresh is applied after that refresh's result, not overwritten by it (PostgreSQL's lease orders
     /// them the same way).
     /// - Throws: ``TokenError/Code/lockTimeout`` when the lease stays held.
     private func writeOutsideLease<T: Sendable>(
@@ -260,10 +261,24 @@ public final class SQLiteTokenStore: TokenStore, Service {
                 }
             }
             let write = statement
+            let leased = row != nil
+            let leaseDuration = configuration.leaseDuration
             try await run(userID: userID, "write under the lease") { [pool] in
                 try await pool.write { db in
+                    if leased {
+                        // The release is the guard: a holder whose lease ran out and was taken over writes nothing
+                        // (the newer holder's result, or a write made after the lease ended, stays).
+                        try Self.releaseLease(db, userID: userID, owner: owner)
+                        guard db.changesCount > 0 || write == nil else {
+                            throw TokenError(
+                                .lockTimeout, userID: userID,
+                                detail: "SQLite write under the lease: the refresh lease ran out (\(leaseDuration)) and "
+                                    + "the row was taken over (another holder's lease, or a write made after the "
+                                    + "lease); the result was not written"
+                            )
+                        }
+                    }
                     try write?(db)
-                    try Self.releaseLease(db, userID: userID, owner: owner)
                 }
             }
             return update.value
@@ -399,7 +414,9 @@ public final class SQLiteTokenStore: TokenStore, Service {
         )
     }
 
-    /// Inserts or replaces the tokens (status active); returns the new version.
+    /// Inserts or replaces the tokens (status active); returns the new version. Like `updateStatus` it clears a
+    /// lease on the row: these writes run only under their own lease or when no lease is live, so a lease still
+    /// there has ended, and its holder (stalled past it) must find it gone rather than write over this.
     private static func upsertRow(_ db: Database, _ row: EncryptedTokenRow) throws -> Int64 {
         try Int64.fetchOne(
             db,
@@ -412,7 +429,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
                     id_token = excluded.id_token, expires_at_ms = excluded.expires_at_ms,
                     issued_at_ms = excluded.issued_at_ms, status = 'active',
                     version = mioctx_tokens.version + 1, updated_at_ms = excluded.updated_at_ms,
-                    refresh_uncertain_since_ms = NULL
+                    refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
                 RETURNING version
                 """,
             arguments: [
@@ -429,7 +446,8 @@ public final class SQLiteTokenStore: TokenStore, Service {
             try db.execute(
                 sql: """
                     UPDATE mioctx_tokens SET status = ?, version = version + 1, updated_at_ms = ?,
-                        access_token = ?, refresh_token = ?, id_token = NULL, refresh_uncertain_since_ms = NULL
+                        access_token = ?, refresh_token = ?, id_token = NULL, refresh_uncertain_since_ms = NULL,
+                        refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
                     WHERE user_id = ?
                     """,
                 arguments: [status.rawValue, now, wiped.access, wiped.refresh, userID]
@@ -438,7 +456,7 @@ public final class SQLiteTokenStore: TokenStore, Service {
             try db.execute(
                 sql: """
                     UPDATE mioctx_tokens SET status = ?, version = version + 1, updated_at_ms = ?,
-                        refresh_uncertain_since_ms = NULL
+                        refresh_uncertain_since_ms = NULL, refresh_lease_owner = NULL, refresh_lease_until_ms = NULL
                     WHERE user_id = ?
                     """,
                 arguments: [status.rawValue, now, userID]

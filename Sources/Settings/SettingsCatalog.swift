@@ -187,8 +187,8 @@ public struct SettingsCatalog: Sendable {
         public let postgresPoolSize = Setting<Int>(
             "tokens.postgresPoolSize", default: PostgresTokenStore.Configuration().maximumConnections,
             parser: .integer(in: 2...1_000),
-            "PostgreSQL connections per replica (2 to 1000); refreshes hold at most three quarters of them, so "
-                + "token reads never wait for a refresh"
+            "PostgreSQL connections per replica (2 to 1000); a refresh holds none while it waits for Mio (a lease "
+                + "on the row), so token reads never wait for a refresh"
         )
     }
 
