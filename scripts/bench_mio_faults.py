@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,14 @@ def main():
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--binary", default=".build/release/mioctx")
     parser.add_argument("--worker-arg", action="append", default=[])
+    parser.add_argument("--after-join", action="store_true",
+                        help="start the workers first and produce the jobs once their group has settled (every "
+                             "partition assigned, nothing moved for 2 s): the figures are then the jobs', not the "
+                             "group's formation (three workers joining at once sometimes leave partitions unassigned "
+                             "for ~40 s on the mock cluster)")
+    parser.add_argument("--timeline", type=float, default=0,
+                        help="every this many seconds, record the context answers 200 and 429 since the last sample "
+                             "(from /sim/stats); printed as `timeline`")
     args = parser.parse_args()
     outage = args.scenario == "outage"
     jobs = args.jobs or (3000 if outage else 6000)
@@ -65,8 +74,9 @@ def main():
                 user = users[index % len(users)]
                 job = {"id": f"job-{index}", "userId": user, "query": f"what does {user} care about? {index}"}
                 handle.write(f"{user}\t{json.dumps(job)}\n")
-        subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file],
-                       check=True)
+        produce = ["kcat", "-b", bootstrap, "-P", "-t", "context-requests", "-K", "\t", "-l", jobs_file]
+        if not args.after_join:
+            subprocess.run(produce, check=True)
 
         post(f"{sim_url}/sim/stats/reset", {})
         if outage:
@@ -74,14 +84,18 @@ def main():
         else:
             post(f"{sim_url}/sim/faults", {"requestsPerSecondPerClient": args.cap})
 
-        workers = []
+        workers, logs = [], []
         for index in range(args.workers):
-            log = open(os.path.join(work, f"worker-{index}.log"), "w")
+            logs.append(os.path.join(work, f"worker-{index}.log"))
+            log = open(logs[-1], "w")
             workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                                   "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
-                                  "--log-level", "warning", *args.worker_arg],
+                                  "--log-level", "info" if args.after_join else "warning", *args.worker_arg],
                                  env=env, stdout=subprocess.DEVNULL, stderr=log))
         processes.extend(workers)
+        if args.after_join:
+            wait_for_settled_group(logs, partitions=6)
+            subprocess.run(produce, check=True)
         started = time.time()
         recovered_at = None
         if outage:
@@ -92,12 +106,27 @@ def main():
                 recovered_at = time.time()
             threading.Thread(target=recover, daemon=True).start()
 
+        timeline, sampling = [], threading.Event()
+        if args.timeline > 0:
+            def sample():
+                last = {}
+                while not sampling.wait(args.timeline):
+                    try:
+                        counts = get_json(f"{sim_url}/sim/stats")["requests"].get("POST /v1/context", {})
+                    except OSError:
+                        continue
+                    timeline.append([round(time.time() - started, 2),
+                                     counts.get("200", 0) - last.get("200", 0), counts.get("429", 0) - last.get("429", 0)])
+                    last = counts
+            threading.Thread(target=sample, daemon=True).start()
+
         reader = spawn(["kcat", "-b", bootstrap, "-C", "-t", "context-results", "-o", "beginning",
                         "-c", str(jobs), "-q", "-f", "%s\n"], stdout=subprocess.PIPE)
         processes.append(reader)
         output = reader.stdout.read()
         reader.wait()
         wall = time.time() - started
+        sampling.set()
         stats = get_json(f"{sim_url}/sim/stats")
 
         statuses, completed = {}, []
@@ -127,6 +156,8 @@ def main():
                 "steadyJobsPerSecond": round(steady, 1), "steadyShareOfCap": round(steady / args.cap, 3),
                 "share429": round(context.get("429", 0) / answered, 4) if answered else None,
             })
+        if args.timeline > 0:
+            figures["timeline"] = {"seconds": args.timeline, "samples [t, 200s, 429s]": timeline}
         print(json.dumps(figures, indent=2))
     finally:
         for process in processes:
@@ -137,6 +168,32 @@ def main():
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def wait_for_settled_group(logs, partitions, limit=120):
+    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
+    assignment or revocation for 2 s (as bench_token_storm.py --after-join)."""
+    deadline = time.monotonic() + limit
+    last_change, last_state = time.monotonic(), None
+    while time.monotonic() < deadline:
+        owned = []
+        for path in logs:
+            held = set()
+            with open(path, errors="replace") as handle:
+                for line in handle:
+                    if "Kafka partitions assigned" in line:
+                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
+                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
+                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
+            owned.append(frozenset(held))
+        state = tuple(owned)
+        if state != last_state:
+            last_change, last_state = time.monotonic(), state
+        covered = set().union(*owned) if owned else set()
+        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")
 
 
 if __name__ == "__main__":

@@ -266,6 +266,26 @@ public struct SettingsCatalog: Sendable {
             parser: .boolean, format: { String($0) },
             "429s and timeouts halve the limit of Mio calls in flight, answers raise it by one per round trip"
         )
+        /// The declaration of `processing.breaker.initialConcurrency`.
+        public let initialConcurrency = Setting<Int>(
+            "processing.breaker.initialConcurrency", default: 16, parser: .integer(in: 1...100_000),
+            "Mio calls in flight of a fresh worker, doubling per round trip until the first 429 or timeout, up to "
+                + "processing.maxInFlight (slow start; 1 to 100000)"
+        )
+        /// The declaration of `processing.breaker.rateDecrease`.
+        public let rateDecrease = Setting<Double>(
+            "processing.breaker.rateDecrease", default: MioHealth.Configuration().rateDecrease,
+            parser: .number(in: 0.5...1), format: SettingParser<Double>.format,
+            "share of the Mio calls per second (answers of the last second at the first 429) that a 429 leaves as the "
+                + "pace (0.5 to 1)"
+        )
+        /// The declaration of `processing.breaker.rateIncrease`.
+        public let rateIncrease = Setting<Double>(
+            "processing.breaker.rateIncrease", default: MioHealth.Configuration().rateIncrease,
+            parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "growth of that pace per second while it holds calls back, as a share of itself, never during a "
+                + "Retry-After pause (0 to 1)"
+        )
     }
 
     /// `processing.*`: limits, ordering, commits and grace periods.

@@ -157,7 +157,13 @@ struct WorkerAssembly {
             maxProbeInterval: settings[\.processing.breaker.maxProbeInterval],
             haltProbeInterval: settings[\.processing.breaker.haltProbeInterval],
             adaptiveConcurrency: settings[\.processing.breaker.adaptiveConcurrency],
-            maxConcurrency: settings[\.processing.maxInFlight]
+            maxConcurrency: settings[\.processing.maxInFlight],
+            // Slow start: a fresh worker reaches 256 in flight within 4 round trips, instead of sending them all at
+            // once into a quota that may allow far fewer (each one over it a 429).
+            initialConcurrency: min(settings[\.processing.breaker.initialConcurrency],
+                                    settings[\.processing.maxInFlight]),
+            rateDecrease: settings[\.processing.breaker.rateDecrease],
+            rateIncrease: settings[\.processing.breaker.rateIncrease]
         )
     }
 

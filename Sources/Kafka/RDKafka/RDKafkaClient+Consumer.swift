@@ -107,8 +107,18 @@ extension RDKafkaClient {
         for partitions: [KafkaTopicPartition],
         timeout: Duration
     ) -> Result<[KafkaTopicPartition: Int64], KafkaError> {
+        Self.committedOffsets(of: pointer, for: partitions, timeout: timeout)
+    }
+
+    /// The committed offsets of `partitions` in the group of the consumer `handle` (blocking); partitions without
+    /// one are left out. Shared with the rebalance callback, which holds only the handle.
+    static func committedOffsets(
+        of handle: OpaquePointer,
+        for partitions: [KafkaTopicPartition],
+        timeout: Duration
+    ) -> Result<[KafkaTopicPartition: Int64], KafkaError> {
         RDKafkaTopicPartitionList.with(partitions) { list in
-            let error = rd_kafka_committed(pointer, list, timeout.rdKafkaMilliseconds)
+            let error = rd_kafka_committed(handle, list, timeout.rdKafkaMilliseconds)
             if error != RD_KAFKA_RESP_ERR_NO_ERROR {
                 return .failure(.rdKafka(error, code: .partitionControl, context: "could not read committed offsets"))
             }

@@ -66,17 +66,7 @@ struct RDKafkaRebalance {
     /// The group's committed offsets of `partitions` (blocking, inside the callback); partitions without one are
     /// left out.
     func committedOffsets(for partitions: [KafkaTopicPartition], timeout: Duration) -> Result<[KafkaTopicPartition: Int64], KafkaError> {
-        RDKafkaTopicPartitionList.with(partitions) { list in
-            let error = rd_kafka_committed(handle, list, timeout.rdKafkaMilliseconds)
-            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                return .failure(.rdKafka(error, code: .partitionControl, context: "could not read committed offsets"))
-            }
-            var offsets: [KafkaTopicPartition: Int64] = [:]
-            for entry in RDKafkaTopicPartitionList.entries(list) where entry.offset >= 0 {
-                offsets[entry.topicPartition] = entry.offset
-            }
-            return .success(offsets)
-        }
+        RDKafkaClient.committedOffsets(of: handle, for: partitions, timeout: timeout)
     }
 
     /// Stores `offsets` for the next commit (after ``apply()``, once the partitions are assigned).

@@ -19,10 +19,19 @@ import Synchronization
 ///   ``Configuration/maxProbeInterval``.
 /// - **Adaptive concurrency** (loss-based AIMD, per attempt): a 429 or a timeout halves the limit of attempts in
 ///   flight (once per round trip: only an attempt started after the last cut cuts again); every answered attempt
-///   raises it by `1 / limit`, so by one per round trip, up to ``Configuration/maxConcurrency``.
+///   raises it by `1 / limit`, so by one per round trip, up to ``Configuration/maxConcurrency``. Until the first
+///   cut the limit starts at ``Configuration/initialConcurrency`` and grows by one per answer (doubling per round
+///   trip: slow start), so that a fresh worker does not send its whole in-flight limit into a quota at once.
+/// - **Adaptive rate** (AIMD on requests per second, after a 429): a quota is a rate, which a limit of attempts in
+///   flight meets only coarsely (at 20 ms a round trip, 2 attempts are 100 requests/s and 3 are 150). The first
+///   429 starts pacing attempts at ``Configuration/rateDecrease`` times the answers of the last second of running
+///   time (time not paused by `Retry-After`); each later cut multiplies the lower of the rate and that measure by
+///   it (never below half the rate). While the pace holds attempts back, the rate grows by
+///   ``Configuration/rateIncrease`` of itself per second of running time; never while a pause runs. Requests then
+///   leave evenly just under the quota, and only the few sent as the rate creeps over it are refused.
 /// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then; after
 ///   the pause one attempt goes first, and the others follow once it was not refused (several workers sharing one
-///   quota would otherwise all resume into a quota the others used up).
+///   quota would otherwise all resume into a quota the others used up). Neither limit grows while a pause runs.
 /// - **Stop the line.** A failure that is the deployment's fault (``JobFailure/Action/stopTheLine(reason:)``: a
 ///   wrong client secret, a missing or wrong encryption key) halts the worker: no new job, every attempt waits,
 ///   ``haltReason`` says what to fix (readiness fails with it). Every ``Configuration/haltProbeInterval`` one
@@ -49,6 +58,14 @@ public final class MioHealth: Sendable {
         public var maxConcurrency: Int
         /// Lowest limit of attempts in flight (default 1).
         public var minConcurrency: Int
+        /// The limit of attempts in flight before the first cut (slow start; default ``maxConcurrency``, which is
+        /// no slow start): it grows by one per answer until the first 429 or timeout, or ``maxConcurrency``.
+        public var initialConcurrency: Int
+        /// Share of the rate (requests per second) that a 429 leaves (default 0.9).
+        public var rateDecrease: Double
+        /// Growth of the rate per second of running time while the pace holds attempts back, as a share of the
+        /// rate (default 0.1: 10 % a second).
+        public var rateIncrease: Double
 
         /// Creates a configuration.
         /// - Parameters:
@@ -61,6 +78,9 @@ public final class MioHealth: Sendable {
         ///   - adaptiveConcurrency: Whether 429s and timeouts adapt the limit of attempts in flight.
         ///   - maxConcurrency: Highest limit of attempts in flight.
         ///   - minConcurrency: Lowest limit of attempts in flight.
+        ///   - initialConcurrency: The limit before the first cut (slow start); `nil` is `maxConcurrency`.
+        ///   - rateDecrease: Share of the rate that a 429 leaves (0.5 to 1).
+        ///   - rateIncrease: Growth of the rate per second of running time while it holds attempts back (0 to 1).
         public init(
             window: Duration = .seconds(10),
             failureThreshold: Int = 20,
@@ -70,7 +90,10 @@ public final class MioHealth: Sendable {
             haltProbeInterval: Duration = .seconds(30),
             adaptiveConcurrency: Bool = true,
             maxConcurrency: Int = 256,
-            minConcurrency: Int = 1
+            minConcurrency: Int = 1,
+            initialConcurrency: Int? = nil,
+            rateDecrease: Double = 0.9,
+            rateIncrease: Double = 0.1
         ) {
             self.window = window
             self.failureThreshold = max(1, failureThreshold)
@@ -81,6 +104,10 @@ public final class MioHealth: Sendable {
             self.adaptiveConcurrency = adaptiveConcurrency
             self.maxConcurrency = max(1, maxConcurrency)
             self.minConcurrency = min(max(1, minConcurrency), self.maxConcurrency)
+            self.initialConcurrency = min(max(self.minConcurrency, initialConcurrency ?? self.maxConcurrency),
+                                          self.maxConcurrency)
+            self.rateDecrease = min(max(rateDecrease, 0.5), 1)
+            self.rateIncrease = min(max(rateIncrease, 0), 1)
         }
     }
 
@@ -132,6 +159,8 @@ public final class MioHealth: Sendable {
     public struct Ticket: Sendable {
         let isProbe: Bool
         let epoch: Int
+        /// The attempt took a permit of the pace.
+        let paced: Bool
         /// When the attempt was admitted, on the health's clock.
         public let admittedAt: Duration
         /// How long the attempt waited to be admitted.
@@ -163,6 +192,53 @@ public final class MioHealth: Sendable {
         var nextProbeAt: Duration
     }
 
+    /// The pace of attempts after a 429: a token bucket at `rate` attempts per second, refilled up to `burst`.
+    private struct Pace {
+        /// Attempts per second; `nil` (no pace) until a 429 cuts it.
+        var rate: Double?
+        var permits = 0.0
+        var permitsAt = Duration.zero
+        /// A waiter sleeps until the next permit; the others wait until it took it (no herd every permit).
+        var sleeper = false
+        /// The pace held an attempt back since the rate last grew.
+        var bound = false
+        /// Running time when the rate last grew or was cut.
+        var grownAt = Duration.zero
+        /// Running times of the answers of the last second of running time, from `head`.
+        var answers: [Duration] = []
+        var head = 0
+        /// Time paused by `Retry-After` up to `accruedTo`: running time is the clock's time without it.
+        var paused = Duration.zero
+        var accruedTo = Duration.zero
+
+        /// Permits that may be taken at once (50 ms of the rate): a late wake-up catches up, a pause does not
+        /// release a burst.
+        static func burst(_ rate: Double) -> Double { max(1, rate * 0.05) }
+
+        mutating func refill(_ now: Duration) {
+            guard let rate, now > permitsAt else { return }
+            permits = min(Self.burst(rate), permits + (now - permitsAt).timeInterval * rate)
+            permitsAt = now
+        }
+
+        /// Counts an answer at `running`.
+        mutating func answered(at running: Duration) {
+            answers.append(running)
+            _ = answersInLastSecond(running)
+        }
+
+        /// Answers in the last second of running time up to `running`.
+        mutating func answersInLastSecond(_ running: Duration) -> Int {
+            let oldest = running - .seconds(1)
+            while head < answers.count, answers[head] < oldest { head += 1 }
+            if head > 1024, head * 2 > answers.count {
+                answers.removeFirst(head)
+                head = 0
+            }
+            return answers.count - head
+        }
+    }
+
     private struct State {
         var breaker = Breaker.closed
         var probeOutstanding = false
@@ -170,6 +246,9 @@ public final class MioHealth: Sendable {
         var head = 0
         var failures = 0
         var limit: Double
+        /// No cut yet: the limit grows by one per answer (slow start).
+        var slowStart: Bool
+        var pace = Pace()
         var inFlight = 0
         var epoch = 0
         var pausedUntil: Duration = .zero
@@ -181,6 +260,17 @@ public final class MioHealth: Sendable {
         var takesJobs: Bool {
             guard halt == nil, case .closed = breaker else { return false }
             return true
+        }
+
+        /// The clock's time without the time paused by `Retry-After` so far. Called before every change of
+        /// `pausedUntil`, so that the pause from `pace.accruedTo` to `pausedUntil` is the one running.
+        mutating func running(at now: Duration) -> Duration {
+            if pace.accruedTo < now {
+                let end = min(now, pausedUntil)
+                if end > pace.accruedTo { pace.paused += end - pace.accruedTo }
+                pace.accruedTo = now
+            }
+            return now - pace.paused
         }
     }
 
@@ -205,8 +295,8 @@ public final class MioHealth: Sendable {
     ///   - clock: Time of the window, the probes and the pauses.
     ///   - logger: Logs the breaker's changes (warning), pauses (debug) and a stopped line (critical).
     ///   - metricsFactory: Receives `mioctx_mio_breaker_state`, `mioctx_mio_concurrency_limit`,
-    ///     `mioctx_mio_pauses_total`, `mioctx_mio_pause_seconds_total`, `mioctx_mio_attempt_duration_seconds`
-    ///     and `mioctx_halted{fault}`.
+    ///     `mioctx_mio_rate_limit`, `mioctx_mio_pauses_total`, `mioctx_mio_pause_seconds_total`,
+    ///     `mioctx_mio_attempt_duration_seconds` and `mioctx_halted{fault}`.
     public init(
         configuration: Configuration = Configuration(),
         clock: TimeSource = .system,
@@ -217,9 +307,13 @@ public final class MioHealth: Sendable {
         self.clock = clock
         self.logger = logger
         self.metrics = HealthMetrics(factory: metricsFactory)
-        self.state = WaitableState(State(limit: Double(configuration.maxConcurrency)))
+        let initial = configuration.initialConcurrency
+        self.state = WaitableState(
+            State(limit: Double(initial), slowStart: initial < configuration.maxConcurrency)
+        )
         metrics.breaker(.closed)
-        metrics.limit(configuration.maxConcurrency)
+        metrics.limit(initial)
+        metrics.rate(nil)
     }
 
     /// The breaker's state.
@@ -227,6 +321,10 @@ public final class MioHealth: Sendable {
 
     /// The current limit of attempts in flight.
     public var concurrencyLimit: Int { state.withLock { state, _ in Int(state.limit) } }
+
+    /// The current pace of attempts in requests per second, or `nil` while attempts are not paced (before the
+    /// first 429).
+    public var rateLimit: Double? { state.withLock { state, _ in state.pace.rate } }
 
     /// Whether new jobs are taken: the breaker is closed and the line runs.
     public var isTakingJobs: Bool { takingJobs.withLock { taking, _ in taking } }
@@ -242,6 +340,7 @@ public final class MioHealth: Sendable {
     public var summary: String {
         state.withLock { state, _ in
             var text = "breaker \(state.breaker.state.rawValue), concurrency limit \(Int(state.limit))"
+            if let rate = state.pace.rate { text += ", rate limit \(Int(rate.rounded()))/s" }
             let now = clock.now()
             if state.pausedUntil > now {
                 text += ", paused for \(state.pausedUntil - now) (Retry-After)"
@@ -264,28 +363,51 @@ public final class MioHealth: Sendable {
     /// - Throws: `CancellationError` when the task is cancelled.
     public func admit() async throws -> Ticket {
         let start = clock.now()
-        while true {
-            try Task.checkCancellation()
-            let gate = await state.wait(cancelled: .cancelled) { state in
-                self.decide(&state, now: self.clock.now(), since: start)
+        // This caller sleeps until the pace's next permit; the others wait until it took it.
+        var pacing = false
+        do {
+            while true {
+                try Task.checkCancellation()
+                let gate = await state.wait(cancelled: .cancelled) { state in
+                    if pacing {
+                        pacing = false
+                        state.pace.sleeper = false
+                    }
+                    return self.decide(&state, now: self.clock.now(), since: start, pacing: &pacing)
+                }
+                switch gate {
+                case .admitted(let ticket):
+                    if ticket.paced {
+                        // The next waiter becomes the one that sleeps until the next permit.
+                        state.withLock { state, waiters in
+                            if !state.pace.sleeper { _ = waiters.wakeFirst(with: .retry) }
+                        }
+                    }
+                    return ticket
+                case .sleep(let duration):
+                    try await clock.sleep(for: duration)
+                case .retry:
+                    continue
+                case .cancelled:
+                    throw CancellationError()
+                }
             }
-            switch gate {
-            case .admitted(let ticket):
-                return ticket
-            case .sleep(let duration):
-                try await clock.sleep(for: duration)
-            case .retry:
-                continue
-            case .cancelled:
-                throw CancellationError()
+        } catch {
+            if pacing {
+                state.withLock { state, waiters in
+                    state.pace.sleeper = false
+                    _ = waiters.wakeFirst(with: .retry)
+                }
             }
+            throw error
         }
     }
 
-    private func decide(_ state: inout State, now: Duration, since start: Duration) -> Gate? {
+    private func decide(_ state: inout State, now: Duration, since start: Duration, pacing: inout Bool) -> Gate? {
         func probe() -> Gate {
             state.probeOutstanding = true
-            return .admitted(Ticket(isProbe: true, epoch: state.epoch, admittedAt: now, waited: now - start))
+            return .admitted(Ticket(isProbe: true, epoch: state.epoch, paced: false, admittedAt: now,
+                                    waited: now - start))
         }
         if let halt = state.halt {
             if state.probeOutstanding { return nil }
@@ -303,8 +425,23 @@ public final class MioHealth: Sendable {
             if state.pausedUntil > now { return .sleep(state.pausedUntil - now) }
             if state.afterPause { return state.probeOutstanding ? nil : probe() }
             guard state.inFlight < Int(state.limit) else { return nil }
+            var paced = false
+            if let rate = state.pace.rate {
+                state.pace.refill(now)
+                // (A hair under a whole permit is one: the clock's durations round.)
+                if state.pace.permits < 1 - 1e-9 {
+                    state.pace.bound = true
+                    if state.pace.sleeper { return nil }
+                    state.pace.sleeper = true
+                    pacing = true
+                    return .sleep(.seconds((1 - state.pace.permits) / rate))
+                }
+                state.pace.permits -= 1
+                paced = true
+            }
             state.inFlight += 1
-            return .admitted(Ticket(isProbe: false, epoch: state.epoch, admittedAt: now, waited: now - start))
+            return .admitted(Ticket(isProbe: false, epoch: state.epoch, paced: paced, admittedAt: now,
+                                    waited: now - start))
         }
     }
 
@@ -465,6 +602,7 @@ public final class MioHealth: Sendable {
         waiters: inout Waiters<Gate>
     ) {
         if case .rateLimited(let retryAfter?) = outcome, retryAfter > .zero, now + retryAfter > state.pausedUntil {
+            _ = state.running(at: now)
             let until = now + retryAfter
             let added = until - max(state.pausedUntil, now)
             if state.pausedUntil <= now { metrics.paused() }
@@ -482,16 +620,58 @@ public final class MioHealth: Sendable {
             // One cut per round trip: attempts that started before the last cut saw the old limit.
             guard ticket.epoch == state.epoch else { return }
             state.epoch += 1
+            state.slowStart = false
             state.limit = max(Double(configuration.minConcurrency), state.limit / 2)
+            if case .rateLimited = outcome { cutRate(&state, now: now) }
         case .answered:
+            let running = state.running(at: now)
+            state.pace.answered(at: running)
+            // Nothing grows while a pause runs or its first attempt is out: the quota has not answered yet.
+            guard state.pausedUntil <= now, !state.afterPause else { return }
+            growRate(&state, running: running)
             // Only a limit in use grows; otherwise an idle worker would raise it without bound of evidence.
             guard Double(state.inFlight + 1) * 2 >= state.limit else { return }
-            state.limit = min(Double(configuration.maxConcurrency), state.limit + 1 / state.limit)
+            let step = state.slowStart ? 1 : 1 / state.limit
+            state.limit = min(Double(configuration.maxConcurrency), state.limit + step)
             if Int(state.limit) > old { _ = waiters.wakeFirst(with: .retry) }
         default:
             return
         }
         if Int(state.limit) != old { metrics.limit(Int(state.limit)) }
+    }
+
+    /// A 429 cuts the pace: from the answers of the last second of running time on the first, then the lower of
+    /// the rate and those answers, times ``Configuration/rateDecrease``, and never below half the rate.
+    private func cutRate(_ state: inout State, now: Duration) {
+        let running = state.running(at: now)
+        let measured = Double(state.pace.answersInLastSecond(running))
+        let rate: Double
+        if let current = state.pace.rate {
+            rate = max(current / 2, min(current, measured) * configuration.rateDecrease)
+        } else {
+            // Nothing answered yet to measure by: the concurrency limit and the pause act alone until then.
+            guard measured >= 1 else { return }
+            rate = measured * configuration.rateDecrease
+            state.pace.permits = 0
+            state.pace.permitsAt = now
+        }
+        state.pace.rate = max(1, rate)
+        state.pace.grownAt = running
+        state.pace.bound = false
+        metrics.rate(state.pace.rate)
+    }
+
+    /// An answer raises the pace by ``Configuration/rateIncrease`` of itself per second of running time since the
+    /// last change, if the pace held an attempt back meanwhile (an unused rate does not grow).
+    private func growRate(_ state: inout State, running: Duration) {
+        guard let rate = state.pace.rate else { return }
+        let elapsed = min((running - state.pace.grownAt).timeInterval, 1)
+        state.pace.grownAt = running
+        guard state.pace.bound, elapsed > 0 else { return }
+        state.pace.bound = false
+        let grown = rate * (1 + configuration.rateIncrease * elapsed)
+        state.pace.rate = grown
+        if Int(grown) != Int(rate) { metrics.rate(grown) }
     }
 }
 
@@ -499,6 +679,7 @@ public final class MioHealth: Sendable {
 ///
 /// - `mioctx_mio_breaker_state`: 0 closed, 1 half-open, 2 open.
 /// - `mioctx_mio_concurrency_limit`: the adaptive limit of attempts in flight.
+/// - `mioctx_mio_rate_limit`: the adaptive pace of attempts in requests per second after a 429 (0: not paced).
 /// - `mioctx_mio_pauses_total`, `mioctx_mio_pause_seconds_total`: pauses of the whole worker on a 429's
 ///   `Retry-After`, and their length.
 /// - `mioctx_mio_attempt_duration_seconds`: each attempt's time from admission to outcome (never across retries).
@@ -508,6 +689,7 @@ struct HealthMetrics: Sendable {
     private let factory: any MetricsFactory
     private let breakerGauge: Gauge
     private let limitGauge: Gauge
+    private let rateGauge: Gauge
     private let pauses: Counter
     private let pauseSeconds: FloatingPointCounter
     private let attempts: Timer
@@ -516,6 +698,7 @@ struct HealthMetrics: Sendable {
         self.factory = factory
         breakerGauge = Gauge(label: "mioctx_mio_breaker_state", factory: factory)
         limitGauge = Gauge(label: "mioctx_mio_concurrency_limit", factory: factory)
+        rateGauge = Gauge(label: "mioctx_mio_rate_limit", factory: factory)
         pauses = Counter(label: "mioctx_mio_pauses_total", factory: factory)
         pauseSeconds = FloatingPointCounter(label: "mioctx_mio_pause_seconds_total", factory: factory)
         attempts = Timer(label: "mioctx_mio_attempt_duration_seconds", factory: factory)
@@ -530,6 +713,7 @@ struct HealthMetrics: Sendable {
 
     func breaker(_ state: MioHealth.BreakerState) { breakerGauge.record(state.gaugeValue) }
     func limit(_ limit: Int) { limitGauge.record(limit) }
+    func rate(_ rate: Double?) { rateGauge.record(rate ?? 0) }
     func paused() { pauses.increment() }
     func pausedFor(_ duration: Duration) { pauseSeconds.increment(by: duration.timeInterval) }
     func attempt(took duration: Duration) { attempts.record(duration: duration) }
