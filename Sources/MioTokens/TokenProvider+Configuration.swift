@@ -47,7 +47,7 @@ extension TokenProvider {
     public struct Statistics: Sendable, Equatable {
         /// Refreshes this process performed at Mio (successful calls).
         public var refreshesPerformed = 0
-        /// Refreshes not performed because another replica (seen under the row lock) or another task (seen in the
+        /// Refreshes not performed because another replica (seen under the per-user lock) or another task (seen in the
         /// cache) had already replaced the token.
         public var refreshesAvoided = 0
         /// Callers that awaited a refresh already in flight for the same user in this process.

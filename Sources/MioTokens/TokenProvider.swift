@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Refresh coordination, so that a rotated refresh token is never spent twice:
 /// - in the process, at most one refresh per user at a time: concurrent callers await the refresh in flight;
-/// - across replicas, the refresh runs under the store's per-user row lock
+/// - across replicas, the refresh runs under the store's per-user lock (a lease on the user's row, in both stores)
 ///   (``TokenStore/withExclusiveLock(userID:_:)``): the row is re-read inside the lock and, when another replica
 ///   already replaced the rejected token (or, for a proactive refresh, the stored token is fresh), its token is
 ///   used and Mio is not called; otherwise Mio is called and the new pair is stored before the lock is released.
@@ -209,7 +209,7 @@ public final class TokenProvider: Sendable {
     /// After Mio answered 401 for `rejected`, a new access token for the user.
     ///
     /// At most one refresh per user runs at a time in the process (others await it). Across replicas the refresh
-    /// runs under the user's row lock; if the stored access token is no longer `rejected`, another replica already
+    /// runs under the user's lock; if the stored access token is no longer `rejected`, another replica already
     /// refreshed and its token is returned without calling Mio. Otherwise Mio is called and the new pair stored
     /// before the lock is released.
     /// - Parameters:
