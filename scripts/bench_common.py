@@ -1,8 +1,10 @@
 """What the benchmark scripts share: the simulator's OAuth client and connecting users through it."""
 import ctypes
 import json
+import re
 import signal
 import subprocess
+import time
 import urllib.request
 
 CLIENT_ID, CLIENT_SECRET, REDIRECT = "bench-client", "bench-secret", "http://127.0.0.1:9/callback"
@@ -89,3 +91,29 @@ def provision(binary, sim_url, users, work):
     subprocess.run([binary, "tokens", "import", "--store", store, "--file", tokens_file],
                    check=True, env=env, capture_output=True)
     return env, store
+
+
+def wait_for_settled_group(logs, partitions, limit=120):
+    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
+    assignment or revocation for 2 s."""
+    deadline = time.monotonic() + limit
+    last_change, last_state = time.monotonic(), None
+    while time.monotonic() < deadline:
+        owned = []
+        for path in logs:
+            held = set()
+            with open(path, errors="replace") as handle:
+                for line in handle:
+                    if "Kafka partitions assigned" in line:
+                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
+                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
+                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
+            owned.append(frozenset(held))
+        state = tuple(owned)
+        if state != last_state:
+            last_change, last_state = time.monotonic(), state
+        covered = set().union(*owned) if owned else set()
+        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")

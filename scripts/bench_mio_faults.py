@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from bench_common import post, provision, spawn, start_kafka_and_simulator
+from bench_common import post, provision, spawn, start_kafka_and_simulator, wait_for_settled_group
 
 
 def get_json(url):
@@ -168,32 +167,6 @@ def main():
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def wait_for_settled_group(logs, partitions, limit=120):
-    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
-    assignment or revocation for 2 s (as bench_token_storm.py --after-join)."""
-    deadline = time.monotonic() + limit
-    last_change, last_state = time.monotonic(), None
-    while time.monotonic() < deadline:
-        owned = []
-        for path in logs:
-            held = set()
-            with open(path, errors="replace") as handle:
-                for line in handle:
-                    if "Kafka partitions assigned" in line:
-                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
-                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
-                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
-            owned.append(frozenset(held))
-        state = tuple(owned)
-        if state != last_state:
-            last_change, last_state = time.monotonic(), state
-        covered = set().union(*owned) if owned else set()
-        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")
 
 
 if __name__ == "__main__":

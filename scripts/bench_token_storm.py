@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench_common import connect, die_with_parent, spawn, start_kafka_and_simulator
+from bench_common import connect, die_with_parent, spawn, start_kafka_and_simulator, wait_for_settled_group
 
 
 def main():
@@ -182,32 +181,6 @@ def run_once(args, fresh):
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-
-
-def wait_for_settled_group(logs, partitions, limit=120):
-    """Waits until the workers' logs (at info level) show every input partition assigned to one of them and no
-    assignment or revocation for 2 s."""
-    deadline = time.monotonic() + limit
-    last_change, last_state = time.monotonic(), None
-    while time.monotonic() < deadline:
-        owned = []
-        for path in logs:
-            held = set()
-            with open(path, errors="replace") as handle:
-                for line in handle:
-                    if "Kafka partitions assigned" in line:
-                        held |= set(re.findall(r"context-requests\[(\d+)\]", line))
-                    elif "Kafka partitions revoked" in line or "Kafka partitions lost" in line:
-                        held -= set(re.findall(r"context-requests\[(\d+)\]", line))
-            owned.append(frozenset(held))
-        state = tuple(owned)
-        if state != last_state:
-            last_change, last_state = time.monotonic(), state
-        covered = set().union(*owned) if owned else set()
-        if len(covered) == partitions and all(owned) and time.monotonic() - last_change >= 2:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the workers' group did not settle within {limit} s (logs: {logs})")
 
 
 def stop_groups(processes):
