@@ -13,8 +13,8 @@ the kill.
 
     scripts/bench_kafka_restart.py --binary .build/release/mioctx [--jobs 20000] [--users 300] [--kills 1]
 
-With `--kills N` the kill and restart repeat N times (the next kill when a further share of the jobs has results,
-alternating the workers). Prints one JSON object; the workers' logs stay in the work directory it names.
+With `--kills N` the kill and restart repeat N times (the next kill when a further share of the jobs has results and
+the group has settled after the previous one, alternating the workers). Prints one JSON object; the workers' logs stay in the work directory it names.
 """
 import argparse
 import json
@@ -28,7 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, first_line, provision, spawn  # noqa: E402
+from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, first_line, provision, spawn, wait_for_settled_group  # noqa: E402,E501
 
 
 class TopicCounter:
@@ -115,11 +115,12 @@ def main():
         results = TopicCounter(bootstrap, "context-results", result_id, processes)
         dead = TopicCounter(bootstrap, "context-dead-letters", lambda line: line.partition("\t")[0], processes)
 
-        starts = [0]
+        starts, logs = [0], {}
 
         def start_worker(index):
             starts[0] += 1
-            log = open(os.path.join(work, f"worker-{index}-{starts[0]}.log"), "w")
+            logs[index] = os.path.join(work, f"worker-{index}-{starts[0]}.log")
+            log = open(logs[index], "w")
             process = spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                              "--max-in-flight", str(args.max_in_flight), "--http-port", "0", "--log-level", "info",
                              "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", *args.worker_arg],
@@ -146,6 +147,10 @@ def main():
             killed_at = unique
             time.sleep(args.restart_after)
             workers[victim] = start_worker(victim)
+            # Before the next kill, the group settles (every partition owned, nothing moved for 2 s) and runs 3 s
+            # more, so that this kill's repeats (redone by the partitions' new owners) are counted before it.
+            wait_for_settled_group([logs[0], logs[1]], partitions=6, limit=180)
+            time.sleep(3)
             kills.append({"atResults": killed_at, "groupResultsPerSecond": round(group_rate, 1),
                           "repeatsBefore": total - unique, "victim": victim, "seconds": round(time.time() - started, 1)})
             victim = 1 - victim
