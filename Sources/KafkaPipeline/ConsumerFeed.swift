@@ -163,12 +163,15 @@ final class ConsumerFeed: Service, Sendable {
 
     /// Stores the marks that advanced since the last call (no I/O: librdkafka commits them later).
     private func storeFinishedMarks() {
-        let marks = book.takeUnstoredMarks()
+        storeMarks(book.takeUnstoredMarks())
+    }
+
+    private func storeMarks(_ marks: [KafkaTopicPartitionOffset], failureLevel: Logger.Level = .warning) {
         guard !marks.isEmpty else { return }
         do throws(KafkaError) {
             try consumer.storeOffsets(marks)
         } catch {
-            logger.warning("offsets could not be stored", metadata: ["error": "\(error)"])
+            logger.log(level: failureLevel, "offsets could not be stored", metadata: ["error": "\(error)"])
         }
     }
 
@@ -176,13 +179,17 @@ final class ConsumerFeed: Service, Sendable {
     private func feed() async {
         // While the consumer joins its group: the first results then go out at once.
         await sink.prepare(logger: logger)
-        for await message in consumer.messages {
+        // The waits come before a message is taken, so that none is held across them: a message held through a
+        // wait could belong to a partition that was revoked and assigned again meanwhile, whose new assignment
+        // starts from the committed offset, and submitting it would put an offset of the old assignment first.
+        var messages = consumer.messages.makeAsyncIterator()
+        while true {
             await engine.waitForCapacity()
             // While Mio is down or the line is stopped no job is taken: the consumer's buffer fills up and pauses
             // the partitions, and the consumer keeps polling, so the worker stays in its group.
             if let health { await health.waitUntilTakingJobs() }
             await waitForCommits()
-            guard !Task.isCancelled else { return }
+            guard !Task.isCancelled, let message = await messages.next() else { return }
             var accepted = true
             let admission = gate.admit(message) { accepted = submit($0) }
             guard accepted else { return }
@@ -216,7 +223,15 @@ final class ConsumerFeed: Service, Sendable {
             metadata: ["uncommitted.for": "\(book.uncommittedAge ?? .zero)", "pending": "\(engine.pendingCount)"]
         )
         var nextReminder = started + Self.commitHoldReminder
+        var nextStore = started
         while commitsAreBehind {
+            // The marks ahead of the last commit are stored again now and then: a store refused during the
+            // rebalance (or one librdkafka dropped with it) would otherwise never be committed, and no new mark
+            // comes while the feed waits.
+            if clock.now() >= nextStore {
+                nextStore = clock.now() + Self.storeInterval * 5
+                storeMarks(book.marksAheadOfCommit(), failureLevel: .debug)
+            }
             if clock.now() >= nextReminder {
                 nextReminder = clock.now() + Self.commitHoldReminder
                 logger.warning(

@@ -193,6 +193,11 @@ final class OffsetBook: Sendable {
         }
     }
 
+    /// The committable marks of the open partitions that are ahead of the last commit.
+    func marksAheadOfCommit() -> [KafkaTopicPartitionOffset] {
+        marks(of: state.withLock { $0.open })
+    }
+
     /// Commits the marks of revoked partitions synchronously: call it only inside the revocation handler (not on
     /// `lost`), where librdkafka cannot be rejoining the group, so the commit carries the current generation.
     /// Any other explicit commit could go out behind this member's own JoinGroup, be answered
