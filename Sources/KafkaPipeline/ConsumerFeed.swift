@@ -181,6 +181,7 @@ final class ConsumerFeed: Service, Sendable {
             // While Mio is down or the line is stopped no job is taken: the consumer's buffer fills up and pauses
             // the partitions, and the consumer keeps polling, so the worker stays in its group.
             if let health { await health.waitUntilTakingJobs() }
+            await waitForCommits()
             guard !Task.isCancelled else { return }
             var accepted = true
             let admission = gate.admit(message) { accepted = submit($0) }
@@ -194,6 +195,47 @@ final class ConsumerFeed: Service, Sendable {
             }
         }
     }
+
+    /// Whether finished work has waited longer than ``KafkaWorker/Configuration/maxUncommittedTime`` for its commit.
+    private var commitsAreBehind: Bool {
+        guard let bound = configuration.effectiveMaxUncommittedTime, let age = book.uncommittedAge else { return false }
+        return age >= bound
+    }
+
+    /// Takes no new job while finished work waits too long for its commit: librdkafka commits nothing while the
+    /// group rebalances (and on librdkafka's mock cluster the coordinator refuses commits until the departed
+    /// member's session expires), so work taken now could not be committed either, and a crash would repeat all
+    /// of it. The consumer's buffer fills and pauses the partitions; the consumer keeps polling, so the member
+    /// stays in its group. Jobs in flight finish; the first successful commit lets the feed go on.
+    private func waitForCommits() async {
+        guard commitsAreBehind else { return }
+        let started = clock.now()
+        metrics.holdingForCommits(true)
+        logger.info(
+            "not taking new jobs until the finished ones are committed (the group is rebalancing, or commits fail)",
+            metadata: ["uncommitted.for": "\(book.uncommittedAge ?? .zero)", "pending": "\(engine.pendingCount)"]
+        )
+        var nextReminder = started + Self.commitHoldReminder
+        while commitsAreBehind {
+            if clock.now() >= nextReminder {
+                nextReminder = clock.now() + Self.commitHoldReminder
+                logger.warning(
+                    "still not taking new jobs: no commit has succeeded for a long time; see the offset commit errors",
+                    metadata: ["uncommitted.for": "\(book.uncommittedAge ?? .zero)"]
+                )
+            }
+            do {
+                try await clock.sleep(for: .milliseconds(20))
+            } catch {
+                break
+            }
+        }
+        metrics.holdingForCommits(false)
+        logger.info("taking jobs again: the finished jobs were committed", metadata: ["held.for": "\(clock.now() - started)"])
+    }
+
+    /// How often a hold for commits that lasts says so again, at warning level.
+    static let commitHoldReminder: Duration = .seconds(30)
 
     /// Records `message` in the book and submits it; `false` when the engine no longer accepts jobs.
     private func submit(_ message: KafkaMessage) -> Bool {
@@ -215,6 +257,8 @@ final class ConsumerFeed: Service, Sendable {
     /// Submits held messages whose partitions' marks moved (``RunAheadGate``) and resumes the partitions that
     /// have none held any more.
     private func releaseHeldMessages() async {
+        // Not while the feed waits for commits: a released message would be new work that cannot be committed.
+        guard !commitsAreBehind else { return }
         let resumable = gate.release { _ = submit($0) }
         if !resumable.isEmpty {
             await consumer.resume(resumable)

@@ -48,9 +48,21 @@ public final class KafkaWorker: Service, Sendable {
         /// this past the partition's lowest unfinished offset waits, and the partition is paused, until the mark
         /// moves. It bounds what a crash repeats when one job is slow. `nil` (the default): the in-flight limit.
         public var maxRunAhead: Int?
+        /// How long finished work may wait for its commit before the worker stops taking new jobs, until a commit
+        /// succeeds. librdkafka commits nothing while the group rebalances (and a coordinator may refuse commits
+        /// meanwhile), so without this bound a crash during a long rebalance repeats everything finished since it
+        /// began; with it, a crash repeats at most about this much finished work plus the jobs in flight. `nil`
+        /// (the default): twice ``commitInterval``; `.zero`: no bound.
+        public var maxUncommittedTime: Duration?
         /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
         /// above it the consumer pauses its partitions. Default 32 MiB.
         public var maxBufferedBytes: Int = 32 * 1024 * 1024
+
+        /// ``maxUncommittedTime`` in force: `nil` when there is no bound.
+        var effectiveMaxUncommittedTime: Duration? {
+            let bound = maxUncommittedTime ?? commitInterval * 2
+            return bound > .zero ? bound : nil
+        }
 
         /// Creates a configuration with production defaults.
         public init(

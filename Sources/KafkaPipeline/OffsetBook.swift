@@ -19,6 +19,24 @@ final class OffsetBook: Sendable {
         /// Marks of lost partitions that were ahead of this member's last commit: where to resume if the group
         /// gives a partition back (``resumeMarks(for:)``).
         var lostMarks: [PartitionID: Int64] = [:]
+        /// Since when finished work of an open partition has waited for a commit: set when a mark advances past
+        /// the last commit, moved to the time of each successful commit that leaves work uncommitted, cleared when
+        /// none is left (``uncommittedAge``).
+        var uncommittedSince: Duration?
+
+        /// Whether an open partition's finished mark is ahead of what this member committed.
+        var hasUncommittedWork: Bool {
+            tracker.committableOffsets.contains { partition, mark in
+                open.contains(partition) && mark > (committed[partition] ?? -1)
+            }
+        }
+
+        /// Clears ``uncommittedSince`` when no finished work waits for a commit any more.
+        mutating func clearUncommittedSinceIfDone() {
+            if uncommittedSince != nil, !hasUncommittedWork {
+                uncommittedSince = nil
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -48,7 +66,10 @@ final class OffsetBook: Sendable {
 
     /// Partitions are being revoked: their messages are no longer taken.
     func close(_ partitions: [PartitionID]) {
-        state.withLock { $0.open.subtract(partitions) }
+        state.withLock { state in
+            state.open.subtract(partitions)
+            state.clearUncommittedSinceIfDone()
+        }
     }
 
     /// Records a finished job (its result or dead-letter copy acknowledged by Kafka); a committable mark that
@@ -59,7 +80,20 @@ final class OffsetBook: Sendable {
                 let mark = state.tracker.committableOffsets[source.partition]
             else { return }
             state.unstored[source.partition] = mark
+            if state.uncommittedSince == nil, state.open.contains(source.partition),
+                mark > (state.committed[source.partition] ?? -1)
+            {
+                state.uncommittedSince = clock.now()
+            }
         }
+    }
+
+    /// How long finished work has waited for its commit: since the first mark that advanced after the last
+    /// successful commit (a commit leaves the work finished meanwhile, so its time restarts the count). `nil`
+    /// when every open partition's mark is committed. While the group rebalances librdkafka commits nothing, so
+    /// this grows until the group is stable again; ``ConsumerFeed`` takes no new job while it is over its bound.
+    var uncommittedAge: Duration? {
+        state.withLock { state in state.uncommittedSince.map { clock.now() - $0 } }
     }
 
     /// The committable marks (the next offset to read) that advanced since the last call, one per partition:
@@ -120,6 +154,7 @@ final class OffsetBook: Sendable {
                 state.tracker.forget(partition)
                 state.unstored[partition] = nil
             }
+            state.clearUncommittedSinceIfDone()
         }
     }
 
@@ -130,13 +165,20 @@ final class OffsetBook: Sendable {
     }
 
     /// Records the result of a commit (librdkafka's offset commit callback, for automatic and revocation commits
-    /// alike): the metrics and ``lastCommitted``.
+    /// alike): the metrics, ``lastCommitted`` and ``uncommittedAge``.
     func committed(_ offsets: [KafkaTopicPartitionOffset], failure: KafkaError?) {
         metrics.committed(success: failure == nil)
         state.withLock { state in
             for offset in offsets {
                 let partition = PartitionID(offset.topicPartition)
                 state.committed[partition] = max(state.committed[partition] ?? -1, offset.offset)
+            }
+            if !state.hasUncommittedWork {
+                state.uncommittedSince = nil
+            } else if failure == nil, !offsets.isEmpty {
+                // What is still uncommitted finished after this commit's offsets were taken (about now). A partial
+                // failure keeps the older time: the failed partitions' work is as old as it was.
+                state.uncommittedSince = clock.now()
             }
         }
     }

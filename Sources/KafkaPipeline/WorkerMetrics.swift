@@ -14,6 +14,9 @@ import Synchronization
 ///   deleted by the broker's retention before they were read (jobs lost before mioctx saw them), or compacted.
 /// - `mioctx_partitions_lost_total`: partitions revoked as lost (the session or generation expired before this
 ///   member could commit them): their work since the last commit is repeated by their next owner.
+/// - `mioctx_kafka_commit_hold`: 1 while the worker takes no new job because its finished work waited longer than
+///   `processing.maxUncommittedTime` for a commit (the group is rebalancing, or commits fail); else 0.
+///   `mioctx_kafka_commit_holds_total` counts such holds.
 /// - `mioctx_rebalances_total{event}`: `assigned`, `revoked` or `lost` (session expired) partition sets.
 /// - `mioctx_consumer_lag{topic, partition}`: messages between the partition's end and the committed offset, from
 ///   librdkafka's statistics; a partition's series disappears when it is no longer reported.
@@ -26,6 +29,8 @@ final class WorkerMetrics: Sendable {
     private let rewindsUndone: Counter
     private let offsetsSkipped: Counter
     private let lost: Counter
+    private let commitHold: Gauge
+    private let commitHolds: Counter
     private let lagGauges = Mutex<[KafkaTopicPartition: Gauge]>([:])
 
     init(factory: any MetricsFactory) {
@@ -37,6 +42,14 @@ final class WorkerMetrics: Sendable {
         rewindsUndone = Counter(label: "mioctx_kafka_rewinds_undone_total", factory: factory)
         offsetsSkipped = Counter(label: "mioctx_kafka_offsets_skipped_total", factory: factory)
         lost = Counter(label: "mioctx_partitions_lost_total", factory: factory)
+        commitHold = Gauge(label: "mioctx_kafka_commit_hold", factory: factory)
+        commitHolds = Counter(label: "mioctx_kafka_commit_holds_total", factory: factory)
+        commitHold.record(0)
+    }
+
+    func holdingForCommits(_ holding: Bool) {
+        commitHold.record(holding ? 1 : 0)
+        if holding { commitHolds.increment() }
     }
 
     func committed(success: Bool) {

@@ -372,6 +372,14 @@ public struct SettingsCatalog: Sendable {
             "offsets a partition's work may run past its committable mark before the partition pauses (1 to "
                 + "1000000, or `maxInFlight`); bounds what a crash repeats behind one slow job"
         )
+        /// The declaration of `processing.maxUncommittedTime`.
+        public let maxUncommittedTime = Setting<Duration?>(
+            "processing.maxUncommittedTime", default: nil, parser: .uncommittedTime,
+            format: { $0.map { $0 == .zero ? "off" : SettingValueParsing.format($0) } ?? "auto" }, documentedDefault: "auto",
+            "how long finished jobs may wait for their commit (a rebalance, failing commits) before the worker takes "
+                + "no new job until a commit succeeds (10ms to 1h; `auto`: twice `processing.commitInterval`; `off`); "
+                + "bounds what a crash during a rebalance repeats"
+        )
     }
 
     /// `http.*`: the operations listener.
@@ -544,6 +552,19 @@ extension SettingParser where Value == Int? {
             let text = text.trimmingCharacters(in: .whitespaces)
             if text == "maxInFlight" { return .success(nil) }
             return SettingValueParsing.integer(text, in: 1...1_000_000).map { $0 }
+        }
+    }
+}
+
+extension SettingParser where Value == Duration? {
+    /// `auto` (nil: twice the commit interval), `off` (zero: no bound) or a duration from 10 ms to 1 h.
+    static var uncommittedTime: Self {
+        Self { text in
+            switch text.trimmingCharacters(in: .whitespaces) {
+            case "auto": return .success(nil)
+            case "off": return .success(.zero)
+            case let text: return SettingValueParsing.duration(text, in: .milliseconds(10) ... .seconds(3600)).map { $0 }
+            }
         }
     }
 }

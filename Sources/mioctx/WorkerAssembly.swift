@@ -36,6 +36,7 @@ struct WorkerAssembly {
         configuration.maxBufferedBytes = settings[\.processing.maxBufferedBytes]
         try Self.checkResultLimit(settings)
         configuration.maxRunAhead = settings[\.processing.maxRunAhead]
+        configuration.maxUncommittedTime = settings[\.processing.maxUncommittedTime]
         self.worker = try KafkaWorker(configuration: configuration, handler: handler, logger: logger)
         self.mio = mio
         self.tokens = tokens
