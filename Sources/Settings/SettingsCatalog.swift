@@ -563,7 +563,9 @@ extension SettingParser where Value == Duration? {
             switch text.trimmingCharacters(in: .whitespaces) {
             case "auto": return .success(nil)
             case "off": return .success(.zero)
-            case let text: return SettingValueParsing.duration(text, in: .milliseconds(10) ... .seconds(3600)).map { $0 }
+            case let text:
+                return SettingValueParsing.duration(text, in: .milliseconds(10) ... .seconds(3600)).map { $0 }
+                    .mapError { _ in SettingParseFailure("must be `auto`, `off` or a duration from 10ms to 1h (such as 2s), got \"\(text)\"") }
             }
         }
     }

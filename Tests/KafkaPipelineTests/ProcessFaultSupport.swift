@@ -215,6 +215,9 @@ final class ProcessGroupSetup: Sendable {
         environment["MIO_REDIRECT_URL"] = Self.redirectURL
         environment["MIO_API_URL"] = simulatorURL
         environment["MIOCTX_PROCESSING_COMMIT_INTERVAL"] = "\(Int(commitInterval.timeInterval * 1000))ms"
+        // The bound is the jobs in flight plus one commit interval of work: finished work may wait one commit
+        // interval for its commit before the worker stops taking jobs (the default, `auto`, allows two).
+        environment["MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME"] = "\(Int(commitInterval.timeInterval * 1000))ms"
         environment["MIOCTX_PROCESSING_SHUTDOWN_GRACE_PERIOD"] = "20s"
         environment["MIOCTX_KAFKA_PROPERTIES"] = "session.timeout.ms=6000,heartbeat.interval.ms=500"
         if let requestsPerSecond {

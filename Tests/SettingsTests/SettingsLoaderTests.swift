@@ -105,6 +105,9 @@ import Testing
         ("MIOCTX_PROCESSING_RETRY_INITIAL_BACKOFF", "500ms", "initialBackoff: 500ms"),
         ("MIOCTX_PROCESSING_COMMIT_INTERVAL", "1.5s", "commitInterval: 1500ms"),
         ("MIOCTX_PROCESSING_REVOCATION_GRACE_PERIOD", "0", "revocationGracePeriod: 0s"),
+        ("MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME", "750ms", "maxUncommittedTime: 750ms"),
+        ("MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME", "off", "maxUncommittedTime: off"),
+        ("MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME", "auto", "maxUncommittedTime: auto"),
         ("MIOCTX_HTTP_HOST", "127.0.0.1", "host: 127.0.0.1"),
         ("MIOCTX_HTTP_PORT", "9090", "port: 9090"),
         ("MIOCTX_LOG_LEVEL", "debug", "level: debug"),
@@ -314,6 +317,13 @@ import Testing
             name: "per-user limit above the total", arguments: ["--max-in-flight", "8", "--max-in-flight-per-user", "9"],
             expected: [
                 #"processing.maxInFlightPerUser: must not exceed processing.maxInFlight (8), got "9" (from --max-in-flight-per-user)"#
+            ]
+        ),
+        InvalidCase(
+            name: "unreadable uncommitted time", environment: ["MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME": "soon"],
+            expected: [
+                #"processing.maxUncommittedTime: must be `auto`, `off` or a duration from 10ms to 1h (such as 2s), got "soon""#,
+                "(from MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME)",
             ]
         ),
         InvalidCase(
