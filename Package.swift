@@ -382,5 +382,11 @@ let package = Package(
             ],
             swiftSettings: upcomingFeatures
         ),
+        // The executable's wiring (WorkerAssembly), through `@testable import mioctx`.
+        .testTarget(
+            name: "MioctxAssemblyTests",
+            dependencies: ["mioctx", "Settings", "Pipeline"],
+            swiftSettings: upcomingFeatures
+        ),
     ]
 )

@@ -30,6 +30,15 @@ def first_line(process):
     return line
 
 
+# librdkafka properties for a worker in a group on librdkafka 2.0.2's mock cluster (what the tests set too). The mock
+# holds every rebalance that a member's JoinGroup starts while the group is up for `session.timeout.ms` - 1 s (44 s
+# with librdkafka's default of 45 s), even after every member has rejoined; and it refuses with INVALID_REQUEST a
+# follower's SyncGroup that arrives after the leader's SyncGroup completed the round, so that follower rejoins and
+# starts such a rebalance, its partitions unowned meanwhile (2 of 12 three-worker runs stalled ~40 s). A real broker
+# completes a rebalance once all members rejoined and answers a late SyncGroup; production keeps the defaults.
+MOCK_GROUP_PROPERTIES = ["-Xsession.timeout.ms=6000", "-Xheartbeat.interval.ms=500"]
+
+
 def start_kafka_and_simulator(binary, latency_ms, processes):
     """Starts the mock cluster (one broker, the three topics) and the simulator, appending both to `processes`;
     returns the bootstrap servers and the simulator's base URL."""

@@ -26,7 +26,8 @@ import tempfile
 import threading
 import time
 
-from bench_common import post, provision, spawn, start_kafka_and_simulator, wait_for_settled_group
+from bench_common import (MOCK_GROUP_PROPERTIES, post, provision, spawn, start_kafka_and_simulator,
+                          wait_for_settled_group)
 
 
 def get_json(url):
@@ -52,6 +53,12 @@ def main():
                              "partition assigned, nothing moved for 2 s): the figures are then the jobs', not the "
                              "group's formation (three workers joining at once sometimes leave partitions unassigned "
                              "for ~40 s on the mock cluster)")
+    parser.add_argument("--no-mock-group-properties", dest="mock_group_properties", action="store_false",
+                        help="leave the workers' session.timeout.ms and heartbeat.interval.ms at librdkafka's "
+                             "defaults (see MOCK_GROUP_PROPERTIES in bench_common.py)")
+    parser.add_argument("--worker-start-delay", type=float, default=0,
+                        help="start each worker this many seconds after the previous one (a worker that joins the "
+                             "group after the mock cluster's first election: see docs/benchmarks.md)")
     parser.add_argument("--timeline", type=float, default=0,
                         help="every this many seconds, record the context answers 200 and 429 since the last sample "
                              "(from /sim/stats); printed as `timeline`")
@@ -85,11 +92,14 @@ def main():
 
         workers, logs = [], []
         for index in range(args.workers):
+            if index and args.worker_start_delay:
+                time.sleep(args.worker_start_delay)
             logs.append(os.path.join(work, f"worker-{index}.log"))
             log = open(logs[-1], "w")
             workers.append(spawn([args.binary, "run", "--kafka-bootstrap-servers", bootstrap, "--token-store", store,
                                   "--max-in-flight", str(args.max_in_flight), "--http-port", "0",
-                                  "--log-level", "info" if args.after_join else "warning", *args.worker_arg],
+                                  "--log-level", "info" if args.after_join else "warning",
+                                  *(MOCK_GROUP_PROPERTIES if args.mock_group_properties else []), *args.worker_arg],
                                  env=env, stdout=subprocess.DEVNULL, stderr=log))
         processes.extend(workers)
         if args.after_join:

@@ -283,8 +283,15 @@ public struct SettingsCatalog: Sendable {
         public let rateIncrease = Setting<Double>(
             "processing.breaker.rateIncrease", default: MioHealth.Configuration().rateIncrease,
             parser: .number(in: 0...1), format: SettingParser<Double>.format,
-            "growth of that pace per second while it holds calls back, as a share of itself, never during a "
-                + "Retry-After pause (0 to 1)"
+            "growth of that pace per second while it holds calls back, as a share of itself, right after a 429; it "
+                + "doubles with each second of growth without a 429, never grows during a Retry-After pause (0 to 1)"
+        )
+        /// The declaration of `processing.breaker.maxRateIncrease`.
+        public let maxRateIncrease = Setting<Double>(
+            "processing.breaker.maxRateIncrease", default: MioHealth.Configuration().maxRateIncrease,
+            parser: .number(in: 0...1), format: SettingParser<Double>.format,
+            "highest growth of the pace per second that the doubling of rateIncrease reaches, as a share of itself "
+                + "(rateIncrease or less: no doubling; 0 to 1)"
         )
     }
 

@@ -164,7 +164,8 @@ struct WorkerAssembly {
             initialConcurrency: min(settings[\.processing.breaker.initialConcurrency],
                                     settings[\.processing.maxInFlight]),
             rateDecrease: settings[\.processing.breaker.rateDecrease],
-            rateIncrease: settings[\.processing.breaker.rateIncrease]
+            rateIncrease: settings[\.processing.breaker.rateIncrease],
+            maxRateIncrease: settings[\.processing.breaker.maxRateIncrease]
         )
     }
 

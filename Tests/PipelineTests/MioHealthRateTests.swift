@@ -34,7 +34,8 @@ import Testing
 
     @Test func afterA429TheRateGrowsBackOverSecondsOfAnswersNotOneRoundTripAndNotDuringThePause() async throws {
         let clock = VirtualClock()
-        let health = health(clock, .init(maxConcurrency: 64, rateIncrease: 0.05))
+        // Without the doubling (its maximum is the increase itself): a constant 5 % a second.
+        let health = health(clock, .init(maxConcurrency: 64, rateIncrease: 0.05, maxRateIncrease: 0.05))
         try await answer(100, health)
         let inFlight = try await health.admit()
         health.record(try await health.admit(), .rateLimited(retryAfter: .seconds(1)))
@@ -62,6 +63,64 @@ import Testing
         #expect(clock.now - resumedAt > .seconds(2))
         // Concurrency meanwhile: halved once by the 429 (64 to 32), grown by 1/limit per answer while in use only.
         #expect(health.concurrencyLimit == 32)
+    }
+
+    /// Paces a worker at 90/s by a 429 after 100 answers, then answers one attempt after the other (each waits for
+    /// its permit) until the rate is `factor` times that: the virtual seconds it took.
+    func secondsToGrow(by factor: Double, _ health: MioHealth, _ clock: VirtualClock) async throws -> Double {
+        let start = clock.now
+        let from = try #require(health.rateLimit)
+        var answers = 0
+        while let rate = health.rateLimit, rate < from * factor {
+            try await answer(1, health)
+            answers += 1
+            if answers >= 100_000 { break }
+        }
+        return (clock.now - start).timeInterval
+    }
+
+    @Test func theRatesGrowthDoublesWithEachSecondWithoutA429SoALoneWorkerFindsAFreedQuotaInSeconds() async throws {
+        // A worker paced at a third of a quota (the others' share was freed): 90/s to 270/s.
+        let clock = VirtualClock()
+        let health = health(clock, .init(maxConcurrency: 64))
+        try await answer(100, health)
+        health.record(try await health.admit(), .rateLimited(retryAfter: nil))
+        #expect(health.rateLimit == 90)
+        // Growth of 10 % a second at first, doubling each second: ln 3 = 0.1 (2^t - 1) / ln 2 at t = 3.1 s. At a
+        // constant 10 % it would take ln 3 / 0.1 = 11 s.
+        let tripled = try await secondsToGrow(by: 3, health, clock)
+        #expect(tripled > 2.5 && tripled < 4, "\(tripled) s")
+
+        // A 429 starts the growth again at 10 % a second: the next second adds about 15 % (0.1 / ln 2), not the
+        // 170 % of the growth reached (at most 1, the rate doubling in a second, e-fold over a second).
+        let fast = try #require(health.rateLimit)
+        health.record(try await health.admit(), .rateLimited(retryAfter: nil))
+        let cut = try #require(health.rateLimit)
+        #expect(cut < fast)
+        let cutAt = clock.now
+        while clock.now - cutAt < .seconds(1) { try await answer(1, health) }
+        let grown = try #require(health.rateLimit) / cut
+        #expect(grown > 1.12 && grown < 1.2, "\(grown)")
+    }
+
+    @Test func theDoublingStopsAtTheMaximumAndAMaximumAtTheIncreaseIsAConstantGrowth() async throws {
+        // Capped at 50 % a second: from 10 %, the doubling reaches it after log2(5) = 2.32 s, having grown the rate by
+        // e^(0.1 (5 - 1) / ln 2) = e^0.58; to 6x (ln 6 = 1.79) then takes (1.79 - 0.58) / 0.5 = 2.43 s more: 4.75 s in
+        // all (uncapped: log2(1 + 1.79 ln 2 / 0.1) = 3.74 s).
+        let clock = VirtualClock()
+        let capped = health(clock, .init(maxConcurrency: 64, maxRateIncrease: 0.5))
+        try await answer(100, capped)
+        capped.record(try await capped.admit(), .rateLimited(retryAfter: nil))
+        let sixfold = try await secondsToGrow(by: 6, capped, clock)
+        #expect(sixfold > 4.3 && sixfold < 4.8, "\(sixfold) s")
+
+        // No doubling: 10 % a second throughout, ln 3 / 0.1 = 11 s to triple.
+        let constantClock = VirtualClock()
+        let constant = health(constantClock, .init(maxConcurrency: 64, maxRateIncrease: 0.1))
+        try await answer(100, constant)
+        constant.record(try await constant.admit(), .rateLimited(retryAfter: nil))
+        let tripled = try await secondsToGrow(by: 3, constant, constantClock)
+        #expect(tripled > 10.5 && tripled < 11.5, "\(tripled) s")
     }
 
     @Test func laterCutsFollowTheLowerOfTheRateAndTheAnswersButNeverHalveItMore() async throws {

@@ -1,6 +1,7 @@
 public import Coordination
 public import CoreMetrics
 public import Logging
+import Foundation
 import Metrics
 import Synchronization
 
@@ -27,8 +28,11 @@ import Synchronization
 ///   429 starts pacing attempts at ``Configuration/rateDecrease`` times the answers of the last second of running
 ///   time (time not paused by `Retry-After`); each later cut multiplies the lower of the rate and that measure by
 ///   it (never below half the rate). While the pace holds attempts back, the rate grows by
-///   ``Configuration/rateIncrease`` of itself per second of running time; never while a pause runs. Requests then
-///   leave evenly just under the quota, and only the few sent as the rate creeps over it are refused.
+///   ``Configuration/rateIncrease`` of itself per second of running time, and that growth doubles with each second
+///   of growth without a 429 (10 %, 20 %, 40 % ... a second, at most ``Configuration/maxRateIncrease``; a cut
+///   starts it again at ``Configuration/rateIncrease``); never while a pause runs. Requests then leave evenly just
+///   under the quota, and only the few sent as the rate creeps over it are refused; a worker whose share of a quota
+///   was freed (the others finished) finds the rest of it within seconds.
 /// - **Retry-After.** A 429 with `Retry-After` pauses the admission of every attempt of the worker until then; after
 ///   the pause one attempt goes first, and the others follow once it was not refused (several workers sharing one
 ///   quota would otherwise all resume into a quota the others used up). Neither limit grows while a pause runs.
@@ -64,8 +68,12 @@ public final class MioHealth: Sendable {
         /// Share of the rate (requests per second) that a 429 leaves (default 0.9).
         public var rateDecrease: Double
         /// Growth of the rate per second of running time while the pace holds attempts back, as a share of the
-        /// rate (default 0.1: 10 % a second).
+        /// rate, right after a cut (default 0.1: 10 % a second); it doubles with each second of growth without a 429,
+        /// up to ``maxRateIncrease``.
         public var rateIncrease: Double
+        /// Highest growth of the rate per second, as a share of the rate, that the doubling of ``rateIncrease``
+        /// reaches (default 1: the rate at most doubles in a second; ``rateIncrease`` or less: no doubling).
+        public var maxRateIncrease: Double
 
         /// Creates a configuration.
         /// - Parameters:
@@ -80,7 +88,10 @@ public final class MioHealth: Sendable {
         ///   - minConcurrency: Lowest limit of attempts in flight.
         ///   - initialConcurrency: The limit before the first cut (slow start); `nil` is `maxConcurrency`.
         ///   - rateDecrease: Share of the rate that a 429 leaves (0.5 to 1).
-        ///   - rateIncrease: Growth of the rate per second of running time while it holds attempts back (0 to 1).
+        ///   - rateIncrease: Growth of the rate per second of running time while it holds attempts back, right after a
+        ///     cut (0 to 1).
+        ///   - maxRateIncrease: Highest growth per second that the doubling of `rateIncrease` reaches (`rateIncrease`
+        ///     to 1).
         public init(
             window: Duration = .seconds(10),
             failureThreshold: Int = 20,
@@ -93,7 +104,8 @@ public final class MioHealth: Sendable {
             minConcurrency: Int = 1,
             initialConcurrency: Int? = nil,
             rateDecrease: Double = 0.9,
-            rateIncrease: Double = 0.1
+            rateIncrease: Double = 0.1,
+            maxRateIncrease: Double = 1
         ) {
             self.window = window
             self.failureThreshold = max(1, failureThreshold)
@@ -108,6 +120,7 @@ public final class MioHealth: Sendable {
                                           self.maxConcurrency)
             self.rateDecrease = min(max(rateDecrease, 0.5), 1)
             self.rateIncrease = min(max(rateIncrease, 0), 1)
+            self.maxRateIncrease = min(max(maxRateIncrease, self.rateIncrease), 1)
         }
     }
 
@@ -204,6 +217,8 @@ public final class MioHealth: Sendable {
         var bound = false
         /// Running time when the rate last grew or was cut.
         var grownAt = Duration.zero
+        /// Running time over which the rate grew since the last cut: each second of it doubles the growth.
+        var growing = Duration.zero
         /// Running times of the answers of the last second of running time, from `head`.
         var answers: [Duration] = []
         var head = 0
@@ -657,19 +672,26 @@ public final class MioHealth: Sendable {
         }
         state.pace.rate = max(1, rate)
         state.pace.grownAt = running
+        state.pace.growing = .zero
         state.pace.bound = false
         metrics.rate(state.pace.rate)
     }
 
-    /// An answer raises the pace by ``Configuration/rateIncrease`` of itself per second of running time since the
-    /// last change, if the pace held an attempt back meanwhile (an unused rate does not grow).
+    /// An answer raises the pace per second of running time since the last change, if the pace held an attempt back
+    /// meanwhile (an unused rate does not grow): by ``Configuration/rateIncrease`` of itself right after a cut,
+    /// doubled for each second that the rate grew since (at most ``Configuration/maxRateIncrease``). The longer no
+    /// 429 comes, the faster the probe: quota freed by other workers is found in seconds, not tens of seconds, while
+    /// the growth near the point of the last 429 stays slow.
     private func growRate(_ state: inout State, running: Duration) {
         guard let rate = state.pace.rate else { return }
         let elapsed = min((running - state.pace.grownAt).timeInterval, 1)
         state.pace.grownAt = running
         guard state.pace.bound, elapsed > 0 else { return }
         state.pace.bound = false
-        let grown = rate * (1 + configuration.rateIncrease * elapsed)
+        let increase = min(configuration.maxRateIncrease,
+                           configuration.rateIncrease * pow(2, state.pace.growing.timeInterval))
+        state.pace.growing += .timeInterval(elapsed)
+        let grown = rate * (1 + increase * elapsed)
         state.pace.rate = grown
         if Int(grown) != Int(rate) { metrics.rate(grown) }
     }
