@@ -22,6 +22,18 @@ def spawn(*args, **kwargs):
     return subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs)
 
 
+def stop_all(processes, timeout=30):
+    """SIGTERM to every child still running, then waits for each (killing one that outlives `timeout`)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def first_line(process):
     """The child's first line of standard output (its address), or an exit naming the child."""
     line = process.stdout.readline().decode().strip()

@@ -28,7 +28,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import CLIENT_ID, CLIENT_SECRET, REDIRECT, first_line, provision, spawn, wait_for_settled_group  # noqa: E402,E501
+from bench_common import (CLIENT_ID, CLIENT_SECRET, REDIRECT, first_line, provision, spawn, stop_all,  # noqa: E402
+                          wait_for_settled_group)
 
 
 class TopicCounter:
@@ -183,14 +184,7 @@ def main():
             "kills": kills, "wallSeconds": round(wall, 1), "work": work,
         }, indent=2))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from bench_common import (MOCK_GROUP_PROPERTIES, post, provision, spawn, start_kafka_and_simulator,
+from bench_common import (MOCK_GROUP_PROPERTIES, post, provision, spawn, start_kafka_and_simulator, stop_all,
                           wait_for_settled_group)
 
 
@@ -169,14 +168,7 @@ def main():
             figures["timeline"] = {"seconds": args.timeline, "samples [t, 200s, 429s]": timeline}
         print(json.dumps(figures, indent=2))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 if __name__ == "__main__":
