@@ -74,7 +74,10 @@ final class RevocationAcrossProcesses: Sendable {
         let simulator = try ChildProcess(
             mioctxExecutable(),
             ["sim", "--port", "0", "--latency-ms", "0", "--client-id", clientID, "--client-secret", clientSecret,
-             "--redirect-url", redirectURL],
+             "--redirect-url", redirectURL,
+             // Codes live 10 minutes, not Mio's 60 s: on a loaded CI machine the `tokens connect` process once
+             // reached the simulator more than 60 s after its consent ("authorization code expired").
+             "--code-ttl", "600"],
             environment: ProcessGroupSetup.baseEnvironment,
             standardError: directory.appendingPathComponent("sim.log")
         )
