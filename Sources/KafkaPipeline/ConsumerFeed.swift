@@ -163,10 +163,11 @@ final class ConsumerFeed: Service, Sendable {
 
     /// Stores the marks that advanced since the last call (no I/O: librdkafka commits them later).
     private func storeFinishedMarks() {
-        storeMarks(book.takeUnstoredMarks())
+        store(book.takeUnstoredMarks())
     }
 
-    private func storeMarks(_ marks: [KafkaTopicPartitionOffset], failureLevel: Logger.Level = .warning) {
+    /// Stores `marks` in the consumer; a failure is logged at `failureLevel`.
+    private func store(_ marks: [KafkaTopicPartitionOffset], failureLevel: Logger.Level = .warning) {
         guard !marks.isEmpty else { return }
         do throws(KafkaError) {
             try consumer.storeOffsets(marks)
@@ -230,7 +231,7 @@ final class ConsumerFeed: Service, Sendable {
             // comes while the feed waits.
             if clock.now() >= nextStore {
                 nextStore = clock.now() + Self.storeInterval * 5
-                storeMarks(book.marksAheadOfCommit(), failureLevel: .debug)
+                store(book.marksAheadOfCommit(), failureLevel: .debug)
             }
             if clock.now() >= nextReminder {
                 nextReminder = clock.now() + Self.commitHoldReminder

@@ -108,11 +108,7 @@ final class OffsetBook: Sendable {
 
     /// Whether the committable mark of every assigned partition has been committed (by this member).
     var marksAreCommitted: Bool {
-        state.withLock { state in
-            state.tracker.committableOffsets.allSatisfy { partition, mark in
-                !state.open.contains(partition) || (state.committed[partition] ?? -1) >= mark
-            }
-        }
+        state.withLock { !$0.hasUncommittedWork }
     }
 
     /// The lowest received offset of `partition` whose job is not done (``RunAheadGate`` measures from it).
