@@ -157,7 +157,7 @@ final class ConsumerFeed: Service, Sendable {
                 return
             }
             storeFinishedMarks()
-            await releaseHeldMessages()
+            releaseHeldMessages()
         }
     }
 
@@ -194,12 +194,11 @@ final class ConsumerFeed: Service, Sendable {
             var accepted = true
             let admission = gate.admit(message) { accepted = submit($0) }
             guard accepted else { return }
-            if case .held(let partition?) = admission {
+            if admission == .held(paused: true) {
                 logger.debug(
                     "partition paused: its work is \(gate.limit) offsets past its committable mark",
-                    metadata: ["kafka.partition": "\(partition)"]
+                    metadata: ["kafka.partition": "\(message.topic)[\(message.partition)]"]
                 )
-                await consumer.pause([partition])
             }
         }
     }
@@ -270,15 +269,12 @@ final class ConsumerFeed: Service, Sendable {
         return engine.submit(item)
     }
 
-    /// Submits held messages whose partitions' marks moved (``RunAheadGate``) and resumes the partitions that
-    /// have none held any more.
-    private func releaseHeldMessages() async {
+    /// Submits held messages whose partitions' marks moved (``RunAheadGate``); the gate resumes the partitions
+    /// that have none held any more.
+    private func releaseHeldMessages() {
         // Not while the feed waits for commits: a released message would be new work that cannot be committed.
         guard !commitsAreBehind else { return }
-        let resumable = gate.release { _ = submit($0) }
-        if !resumable.isEmpty {
-            await consumer.resume(resumable)
-        }
+        gate.release { _ = submit($0) }
     }
 
     /// Backpressure: at the in-flight limit the feed stops reading; the consumer's buffer fills up and pauses

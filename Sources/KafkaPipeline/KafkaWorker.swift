@@ -166,7 +166,9 @@ public final class KafkaWorker: Service, Sendable {
         consumerOptions.autoCommitInterval = configuration.commitInterval
         consumerOptions.commitHandler = { offsets, failure in book.committed(offsets, failure: failure) }
         let revocationGracePeriod = revocation.jobs
-        let gate = RunAheadGate(limit: configuration.maxRunAhead ?? configuration.engine.scheduling.maxInFlight, book: book)
+        let gate = RunAheadGate(limit: configuration.maxRunAhead ?? configuration.engine.scheduling.maxInFlight, book: book) {
+            partitions, paused in revocationTargets.consumer?.requestPause(partitions, paused: paused)
+        }
         var consumerConfiguration = configuration.kafka
         consumerConfiguration.properties = configuration.kafka.properties.merging(Self.consumerDefaults) { user, _ in user }
         let consumer = try KafkaConsumer(
@@ -327,8 +329,9 @@ extension KafkaWorker {
     }
 }
 
-/// Weak references for the revocation handler, set once in `KafkaWorker.init` before any callback can run
-/// (callbacks start with `run()`), read only afterwards: that ordering is why `@unchecked Sendable` is safe.
+/// Weak references for the revocation handler and the run-ahead gate's pauses, set once in `KafkaWorker.init`
+/// before any callback can run (callbacks and the feed start with `run()`), read only afterwards: that ordering
+/// is why `@unchecked Sendable` is safe.
 private final class RevocationTargets: @unchecked Sendable {
     weak var consumer: KafkaConsumer?
     weak var engine: ProcessingEngine?

@@ -111,9 +111,16 @@ final class OffsetBook: Sendable {
         state.withLock { !$0.hasUncommittedWork }
     }
 
-    /// The lowest received offset of `partition` whose job is not done (``RunAheadGate`` measures from it).
+    /// The lowest received offset of `partition` whose job is not done (``RunAheadGate`` measures from it);
+    /// `nil` when every received job is done, or when the partition is not assigned: the gate then submits its
+    /// messages, which ``received(_:)`` refuses, instead of holding them. A message of a revoked partition held
+    /// through the revocation would otherwise be submitted at the partition's next assignment, ahead of the
+    /// messages the new assignment starts with at the committed offset.
     func lowestUnfinishedOffset(in partition: PartitionID) -> Int64? {
-        state.withLock { $0.tracker.lowestUnfinishedOffset(in: partition) }
+        state.withLock { state in
+            guard state.open.contains(partition) else { return nil }
+            return state.tracker.lowestUnfinishedOffset(in: partition)
+        }
     }
 
     /// Partitions were lost (the member's generation ended before it could commit): their marks ahead of the

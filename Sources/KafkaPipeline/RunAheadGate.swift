@@ -10,18 +10,27 @@ import Synchronization
 /// The gate takes a message only while its offset is less than ``limit`` past the lowest unfinished offset of
 /// its partition. A message beyond it is held, in order with the later messages of its partition, and the
 /// partition is paused in the consumer (the others keep flowing); ``release(submit:)`` takes held messages again
-/// as the mark moves, and says which partitions to resume.
+/// as the mark moves, and resumes the partitions that have none held any more.
+///
+/// The gate asks the consumer to pause and resume under its own lock (``KafkaConsumer/requestPause(_:paused:)``
+/// records a request without waiting), so the consumer gets the requests in the order the gate decided them. When
+/// the feed paused a partition after the lock, a release on the storing task could resume it in between; the late
+/// pause then applied last and kept a partition with nothing held paused for good: its work stopped and its
+/// commits with it, while the others finished (the stall of `RebalanceCommitTests` under a loaded suite).
 ///
 /// Held messages are not yet recorded in the ``OffsetBook``, so the mark never passes them: after a crash or a
 /// revocation their partition's next owner reads them from the committed offset.
 final class RunAheadGate: Sendable {
-    /// What the feed does with a message.
+    /// What became of a message.
     enum Admission: Sendable, Equatable {
         /// The message was submitted (or refused by the book, such as one of a revoked partition).
         case submitted
-        /// The message is held; pause this partition when it is given.
-        case held(pause: KafkaTopicPartition?)
+        /// The message is held; `paused` when it is the first held of its partition, which the gate paused.
+        case held(paused: Bool)
     }
+
+    /// Pauses (`true`) or resumes partitions in the consumer without waiting: called under the gate's lock.
+    typealias PauseRequester = @Sendable (_ partitions: [KafkaTopicPartition], _ paused: Bool) -> Void
 
     private struct State {
         var held: [PartitionID: [KafkaMessage]] = [:]
@@ -32,24 +41,28 @@ final class RunAheadGate: Sendable {
     /// The most offsets a message may be past its partition's lowest unfinished offset.
     let limit: Int
     private let book: OffsetBook
+    private let requestPause: PauseRequester
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - limit: the most offsets past the mark (at least 1).
     ///   - book: where the lowest unfinished offset of each partition is read.
-    init(limit: Int, book: OffsetBook) {
+    ///   - requestPause: records a pause or resume in the consumer without waiting (it runs under the gate's lock).
+    init(limit: Int, book: OffsetBook, requestPause: @escaping PauseRequester) {
         self.limit = max(1, limit)
         self.book = book
+        self.requestPause = requestPause
     }
 
     /// Submits `message` through `submit` when its partition is within the limit and has nothing held, or else
-    /// holds it. `submit` runs under the gate's lock, so a partition's messages reach it in their order.
+    /// holds it and pauses its partition. `submit` runs under the gate's lock, so a partition's messages reach it
+    /// in their order.
     func admit(_ message: KafkaMessage, submit: (KafkaMessage) -> Void) -> Admission {
         let partition = PartitionID(topic: message.topic, partition: message.partition)
         return state.withLock { state in
             if state.held[partition] != nil {
                 state.held[partition]!.append(message)
-                return .held(pause: nil)
+                return .held(paused: false)
             }
             guard isAhead(message.offset, in: partition) else {
                 submit(message)
@@ -57,12 +70,14 @@ final class RunAheadGate: Sendable {
             }
             state.held[partition] = [message]
             state.paused.insert(partition)
-            return .held(pause: KafkaTopicPartition(topic: message.topic, partition: message.partition))
+            requestPause([partition.kafka], true)
+            return .held(paused: true)
         }
     }
 
-    /// Submits the held messages that are now within the limit, in order; returns the partitions whose held
-    /// messages were all taken, to resume.
+    /// Submits the held messages that are now within the limit, in order, and resumes the partitions whose held
+    /// messages were all taken; returns those partitions.
+    @discardableResult
     func release(submit: (KafkaMessage) -> Void) -> [KafkaTopicPartition] {
         state.withLock { state in
             var resumable: [KafkaTopicPartition] = []
@@ -84,6 +99,9 @@ final class RunAheadGate: Sendable {
             for partition in state.paused where state.held[partition] == nil {
                 state.paused.remove(partition)
                 resumable.append(partition.kafka)
+            }
+            if !resumable.isEmpty {
+                requestPause(resumable, false)
             }
             return resumable
         }

@@ -292,6 +292,20 @@ public final class KafkaConsumer: Service, Sendable {
         await core.requestPause(partitions, paused: false, client: client)
     }
 
+    /// Records a pause (`paused`) or a resume of `partitions` and returns at once; the poll thread applies it
+    /// as ``pause(_:)`` and ``resume(_:)`` do.
+    ///
+    /// Requests take effect in the order they are recorded, whichever task records them. A caller that decides
+    /// to pause or resume under a lock of its own should record the request under that lock: with the awaiting
+    /// calls, a pause decided before a resume could be recorded after it and keep the partition paused.
+    ///
+    /// - Parameters:
+    ///   - partitions: the partitions to pause or resume.
+    ///   - paused: `true` to pause them, `false` to resume them.
+    public func requestPause(_ partitions: [KafkaTopicPartition], paused: Bool) {
+        core.recordPause(partitions, paused: paused, client: client)
+    }
+
     /// The partitions currently assigned to this member.
     public var assignment: [KafkaTopicPartition] {
         core.read { $0.assignment }.sorted()

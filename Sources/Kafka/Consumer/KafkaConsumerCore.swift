@@ -80,10 +80,18 @@ final class KafkaConsumerCore: Sendable {
 
     /// Records the application's pause (or resume) of `partitions` and waits until the poll loop applied it.
     func requestPause(_ partitions: [KafkaTopicPartition], paused: Bool, client: RDKafkaClient) async {
-        let request = state.withLock { state, _ in state.requestPause(partitions, paused: paused) }
-        guard case .waitForPollLoop(let number) = request else { return }
-        client.wakeConsumerPoll()
+        guard let number = recordPause(partitions, paused: paused, client: client) else { return }
         while await state.wait(cancelled: .done, { state in state.isPauseApplied(number) ? .done : nil }) == .recheck {}
+    }
+
+    /// Records the application's pause (or resume) of `partitions` and wakes the poll loop to apply it; returns
+    /// the request's number to wait for, or `nil` when there is nothing to wait for.
+    @discardableResult
+    func recordPause(_ partitions: [KafkaTopicPartition], paused: Bool, client: RDKafkaClient) -> UInt64? {
+        let request = state.withLock { state, _ in state.requestPause(partitions, paused: paused) }
+        guard case .waitForPollLoop(let number) = request else { return nil }
+        client.wakeConsumerPoll()
+        return number
     }
 
     func report(_ error: KafkaError, asCommit: Bool = false) {
