@@ -218,13 +218,19 @@ final class ConsumerFeed: Service, Sendable {
         guard commitsAreBehind else { return }
         let started = clock.now()
         metrics.holdingForCommits(true)
-        logger.info(
-            "not taking new jobs until the finished ones are committed (the group is rebalancing, or commits fail)",
-            metadata: ["uncommitted.for": "\(book.uncommittedAge ?? .zero)", "pending": "\(engine.pendingCount)"]
-        )
+        // A commit answered a little later than the one before holds the feed for those milliseconds in a stable
+        // group; only a hold that lasts (a rebalance, failing commits) is worth an operator's attention.
+        var noticed = false
         var nextReminder = started + Self.commitHoldReminder
         var nextStore = started
         while commitsAreBehind {
+            if !noticed, clock.now() - started >= Self.commitHoldNotice {
+                noticed = true
+                logger.info(
+                    "not taking new jobs until the finished ones are committed (the group is rebalancing, or commits fail)",
+                    metadata: ["uncommitted.for": "\(book.uncommittedAge ?? .zero)", "pending": "\(engine.pendingCount)"]
+                )
+            }
             // The marks ahead of the last commit are stored again now and then: a store refused during the
             // rebalance (or one librdkafka dropped with it) would otherwise never be committed, and no new mark
             // comes while the feed waits.
@@ -246,8 +252,15 @@ final class ConsumerFeed: Service, Sendable {
             }
         }
         metrics.holdingForCommits(false)
-        logger.info("taking jobs again: the finished jobs were committed", metadata: ["held.for": "\(clock.now() - started)"])
+        logger.log(
+            level: noticed ? .info : .debug,
+            "taking jobs again: the finished jobs were committed",
+            metadata: ["held.for": "\(clock.now() - started)"]
+        )
     }
+
+    /// How long a hold for commits lasts before it is logged at info (shorter ones at debug).
+    static let commitHoldNotice: Duration = .seconds(1)
 
     /// How often a hold for commits that lasts says so again, at warning level.
     static let commitHoldReminder: Duration = .seconds(30)

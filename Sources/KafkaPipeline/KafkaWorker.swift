@@ -52,7 +52,9 @@ public final class KafkaWorker: Service, Sendable {
         /// succeeds. librdkafka commits nothing while the group rebalances (and a coordinator may refuse commits
         /// meanwhile), so without this bound a crash during a long rebalance repeats everything finished since it
         /// began; with it, a crash repeats at most about this much finished work plus the jobs in flight. `nil`:
-        /// twice ``commitInterval`` (the default); `.zero`: no bound, the worker keeps taking jobs through rebalances.
+        /// ``commitInterval`` and a quarter (the default: the quarter keeps the hold from engaging in a stable group, where
+        /// each commit's answer comes about one interval after the one before); `.zero`: no bound, the worker keeps
+        /// taking jobs through rebalances.
         public var maxUncommittedTime: Duration?
         /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
         /// above it the consumer pauses its partitions. Default 32 MiB.
@@ -60,7 +62,7 @@ public final class KafkaWorker: Service, Sendable {
 
         /// ``maxUncommittedTime`` in force: `nil` when there is no bound.
         var effectiveMaxUncommittedTime: Duration? {
-            let bound = maxUncommittedTime ?? commitInterval * 2
+            let bound = maxUncommittedTime ?? commitInterval * 5 / 4
             return bound > .zero ? bound : nil
         }
 

@@ -269,7 +269,7 @@ public struct SettingsCatalog: Sendable {
         /// The declaration of `processing.breaker.initialConcurrency`.
         public let initialConcurrency = Setting<Int>(
             "processing.breaker.initialConcurrency", default: 16, parser: .integer(in: 1...100_000),
-            "Mio calls in flight of a fresh worker, doubling per round trip until the first 429 or timeout, up to "
+            "Mio calls in flight of a fresh worker, growing 1.5 times per round trip until the first 429 or timeout, up to "
                 + "processing.maxInFlight (slow start; 1 to 100000)"
         )
         /// The declaration of `processing.breaker.rateDecrease`.
@@ -377,7 +377,7 @@ public struct SettingsCatalog: Sendable {
             "processing.maxUncommittedTime", default: nil, parser: .uncommittedTime,
             format: { $0.map { $0 == .zero ? "off" : SettingValueParsing.format($0) } ?? "auto" }, documentedDefault: "auto",
             "how long finished jobs may wait for their commit (a rebalance, failing commits) before the worker takes "
-                + "no new job until a commit succeeds (10ms to 1h; `auto`: twice `processing.commitInterval`; `off`: no "
+                + "no new job until a commit succeeds (10ms to 1h; `auto`: 1.25 × `processing.commitInterval`; `off`: no "
                 + "bound); bounds what a crash during a rebalance repeats"
         )
     }
@@ -557,7 +557,7 @@ extension SettingParser where Value == Int? {
 }
 
 extension SettingParser where Value == Duration? {
-    /// `auto` (nil: twice the commit interval), `off` (zero: no bound) or a duration from 10 ms to 1 h.
+    /// `auto` (nil: 1.25 times the commit interval), `off` (zero: no bound) or a duration from 10 ms to 1 h.
     static var uncommittedTime: Self {
         Self { text in
             switch text.trimmingCharacters(in: .whitespaces) {
