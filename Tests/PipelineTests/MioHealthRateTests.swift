@@ -157,23 +157,25 @@ import Testing
         #expect(health.concurrencyLimit == 4)
     }
 
-    @Test func slowStartGrowsByOnePerAnswerUntilTheFirstCut() async throws {
+    @Test func slowStartGrowsByHalfPerAnswerUntilTheFirstCut() async throws {
         let clock = VirtualClock()
         let health = health(clock, .init(maxConcurrency: 64, initialConcurrency: 4))
         #expect(health.concurrencyLimit == 4)
         var tickets: [MioHealth.Ticket] = []
         for _ in 0 ..< 4 { tickets.append(try await health.admit()) }
-        // Each answer of a full window adds one: the limit doubles in a round trip.
+        // Each answer of a full window adds a half: the limit grows 1.5 times in a round trip.
         for _ in 0 ..< 4 {
             health.record(tickets.removeFirst(), .answered)
             while tickets.count < health.concurrencyLimit { tickets.append(try await health.admit()) }
         }
-        #expect(health.concurrencyLimit == 8)
+        #expect(health.concurrencyLimit == 6)
+        #expect(tickets.count == 6)
         health.record(tickets.removeFirst(), .timedOut)
-        #expect(health.concurrencyLimit == 4)
-        // After the cut, additive: seven answers raise it by 1/limit each while in use, not by seven.
+        #expect(health.concurrencyLimit == 3)
+        // After the cut, additive: the five answers raise it by 1/limit each while in use (four of them), not by
+        // a half each: 3 + 1/3 + 1/3.3 + 1/3.6 + 1/3.9 = 4.16.
         for ticket in tickets { health.record(ticket, .answered) }
-        #expect(health.concurrencyLimit == 5)
+        #expect(health.concurrencyLimit == 4)
     }
 
     @Test(.timeLimit(.minutes(1)))

@@ -21,8 +21,10 @@ import Synchronization
 /// - **Adaptive concurrency** (loss-based AIMD, per attempt): a 429 or a timeout halves the limit of attempts in
 ///   flight (once per round trip: only an attempt started after the last cut cuts again); every answered attempt
 ///   raises it by `1 / limit`, so by one per round trip, up to ``Configuration/maxConcurrency``. Until the first
-///   cut the limit starts at ``Configuration/initialConcurrency`` and grows by one per answer (doubling per round
-///   trip: slow start), so that a fresh worker does not send its whole in-flight limit into a quota at once.
+///   cut the limit starts at ``Configuration/initialConcurrency`` and grows by half an attempt per answer (1.5
+///   times per round trip: slow start), so that a fresh worker does not send its whole in-flight limit into a quota
+///   at once. The growth per round trip is what overshoots a quota before the first 429 comes back: doubling sent
+///   about half a window too many, 1.5 times a third.
 /// - **Adaptive rate** (AIMD on requests per second, after a 429): a quota is a rate, which a limit of attempts in
 ///   flight meets only coarsely (at 20 ms a round trip, 2 attempts are 100 requests/s and 3 are 150). The first
 ///   429 starts pacing attempts at ``Configuration/rateDecrease`` times the answers of the last second of running
@@ -63,7 +65,8 @@ public final class MioHealth: Sendable {
         /// Lowest limit of attempts in flight (default 1).
         public var minConcurrency: Int
         /// The limit of attempts in flight before the first cut (slow start; default ``maxConcurrency``, which is
-        /// no slow start): it grows by one per answer until the first 429 or timeout, or ``maxConcurrency``.
+        /// no slow start): it grows by half an attempt per answer until the first 429 or timeout, or
+        /// ``maxConcurrency``.
         public var initialConcurrency: Int
         /// Share of the rate (requests per second) that a 429 leaves (default 0.9).
         public var rateDecrease: Double
@@ -261,7 +264,7 @@ public final class MioHealth: Sendable {
         var head = 0
         var failures = 0
         var limit: Double
-        /// No cut yet: the limit grows by one per answer (slow start).
+        /// No cut yet: the limit grows by ``slowStartGrowth`` per answer (slow start).
         var slowStart: Bool
         var pace = Pace()
         var inFlight = 0
@@ -460,6 +463,9 @@ public final class MioHealth: Sendable {
         }
     }
 
+    /// Growth of the limit per answered attempt during slow start: 1.5 times per round trip.
+    static let slowStartGrowth = 0.5
+
     /// Gives back an attempt's ticket with what its outcome says about Mio.
     /// - Parameters:
     ///   - ticket: The ticket of ``admit()``.
@@ -646,7 +652,7 @@ public final class MioHealth: Sendable {
             growRate(&state, running: running)
             // Only a limit in use grows; otherwise an idle worker would raise it without bound of evidence.
             guard Double(state.inFlight + 1) * 2 >= state.limit else { return }
-            let step = state.slowStart ? 1 : 1 / state.limit
+            let step = state.slowStart ? Self.slowStartGrowth : 1 / state.limit
             state.limit = min(Double(configuration.maxConcurrency), state.limit + step)
             if Int(state.limit) > old { _ = waiters.wakeFirst(with: .retry) }
         default:
