@@ -86,6 +86,36 @@ extension PostgresTokenStore {
         }
     }
 
+    /// Renews the lease every third of ``Configuration/leaseDuration`` until cancelled, or until the lease is no
+    /// longer this holder's (released, or taken over after renewals failed for a whole lease).
+    func renewLease(userID: String, owner: String) async {
+        let duration = configuration.leaseDuration
+        while true {
+            do {
+                try await Task.sleep(for: duration / 3)
+            } catch {
+                return
+            }
+            do {
+                var renewed = false
+                for try await _ in try await client.query(
+                    """
+                    UPDATE mioctx_tokens SET refresh_lease_until_ms = \(unescaped: Self.serverNowMs) + \(duration.wholeMilliseconds)
+                    WHERE user_id = \(userID) AND refresh_lease_owner = \(owner)
+                    RETURNING user_id
+                    """,
+                    logger: logger
+                ) {
+                    renewed = true
+                }
+                if !renewed { return }
+            } catch {
+                // Tried again at the next turn; the lease lasts until then.
+                logger.debug("renewing a refresh lease failed", metadata: ["user": "\(userID)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Releases the lease without writing (after the body threw); a failure leaves it to expire.
     func releaseLease(userID: String, owner: String) async {
         do {

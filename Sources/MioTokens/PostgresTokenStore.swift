@@ -11,9 +11,10 @@ public import ServiceLifecycle
 /// `refresh_lease_until_ms`), claimed by one `UPDATE` and released with the write of the result in a short
 /// transaction: no connection is held while the body runs (a call to Mio), so refreshes of different users run
 /// in parallel, as many as there are jobs waiting for them, and token reads never wait for a connection that a
-/// refresh holds. A lease held by someone else is waited for (polling) up to ``Configuration/lockTimeout``; a
-/// holder that crashed frees the row when its lease ends (``Configuration/leaseDuration``, by the server's clock),
-/// and a holder whose lease ran out and was taken over writes nothing. `upsert`, `setStatus` and `delete` wait
+/// refresh holds. A lease held by someone else is waited for (polling) up to ``Configuration/lockTimeout``. A
+/// holder renews its lease while its call runs; one that crashed frees the row when its lease ends
+/// (``Configuration/leaseDuration`` after its last renewal, by the server's clock), and a holder whose lease ran out
+/// and was taken over writes nothing. `upsert`, `setStatus` and `delete` wait
 /// likewise, so a write made during a refresh is applied after its result. There are no session-level locks or
 /// settings, so the store works behind PgBouncer in transaction mode. The table (`mioctx_tokens`) is created or
 /// migrated by ``migrate()``, under a transaction-level advisory lock so that replicas starting together do not race.
@@ -36,14 +37,19 @@ public final class PostgresTokenStore: TokenStore, Service {
         public var statementTimeout: Duration
         /// How long those transactions may sit idle (`idle_in_transaction_session_timeout`); default 60 s.
         public var idleInTransactionTimeout: Duration
-        /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
-        /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
+        /// How long a refresh lease lasts past its holder's last renewal: the holder renews it every third of
+        /// this while its call to Mio runs, so the lease of a holder that crashed ends within this time and the
+        /// other replicas' jobs for the user wait no longer (default 15 s).
         public var leaseDuration: Duration
+        /// Whether a holder renews its lease while its call runs (default `true`). Without renewal a lease ends
+        /// ``leaseDuration`` after its claim, whatever the holder is doing: for tests of a holder that outlives
+        /// its lease (one cut off from the database, whose renewals fail).
+        public var renewsLease: Bool
         /// The most connections the pool opens; default 16. No connection is held across a call to Mio.
         public var maximumConnections: Int
 
         /// The timeouts for a Mio client whose requests time out after `requestTimeout`: the lock wait outlasts a
-        /// holder's call to Mio, and a lease outlasts its own call (a refresh never outlives its own lock).
+        /// holder's call to Mio; the lease, renewed while the call runs, needs no margin over it.
         /// - Parameters:
         ///   - requestTimeout: The Mio client's request timeout.
         ///   - maximumConnections: The pool size.
@@ -53,7 +59,6 @@ public final class PostgresTokenStore: TokenStore, Service {
                 lockTimeout: requestTimeout + .seconds(5),
                 statementTimeout: requestTimeout + .seconds(10),
                 idleInTransactionTimeout: requestTimeout + .seconds(15),
-                leaseDuration: requestTimeout + .seconds(15),
                 maximumConnections: maximumConnections
             )
         }
@@ -63,13 +68,15 @@ public final class PostgresTokenStore: TokenStore, Service {
             lockTimeout: Duration = .seconds(35),
             statementTimeout: Duration = .seconds(40),
             idleInTransactionTimeout: Duration = .seconds(60),
-            leaseDuration: Duration = .seconds(45),
+            leaseDuration: Duration = .seconds(15),
+            renewsLease: Bool = true,
             maximumConnections: Int = 16
         ) {
             self.lockTimeout = lockTimeout
             self.statementTimeout = statementTimeout
             self.idleInTransactionTimeout = idleInTransactionTimeout
             self.leaseDuration = leaseDuration
+            self.renewsLease = renewsLease
             self.maximumConnections = maximumConnections
         }
     }
@@ -293,6 +300,8 @@ public final class PostgresTokenStore: TokenStore, Service {
     ) async throws -> Value {
         let owner = UUID().uuidString
         let row = try await claimLease(userID: userID, owner: owner)
+        let renewal = row != nil && configuration.renewsLease ? Task { await renewLease(userID: userID, owner: owner) } : nil
+        defer { renewal?.cancel() }
         // The write releases the lease in the same statement, and applies only while the lease is still this
         // holder's. With no row at the claim there is no lease to check.
         let leaseOwner = row == nil ? nil : owner

@@ -11,8 +11,9 @@ public import ServiceLifecycle
 /// claimed in a short write transaction and released with the write of the result in another: no database lock is
 /// held while the body runs (a call to Mio), so refreshes of different users run in parallel and token reads and
 /// OAuth writes never wait for Mio. A lease held by someone else is waited for (polling) up to
-/// ``Configuration/lockTimeout``; a holder that crashed frees the row when its lease ends
-/// (``Configuration/leaseDuration``), and a holder whose lease ran out and was taken over writes nothing. For many
+/// ``Configuration/lockTimeout``. A holder renews its lease while its call runs; one that crashed frees the row
+/// when its lease ends (``Configuration/leaseDuration`` after its last renewal), and a holder whose lease ran out
+/// and was taken over writes nothing. For many
 /// replicas on several machines use ``PostgresTokenStore``.
 ///
 /// The store is open from `init` until ``close()``; as a `Service` in a `ServiceGroup`, its ``run()`` closes it at
@@ -24,21 +25,27 @@ public final class SQLiteTokenStore: TokenStore, Service {
         /// lease; default 35 s, longer than the Mio client's default request timeout so a waiter outlasts a slow
         /// refresh.
         public var lockTimeout: Duration
-        /// How long a refresh lease lasts when its holder never releases it (a crash); it must outlast the call
-        /// to Mio made under it (default 45 s: the Mio client's default request timeout and a margin).
+        /// How long a refresh lease lasts past its holder's last renewal: the holder renews it every third of
+        /// this while its call to Mio runs, so the lease of a holder that crashed ends within this time and the
+        /// other replicas' jobs for the user wait no longer (default 15 s).
         public var leaseDuration: Duration
+        /// Whether a holder renews its lease while its call runs (default `true`). Without renewal a lease ends
+        /// ``leaseDuration`` after its claim, whatever the holder is doing: for tests of a holder that outlives
+        /// its lease (one cut off from the database, whose renewals fail).
+        public var renewsLease: Bool
         /// The timeouts for a Mio client whose requests time out after `requestTimeout`: a waiter outlasts a
-        /// holder's call to Mio, and a lease outlasts its own call (a refresh never outlives its lock).
+        /// holder's call to Mio; the lease, renewed while the call runs, needs no margin over it.
         /// - Parameter requestTimeout: The Mio client's request timeout.
         /// - Returns: The configuration.
         public static func following(requestTimeout: Duration) -> Self {
-            Self(lockTimeout: requestTimeout + .seconds(5), leaseDuration: requestTimeout + .seconds(15))
+            Self(lockTimeout: requestTimeout + .seconds(5))
         }
 
         /// Creates a configuration.
-        public init(lockTimeout: Duration = .seconds(35), leaseDuration: Duration = .seconds(45)) {
+        public init(lockTimeout: Duration = .seconds(35), leaseDuration: Duration = .seconds(15), renewsLease: Bool = true) {
             self.lockTimeout = lockTimeout
             self.leaseDuration = leaseDuration
+            self.renewsLease = renewsLease
         }
     }
 
@@ -232,6 +239,8 @@ public final class SQLiteTokenStore: TokenStore, Service {
     ) async throws -> Value {
         let owner = UUID().uuidString
         let row = try await claimLease(userID: userID, owner: owner)
+        let renewal = row != nil && configuration.renewsLease ? Task { await renewLease(userID: userID, owner: owner) } : nil
+        defer { renewal?.cancel() }
         do {
             let record = try row?.decrypted(with: keyring)
             let update = try await body(record)
@@ -320,6 +329,32 @@ public final class SQLiteTokenStore: TokenStore, Service {
             }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+
+    /// Renews the lease every third of ``Configuration/leaseDuration`` until cancelled, or until the lease is no
+    /// longer this holder's (released, or taken over after renewals failed for a whole lease).
+    private func renewLease(userID: String, owner: String) async {
+        let duration = configuration.leaseDuration
+        while true {
+            do {
+                try await Task.sleep(for: duration / 3)
+            } catch {
+                return
+            }
+            let until = now().millisecondsSince1970 + duration.wholeMilliseconds
+            let renewed = try? await pool.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE mioctx_tokens SET refresh_lease_until_ms = ?
+                        WHERE user_id = ? AND refresh_lease_owner = ?
+                        """,
+                    arguments: [until, userID, owner]
+                )
+                return db.changesCount > 0
+            }
+            // A failed renewal is tried again at the next turn; the lease lasts until then.
+            if renewed == false { return }
         }
     }
 

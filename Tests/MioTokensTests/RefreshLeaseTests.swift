@@ -17,7 +17,8 @@ enum RefreshLeaseScenarios {
     /// is the SQLite path or the PostgreSQL URL, for raw SQL.
     static func withTwoStores<T: Sendable>(
         _ kind: StoreKind,
-        firstLeaseDuration: Duration = .seconds(45),
+        firstLeaseDuration: Duration = .seconds(15),
+        firstRenewsLease: Bool = true,
         secondLockTimeout: Duration = .seconds(35),
         _ body: (_ one: any TokenStore, _ two: any TokenStore, _ location: String) async throws -> T
     ) async throws -> T {
@@ -29,7 +30,8 @@ enum RefreshLeaseScenarios {
             return try await withTemporaryDirectory { directory in
                 let path = directory.appendingPathComponent("tokens.sqlite").path
                 let one = try SQLiteTokenStore(
-                    path: path, keyring: keyring, configuration: .init(leaseDuration: firstLeaseDuration)
+                    path: path, keyring: keyring,
+                    configuration: .init(leaseDuration: firstLeaseDuration, renewsLease: firstRenewsLease)
                 )
                 let two = try SQLiteTokenStore(
                     path: path, keyring: keyring, configuration: .init(lockTimeout: secondLockTimeout)
@@ -39,7 +41,8 @@ enum RefreshLeaseScenarios {
         case .postgres:
             let url = try await TestPostgres.freshSchemaURL()
             return try await PostgresTokenStore.withStore(
-                url: url, keyring: keyring, configuration: .init(leaseDuration: firstLeaseDuration)
+                url: url, keyring: keyring,
+                configuration: .init(leaseDuration: firstLeaseDuration, renewsLease: firstRenewsLease)
             ) { one in
                 try await PostgresTokenStore.withStore(
                     url: url, keyring: keyring, configuration: .init(lockTimeout: secondLockTimeout)
@@ -136,6 +139,37 @@ enum RefreshLeaseScenarios {
         }
     }
 
+    /// A holder renews its lease while its call to Mio runs, so the lease can be short: a crashed holder's ends
+    /// soon (the other replicas' jobs for the user waited 45 s for it before), and a live holder whose call
+    /// outlasts the lease's duration keeps it. Here A's refresh is held at Mio for two and a half lease durations;
+    /// a reconnection still waits for A's lease and gives up, A's result is written, and the lease is released.
+    static func aHolderRenewsItsLeaseWhileItsCallRuns(_ kind: StoreKind) async throws {
+        try await withTwoStores(kind, firstLeaseDuration: .milliseconds(600), secondLockTimeout: .milliseconds(300)) {
+            one, two, location in
+            try await one.upsert(userID: "u", tokens: grant("0"))
+            let gate = GatedRefresher()
+            let a = TokenProvider(store: one, refresher: gate, logger: Sim.quietLogger)
+            let refresh = Task { try await a.refreshAfterUnauthorized(userID: "u", rejected: "atk_plain_0") }
+            await gate.waitUntilCalled()
+            try await Task.sleep(for: .milliseconds(1500))
+
+            let error = await #expect(throws: TokenError.self, "A's lease ended while A was refreshing") {
+                try await two.upsert(userID: "u", tokens: grant("reconnected"))
+            }
+            #expect(error?.code == .lockTimeout)
+            #expect(try await leaseOwner(kind, location: location, userID: "u") != nil)
+
+            gate.answer()
+            #expect(try await refresh.value == "atk_gated")
+            await a.finishRefreshes()
+            #expect(a.unsavedGrants.count == 0, "A's write was refused: its lease had ended")
+            let record = try #require(try await two.get(userID: "u"))
+            #expect(record.accessToken == "atk_gated")
+            #expect(record.refreshToken == "rtk_gated")
+            #expect(try await leaseOwner(kind, location: location, userID: "u") == nil, "the lease was not released")
+        }
+    }
+
     enum Takeover: String, CaseIterable, Sendable, CustomTestStringConvertible {
         /// Another process stores a new consent once the lease has ended.
         case reconnection
@@ -149,7 +183,8 @@ enum RefreshLeaseScenarios {
     /// grant, the only copy of the rotated refresh token, must not be lost when B's refresh was refused (the row is
     /// reauth_required from the refresh token A spent): A's background writer stores it.
     static func aHolderWhoseLeaseRanOutDoesNotOverwriteTheNewerWrite(_ kind: StoreKind, _ takeover: Takeover) async throws {
-        try await withTwoStores(kind, firstLeaseDuration: .seconds(1)) { one, two, _ in
+        // A holder whose renewals fail (cut off from the database) is one that does not renew.
+        try await withTwoStores(kind, firstLeaseDuration: .seconds(1), firstRenewsLease: false) { one, two, _ in
             try await two.upsert(userID: "u", tokens: grant("0"))
             let gate = GatedRefresher()
             let a = TokenProvider(store: one, refresher: gate, logger: Sim.quietLogger)
@@ -337,6 +372,15 @@ final class GatedRefresher: TokenRefreshing {
     @Test(.enabled(if: TestPostgres.enabled, TestPostgres.disabledMessage))
     func aLeaseLeftByACrashedHolderIsTakenOverOnceItEndsInPostgres() async throws {
         try await RefreshLeaseScenarios.aLeaseLeftByACrashedHolderIsTakenOverOnceItEnds(.postgres)
+    }
+
+    @Test func aHolderRenewsItsLeaseWhileItsCallRunsInSQLite() async throws {
+        try await RefreshLeaseScenarios.aHolderRenewsItsLeaseWhileItsCallRuns(.sqlite)
+    }
+
+    @Test(.enabled(if: TestPostgres.enabled, TestPostgres.disabledMessage))
+    func aHolderRenewsItsLeaseWhileItsCallRunsInPostgres() async throws {
+        try await RefreshLeaseScenarios.aHolderRenewsItsLeaseWhileItsCallRuns(.postgres)
     }
 
     @Test(arguments: RefreshLeaseScenarios.Takeover.allCases)
