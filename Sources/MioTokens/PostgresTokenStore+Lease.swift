@@ -86,16 +86,10 @@ extension PostgresTokenStore {
         }
     }
 
-    /// Renews the lease every third of ``Configuration/leaseDuration`` until cancelled, or until the lease is no
-    /// longer this holder's (released, or taken over after renewals failed for a whole lease).
+    /// Renews the lease while the holder's call runs (``LeaseRenewal``).
     func renewLease(userID: String, owner: String) async {
         let duration = configuration.leaseDuration
-        while true {
-            do {
-                try await Task.sleep(for: duration / 3)
-            } catch {
-                return
-            }
+        await LeaseRenewal.run(every: duration) {
             do {
                 var renewed = false
                 for try await _ in try await client.query(
@@ -108,10 +102,10 @@ extension PostgresTokenStore {
                 ) {
                     renewed = true
                 }
-                if !renewed { return }
+                return renewed
             } catch {
-                // Tried again at the next turn; the lease lasts until then.
                 logger.debug("renewing a refresh lease failed", metadata: ["user": "\(userID)", "error": "\(error)"])
+                return nil
             }
         }
     }

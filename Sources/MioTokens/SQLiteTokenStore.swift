@@ -332,18 +332,12 @@ public final class SQLiteTokenStore: TokenStore, Service {
         }
     }
 
-    /// Renews the lease every third of ``Configuration/leaseDuration`` until cancelled, or until the lease is no
-    /// longer this holder's (released, or taken over after renewals failed for a whole lease).
+    /// Renews the lease while the holder's call runs (``LeaseRenewal``).
     private func renewLease(userID: String, owner: String) async {
         let duration = configuration.leaseDuration
-        while true {
-            do {
-                try await Task.sleep(for: duration / 3)
-            } catch {
-                return
-            }
+        await LeaseRenewal.run(every: duration) {
             let until = now().millisecondsSince1970 + duration.wholeMilliseconds
-            let renewed = try? await pool.write { db in
+            return try? await pool.write { db in
                 try db.execute(
                     sql: """
                         UPDATE mioctx_tokens SET refresh_lease_until_ms = ?
@@ -353,8 +347,6 @@ public final class SQLiteTokenStore: TokenStore, Service {
                 )
                 return db.changesCount > 0
             }
-            // A failed renewal is tried again at the next turn; the lease lasts until then.
-            if renewed == false { return }
         }
     }
 
