@@ -83,10 +83,6 @@ struct RebalanceCommitTests {
             let maxInFlight = 16
             var configuration = harness.workerConfiguration(maxInFlight: maxInFlight)
             configuration.commitInterval = .milliseconds(500)
-            // The bound this test holds the repeats to: while the mock keeps the group joining for its 5 s, no
-            // commit goes through (and the revocation's commit can be refused too); the hold keeps the finished
-            // work that waits to about one commit interval.
-            configuration.maxUncommittedTime = configuration.commitInterval
             configuration.revocationGracePeriod = .seconds(3)
             let started = ContinuousClock.now
             let first = try harness.startWorker(configuration)
