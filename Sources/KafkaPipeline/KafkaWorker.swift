@@ -252,6 +252,21 @@ public final class KafkaWorker: Service, Sendable {
     /// The offsets this worker committed last, by partition.
     public var committedOffsets: [KafkaTopicPartition: Int64] { feed.book.lastCommitted }
 
+    /// The worker's bookkeeping in a few lines, for diagnostics: each partition's mark, commit and unfinished
+    /// jobs, the jobs pending in the engine per assigned partition, the run-ahead gate's held messages and
+    /// pauses, the partitions paused in librdkafka and the messages buffered in the consumer.
+    package var diagnostics: String {
+        let pending = assignment.sorted().map { partition in
+            "\(partition): \(feed.engine.pendingCount(in: PartitionID(partition)))"
+        }
+        return """
+            book: \(feed.book.summary)
+            engine: pending \(feed.engine.pendingCount) [\(pending.joined(separator: ", "))], stopping \(feed.isStopping)
+            gate: \(feed.gate.summary)
+            consumer: paused \(consumer.pausedPartitionCount), buffered \(consumer.bufferedMessageCount), member \(consumer.hasJoinedGroup)
+            """
+    }
+
     /// Lets the jobs of revoked partitions finish (bounded), commits them, and forgets the partitions.
     private static func revoke(
         _ partitions: [KafkaTopicPartition],

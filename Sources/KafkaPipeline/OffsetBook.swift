@@ -161,6 +161,22 @@ final class OffsetBook: Sendable {
         }
     }
 
+    /// One line per partition the book knows: open or closed, the committable mark, the last commit, the lowest
+    /// unfinished offset and the jobs received and not done. For diagnostics (a test that waits in vain for a
+    /// commit prints it).
+    var summary: String {
+        state.withLock { state in
+            let partitions = Set(state.tracker.partitions).union(state.committed.keys).union(state.open)
+            return partitions.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }.map { partition in
+                let mark = state.tracker.committableOffset(for: partition).map(String.init) ?? "-"
+                let committed = state.committed[partition].map(String.init) ?? "-"
+                let lowest = state.tracker.lowestUnfinishedOffset(in: partition).map(String.init) ?? "-"
+                return "\(partition): \(state.open.contains(partition) ? "open" : "closed") mark \(mark) committed "
+                    + "\(committed) lowest unfinished \(lowest) not done \(state.tracker.pendingCount(in: partition))"
+            }.joined(separator: "; ")
+        }
+    }
+
     var lastCommitted: [KafkaTopicPartition: Int64] {
         state.withLock { state in
             Dictionary(uniqueKeysWithValues: state.committed.map { ($0.key.kafka, $0.value) })

@@ -116,6 +116,14 @@ final class RunAheadGate: Sendable {
         }
     }
 
+    /// The held messages by partition and the partitions the gate keeps paused, for diagnostics.
+    var summary: String {
+        state.withLock { state in
+            let held = state.held.filter { !$0.value.isEmpty }.map { "\($0.key): \($0.value.count)" }.sorted()
+            return "held [\(held.joined(separator: ", "))], paused \(state.paused.map { "\($0)" }.sorted())"
+        }
+    }
+
     /// How many messages are held, over all partitions.
     var heldCount: Int {
         state.withLock { state in state.held.values.reduce(0) { $0 + $1.count } }

@@ -108,7 +108,10 @@ struct WorkerHarness: Sendable {
     }
 
     /// Starts a worker in the background, with `configuration` or else `workerConfiguration()`.
-    func startWorker(_ configuration: KafkaWorker.Configuration? = nil) throws -> RunningWorker {
+    /// - Parameter name: set as the `worker` metadata of its log lines, to tell two workers apart.
+    func startWorker(_ configuration: KafkaWorker.Configuration? = nil, name: String? = nil) throws -> RunningWorker {
+        var logger = logger
+        if let name { logger[metadataKey: "worker"] = "\(name)" }
         let handler = JobHandler(api: MioContextAPI(mio), tokens: MioTokenSource(tokens), logger: logger)
         let worker = try KafkaWorker(configuration: configuration ?? workerConfiguration(), handler: handler, logger: logger)
         return RunningWorker(worker, logger: logger)
@@ -253,11 +256,16 @@ final class RunningWorker: Sendable {
 
     /// Waits until the worker's committed offsets of the input topic equal `ends` (partition -> end offset).
     func waitUntilCommitted(_ ends: [Int32: Int64]) async throws {
-        try await waitUntil("committed offsets to reach the end of every partition") {
-            let committed = self.worker.committedOffsets
-            return ends.allSatisfy { partition, end in
-                committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
+        do {
+            try await waitUntil("committed offsets to reach the end of every partition") {
+                let committed = self.worker.committedOffsets
+                return ends.allSatisfy { partition, end in
+                    committed[KafkaTopicPartition(topic: WorkerHarness.inputTopic, partition: partition)] == end
+                }
             }
+        } catch {
+            print("commits short of the end: ends \(ends.sorted { $0.key < $1.key })\n\(worker.diagnostics)")
+            throw error
         }
     }
 }

@@ -19,6 +19,8 @@ struct CapturedLogLine: Sendable {
     var label: String
     var message: String
     var metadata: [String: String]
+    /// When it was logged (printed by tests that show a timeline on failure).
+    var time = ContinuousClock.now
 
     /// Everything the line would show, for searching.
     var text: String {

@@ -34,6 +34,12 @@ final class ProcessGroupSetup: Sendable {
     private let mockKafka: ChildProcess
     private let simulator: ChildProcess
     private let starts = Atomic<Int>(0)
+    private let logsWanted = Atomic<Bool>(false)
+
+    /// Keeps the scenario's logs (the workers', the cluster's and the simulator's) after it ends, and prints where.
+    func keepLogs() {
+        logsWanted.store(true, ordering: .relaxed)
+    }
 
     var kafka: KafkaConfiguration { KafkaConfiguration(bootstrapServers: bootstrapServers) }
 
@@ -95,7 +101,7 @@ final class ProcessGroupSetup: Sendable {
             let result = try await body(setup)
             await simulator.stop()
             await mockKafka.stop()
-            if ProcessInfo.processInfo.environment["MIOCTX_TEST_KEEP_LOGS"] != nil {
+            if ProcessInfo.processInfo.environment["MIOCTX_TEST_KEEP_LOGS"] != nil || setup.logsWanted.load(ordering: .relaxed) {
                 print("process scenario \(name): logs kept in \(directory.path)")
             } else {
                 try? FileManager.default.removeItem(at: directory)
@@ -258,6 +264,12 @@ struct WorkerProcess: Sendable {
     /// committed in the next generation or on revocation (the repeat counts say whether anything was redone).
     var lostLines: [Substring] {
         logText.split(separator: "\n").filter { $0.contains("Kafka partitions lost") }
+    }
+
+    /// The lines about membership, commits and stopping, for a scenario that went wrong.
+    var membershipLines: [Substring] {
+        let words = ["Kafka partitions", "commit", "drain", "stopping", "not taking new jobs", "taking jobs again"]
+        return logText.split(separator: "\n").filter { line in words.contains { line.contains($0) } }
     }
 
     /// Commits refused because the group's generation moved on (printed, not asserted).

@@ -76,10 +76,12 @@ struct ProcessFaultTests {
                 started.allSatisfy(\.hasBeenAssigned) && progress.unique >= 500
             }
             var workers = started
+            var stopped: [WorkerProcess] = []
             var steps: [String] = []
             for index in workers.indices {
                 let results = progress.results
                 #expect(await workers[index].process.stop() == 0, "SIGTERM: drained, exit 0")
+                stopped.append(workers[index])
                 workers[index] = try setup.startWorker(name: "w\(index)", requestsPerSecond: 150)
                 let restarted = workers[index]
                 try await waitUntil("the restarted worker to be assigned") { restarted.hasBeenAssigned }
@@ -94,10 +96,17 @@ struct ProcessFaultTests {
             let count = try await OutputTopicCount.read(
                 kafka: setup.kafka, topic: ProcessGroupSetup.outputTopic, partitions: ProcessGroupSetup.partitions, logger: setup.logger
             )
+            let everyWorker = stopped + workers
             print(
                 "process scenario rolling restart: \(jobs.count) jobs, \(steps.joined(separator: ", ")); \(count), bound 0; "
-                    + "\(workers.flatMap(\.refusedCommitLines).count) commits refused in a rebalance"
+                    + "\(everyWorker.flatMap(\.refusedCommitLines).count) commits refused in a rebalance"
             )
+            if count.repeats != 0 {
+                setup.keepLogs()
+                for worker in everyWorker {
+                    for line in worker.membershipLines { print("rolling restart \(worker.log.lastPathComponent): \(line.prefix(400))") }
+                }
+            }
             #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
             #expect(count.repeats == 0, "a rolling restart repeats nothing")
             #expect(workers.flatMap(\.lostLines) == [], "no member loses its partitions")

@@ -90,10 +90,10 @@ struct RebalanceCommitTests {
             configuration.commitInterval = .milliseconds(500)
             configuration.revocationGracePeriod = .seconds(3)
             let started = ContinuousClock.now
-            let first = try harness.startWorker(configuration)
+            let first = try harness.startWorker(configuration, name: "first")
             try await waitUntil("a first commit") { !first.worker.committedOffsets.isEmpty }
 
-            let second = try harness.startWorker(configuration)
+            let second = try harness.startWorker(configuration, name: "second")
             try await waitUntil("the peer to own partitions") { !second.worker.assignment.isEmpty }
             let committedWhenThePeerJoined = first.committedTotal + second.committedTotal
             try await Task.sleep(for: .seconds(2))
@@ -109,7 +109,7 @@ struct RebalanceCommitTests {
                 }
             } catch {
                 let committed = try await harness.groupCommittedOffsets(group: group, partitions: 6)
-                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)")
+                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)")
                 for line in capture.all.map(\.text) where line.contains("commit") || line.contains("Kafka partitions") || line.contains("stored") {
                     print("peer join/leave test log: \(line.prefix(300))")
                 }
@@ -127,6 +127,11 @@ struct RebalanceCommitTests {
                     + "\(committedWhenThePeerJoined) committed when the peer joined, \(committedWhenThePeerLeft) when it "
                     + "left; \(repeats) repeated results, bound \(bound) (in flight \(maxInFlight) + one commit interval)"
             )
+            if repeats > bound {
+                for line in capture.all where ["commit", "Kafka partitions", "taking", "drain"].contains(where: line.text.contains) {
+                    print("peer join/leave test log: +\(line.time - started) \(line.text.prefix(300))")
+                }
+            }
             #expect(committedWhenThePeerLeft < Int64(jobs.count), "the peer left before the end of the run")
             #expect(Self.lostOrStale(capture) == [], "no member loses its assignment")
             #expect(repeats <= bound, "repeats within the in-flight limit plus one commit interval")
