@@ -107,6 +107,7 @@ final class ConsumerFeed: Service, Sendable {
             }
             stopping.withLock { $0 = true }
             logger.info("worker stopping: draining jobs in flight", metadata: ["pending": "\(engine.pendingCount)"])
+            let stopStarted = clock.now()
             let drained = await engine.drain(timeout: configuration.shutdownGracePeriod)
             // No explicit commit here: every finished mark is already stored, and the consumer's close (next in
             // the shutdown order) revokes the partitions, whose handler commits them synchronously; librdkafka
@@ -114,7 +115,10 @@ final class ConsumerFeed: Service, Sendable {
             // while a peer's rebalance is under way and cost this member its assignment (docs/kafka.md).
             storeFinishedMarks()
             logger.info("worker drained", metadata: ["complete": "\(drained)"])
-            await waitForFinalCommit()
+            await waitForFinalCommit(until: max(
+                stopStarted + configuration.shutdownGracePeriod,
+                clock.now() + configuration.commitInterval * 2 + Self.finalCommitAllowance
+            ))
             group.cancelAll()
         }
     }
@@ -122,15 +126,28 @@ final class ConsumerFeed: Service, Sendable {
     /// Waits, bounded, until librdkafka's auto-commit has committed every stored mark, before the consumer
     /// closes. A SIGTERM can come while a peer's join is under way: the auto-commit then waits for the group to
     /// be stable again (a commit refused with REBALANCE_IN_PROGRESS stays stored), while the synchronous commit
-    /// of the close's revocation would be sent into that rebalance, be answered ILLEGAL_GENERATION, and leave
-    /// everything since the last commit to be repeated. Once the marks are committed, that revocation commits
-    /// nothing. The bound: two commit intervals plus ``finalCommitAllowance`` (a rebalance on the way).
-    private func waitForFinalCommit() async {
-        let deadline = clock.now() + configuration.commitInterval * 2 + Self.finalCommitAllowance
+    /// of the close's revocation would be sent into that rebalance, be refused, and leave everything since the
+    /// last commit to be repeated. Once the marks are committed, that revocation commits nothing.
+    ///
+    /// The bound is the rest of ``KafkaWorker/Configuration/shutdownGracePeriod`` (counted from the stop), and
+    /// at least two commit intervals plus ``finalCommitAllowance``: in a rolling restart the rebalances of the
+    /// members before this one can follow each other for 15 s and more (the mock coordinator holds each join for
+    /// `session.timeout.ms` − 1 s), and commits wait for the end of each. The marks are stored again now and then
+    /// meanwhile: librdkafka drops a stored offset it could not commit when a rebalance removes and gives back a
+    /// partition.
+    private func waitForFinalCommit(until deadline: Duration) async {
+        var nextStore = clock.now()
         while !book.marksAreCommitted {
             guard clock.now() < deadline else {
-                logger.warning("the final marks were not committed in time; the close's revocation commits them")
+                logger.warning(
+                    "the final marks were not committed within the shutdown grace period; the close's revocation commits them",
+                    metadata: ["uncommitted": "\(book.marksAheadOfCommit())"]
+                )
                 return
+            }
+            if clock.now() >= nextStore {
+                nextStore = clock.now() + Self.storeInterval * 5
+                store(book.marksAheadOfCommit(), failureLevel: .debug)
             }
             do {
                 try await clock.sleep(for: .milliseconds(50))
@@ -140,7 +157,7 @@ final class ConsumerFeed: Service, Sendable {
         }
     }
 
-    /// How long the final commit may wait for a rebalance under way, beyond two commit intervals.
+    /// The least time the final commit may wait for a rebalance under way, beyond two commit intervals.
     static let finalCommitAllowance: Duration = .seconds(10)
 
     /// How often the marks that advanced are stored in the consumer: one librdkafka call for all partitions,

@@ -38,7 +38,8 @@ public final class KafkaWorker: Service, Sendable {
         /// How often librdkafka commits the stored offsets (`auto.commit.interval.ms`). Default 1 s: after a
         /// crash, at most about this much finished work is repeated.
         public var commitInterval: Duration = .seconds(1)
-        /// How long shutdown lets jobs in flight finish before cancelling them. Default 30 s.
+        /// How long shutdown lets jobs in flight finish before cancelling them, and then waits for their offsets to
+        /// be committed (at least two commit intervals plus 10 s for that). Default 30 s.
         public var shutdownGracePeriod: Duration = .seconds(30)
         /// How long a revocation lets jobs of the revoked partitions finish. Default 5 s. The whole revocation
         /// (this, then the commit) is kept within half of what the group allows a member in a rebalance

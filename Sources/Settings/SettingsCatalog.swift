@@ -356,7 +356,7 @@ public struct SettingsCatalog: Sendable {
         public let shutdownGracePeriod = Setting<Duration>(
             "processing.shutdownGracePeriod", flags: ["--shutdown-grace-period"],
             default: SettingsCatalog.workerDefaults.shutdownGracePeriod, in: .zero ... .seconds(3600),
-            "on SIGTERM/SIGINT, time for in-flight jobs to finish (0 to 1h)"
+            "on SIGTERM/SIGINT, time for in-flight jobs to finish and their offsets to be committed (0 to 1h)"
         )
         /// The declaration of `processing.revocationGracePeriod`.
         public let revocationGracePeriod = Setting<Duration>(
