@@ -134,7 +134,18 @@ struct RebalanceCommitTests {
             }
             #expect(committedWhenThePeerLeft < Int64(jobs.count), "the peer left before the end of the run")
             #expect(Self.lostOrStale(capture) == [], "no member loses its assignment")
-            #expect(repeats <= bound, "repeats within the in-flight limit plus one commit interval")
+            // The mock's SyncGroup race (docs/kafka.md): a follower's SyncGroup that reaches the mock after the
+            // leader's is answered INVALID_REQUEST and the follower rejoins at once, so the first worker's revocation
+            // commit, sent right after the sync, is refused and the peer repeats the work it finished since its last
+            // commit. A broker answers that SyncGroup with the assignment. Only then is the bound a known issue.
+            let syncRace = capture.all.contains { line in
+                line.message.hasPrefix("offset commit of revoked partitions failed") && line.text.contains("REBALANCE_IN_PROGRESS")
+            }
+            withKnownIssue("the mock refused the revocation commit (its SyncGroup race)", isIntermittent: true) {
+                #expect(repeats <= bound, "repeats within the in-flight limit plus one commit interval")
+            } when: {
+                syncRace
+            }
             try await first.stop()
         }
     }
