@@ -19,7 +19,8 @@ final class ConsumerFeed: Service, Sendable {
     private let logger: Logger
     private let sink: KafkaResultSink
     private let clock: TimeSource
-    private let health: MioHealth?
+    /// The Mio health gate of the handler, if it has one.
+    let health: MioHealth?
     /// Whether to stop, and the failure that asked for it if any: the feed's `run()` waits on it.
     private let stop = WaitableState<Stop, Void>(Stop())
 

@@ -263,6 +263,8 @@ public final class KafkaWorker: Service, Sendable {
         return """
             book: \(feed.book.summary)
             engine: pending \(feed.engine.pendingCount) [\(pending.joined(separator: ", "))], stopping \(feed.isStopping)
+            scheduler: \(feed.engine.schedulerSummary)
+            mio: \(feed.health.map { "\($0.summary), in flight \($0.inFlightCount), taking jobs \($0.isTakingJobs)" } ?? "no health gate")
             gate: \(feed.gate.summary)
             consumer: paused \(consumer.pausedPartitionCount), buffered \(consumer.bufferedMessageCount), member \(consumer.hasJoinedGroup)
             """

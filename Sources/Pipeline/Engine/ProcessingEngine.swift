@@ -218,6 +218,8 @@ public final class ProcessingEngine: Sendable {
     public var pendingCount: Int { state.withLock { state, _ in state.scheduler.pendingCount } }
     /// Jobs being processed or delivered right now.
     public var runningCount: Int { state.withLock { state, _ in state.scheduler.runningCount } }
+    /// The scheduler's counts and busy users, for diagnostics (``JobScheduler/summary``).
+    public var schedulerSummary: String { state.withLock { state, _ in state.scheduler.summary } }
     /// Whether the input should currently be paused.
     public var isInputPaused: Bool { state.withLock { state, _ in state.scheduler.isInputPaused } }
     /// Items of a partition submitted and not finished.

@@ -354,6 +354,9 @@ public final class MioHealth: Sendable {
     /// does not: a paused worker must not be restarted.
     public var readinessFailure: String? { haltReason.map { "line stopped: \($0)" } }
 
+    /// Calls admitted and not yet recorded or abandoned (for diagnostics).
+    public var inFlightCount: Int { state.withLock { state, _ in state.inFlight } }
+
     /// One line for readiness and operators: `closed, concurrency limit 256`, `open`, ...
     public var summary: String {
         state.withLock { state, _ in

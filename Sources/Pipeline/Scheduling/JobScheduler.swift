@@ -89,6 +89,14 @@ public struct JobScheduler<Payload: Sendable>: Sendable {
         pendingByPartition[partition] ?? 0
     }
 
+    /// The scheduler's counts and the users with jobs running or waiting, for diagnostics.
+    public var summary: String {
+        let busyUsers = users.filter { $0.value.running > 0 || !$0.value.waiting.isEmpty }
+            .map { "\($0.key): \($0.value.running) running, \($0.value.waiting.count) waiting" }.sorted()
+        return "admitted \(admittedCount), running \(runningCount), delivering \(deliveringCount), backlog \(backlog.count), "
+            + "busy keys \(busyKeys.count), input paused \(isInputPaused), users [\(busyUsers.joined(separator: "; "))]"
+    }
+
     /// Accepts a job.
     /// - Parameters:
     ///   - payload: The caller's job.
