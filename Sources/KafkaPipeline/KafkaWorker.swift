@@ -254,8 +254,9 @@ public final class KafkaWorker: Service, Sendable {
     public var committedOffsets: [KafkaTopicPartition: Int64] { feed.book.lastCommitted }
 
     /// The worker's bookkeeping in a few lines, for diagnostics: each partition's mark, commit and unfinished
-    /// jobs, the jobs pending in the engine per assigned partition, the run-ahead gate's held messages and
-    /// pauses, the partitions paused in librdkafka and the messages buffered in the consumer.
+    /// jobs, the jobs pending in the engine per assigned partition, the scheduler's counts and busy users, the Mio
+    /// gate's limit and calls in flight, the run-ahead gate's held messages and pauses, the partitions paused in
+    /// librdkafka and the messages buffered in the consumer.
     package var diagnostics: String {
         let pending = assignment.sorted().map { partition in
             "\(partition): \(feed.engine.pendingCount(in: PartitionID(partition)))"
