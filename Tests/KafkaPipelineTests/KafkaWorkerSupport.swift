@@ -176,11 +176,23 @@ struct WorkerHarness: Sendable {
         ends: [Int32: Int64],
         by worker: RunningWorker
     ) async throws -> Int {
-        try await worker.waitUntilCommitted(ends)
+        do {
+            try await worker.waitUntilCommitted(ends)
+        } catch {
+            print("simulator: \(simulatorSummary)")
+            throw error
+        }
         let results = try await readResults(forJobs: jobs.count)
         let ids = try results.map { try ResultMessage($0).id }
         #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
         return ids.count - jobs.count
+    }
+
+    /// The simulator's view, for a test that waits in vain: requests by endpoint and status, and how many it is
+    /// answering right now (a worker's jobs stuck in a Mio call either wait there or were lost on the way).
+    var simulatorSummary: String {
+        let stats = simulator.stats()
+        return "requests \(stats.requests), in progress \(stats.concurrency.current) (peak \(stats.concurrency.peak))"
     }
 
     /// Moves the leader of each of the first `partitions` partitions of the input and output topics to the broker

@@ -109,7 +109,7 @@ struct RebalanceCommitTests {
                 }
             } catch {
                 let committed = try await harness.groupCommittedOffsets(group: group, partitions: 6)
-                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)")
+                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)\nsimulator: \(harness.simulatorSummary)")
                 for line in capture.all.map(\.text) where line.contains("commit") || line.contains("Kafka partitions") || line.contains("stored") {
                     print("peer join/leave test log: \(line.prefix(300))")
                 }
