@@ -272,6 +272,13 @@ struct WorkerProcess: Sendable {
         return logText.split(separator: "\n").filter { line in words.contains { line.contains($0) } }
     }
 
+    /// Revocation commits the coordinator refused during a rebalance (the mock's SyncGroup race, docs/kafka.md).
+    var refusedRevocationCommitLines: [Substring] {
+        logText.split(separator: "\n").filter {
+            $0.contains("offset commit of revoked partitions failed") && $0.contains("REBALANCE_IN_PROGRESS")
+        }
+    }
+
     /// Commits refused because the group's generation moved on (printed, not asserted).
     var refusedCommitLines: [Substring] {
         logText.split(separator: "\n").filter { $0.contains("ILLEGAL_GENERATION") }

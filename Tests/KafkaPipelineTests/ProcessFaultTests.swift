@@ -110,11 +110,7 @@ struct ProcessFaultTests {
             #expect(count.lost(of: jobs.map(\.id)) == [], "no job is lost")
             // The mock's SyncGroup race (docs/kafka.md) can refuse the commit of a member's revoked partitions right
             // after a sync; the next owner then repeats that member's last uncommitted work. Only then is it known.
-            let syncRace = everyWorker.contains { worker in
-                worker.logText.split(separator: "\n").contains { line in
-                    line.contains("offset commit of revoked partitions failed") && line.contains("REBALANCE_IN_PROGRESS")
-                }
-            }
+            let syncRace = everyWorker.contains { !$0.refusedRevocationCommitLines.isEmpty }
             withKnownIssue("the mock refused a revocation commit (its SyncGroup race)", isIntermittent: true) {
                 #expect(count.repeats == 0, "a rolling restart repeats nothing")
             } when: {

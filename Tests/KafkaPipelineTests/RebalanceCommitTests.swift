@@ -23,6 +23,13 @@ struct RebalanceCommitTests {
         }
     }
 
+    /// Prints the peer test's lines about membership, commits, holds and stopping, with their time since `start`.
+    private static func printTimeline(_ capture: LogCapture, since start: ContinuousClock.Instant) {
+        for line in capture.all where ["commit", "Kafka partitions", "stored", "taking", "drain"].contains(where: line.text.contains) {
+            print("peer join/leave test log: +\(line.time - start) \(line.text.prefix(300))")
+        }
+    }
+
     /// Deterministic reproduction with one worker: one REBALANCE_IN_PROGRESS injected on a heartbeat makes it
     /// rejoin its group, and the mock holds the JoinGroup for `session.timeout.ms − 1 s` (5 s). With explicit
     /// periodic commits (the code before this fix), one goes out behind that JoinGroup, comes back
@@ -110,9 +117,7 @@ struct RebalanceCommitTests {
             } catch {
                 let committed = try await harness.groupCommittedOffsets(group: group, partitions: 6)
                 print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)\nsimulator: \(harness.simulatorSummary)")
-                for line in capture.all.map(\.text) where line.contains("commit") || line.contains("Kafka partitions") || line.contains("stored") {
-                    print("peer join/leave test log: \(line.prefix(300))")
-                }
+                Self.printTimeline(capture, since: started)
                 throw error
             }
             let elapsed = ContinuousClock.now - started
@@ -127,11 +132,7 @@ struct RebalanceCommitTests {
                     + "\(committedWhenThePeerJoined) committed when the peer joined, \(committedWhenThePeerLeft) when it "
                     + "left; \(repeats) repeated results, bound \(bound) (in flight \(maxInFlight) + one commit interval)"
             )
-            if repeats > bound {
-                for line in capture.all where ["commit", "Kafka partitions", "taking", "drain"].contains(where: line.text.contains) {
-                    print("peer join/leave test log: +\(line.time - started) \(line.text.prefix(300))")
-                }
-            }
+            if repeats > bound { Self.printTimeline(capture, since: started) }
             #expect(committedWhenThePeerLeft < Int64(jobs.count), "the peer left before the end of the run")
             #expect(Self.lostOrStale(capture) == [], "no member loses its assignment")
             // The mock's SyncGroup race (docs/kafka.md): a follower's SyncGroup that reaches the mock after the
