@@ -5,12 +5,13 @@
 #   scripts/install-deps.sh        everything the tests need as well (`make test`, `make build`, CI): kcat,
 #                                  PostgreSQL, Chromium and its driver with Selenium (the browser test of the OAuth
 #                                  connect flow), the deployment files' linters and the OTLP receiver's protos
+#                                  and gdb (a test that waits in vain prints the stacks of the busy threads)
 set -euo pipefail
 
 scope="${1:-test}"
 case "$scope" in
     demo) packages=(librdkafka-dev libsqlite3-dev) ;;
-    test) packages=(librdkafka-dev libsqlite3-dev kcat postgresql chromium chromium-driver) ;;
+    test) packages=(librdkafka-dev libsqlite3-dev kcat postgresql chromium chromium-driver gdb) ;;
     *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
 esac
 missing=()

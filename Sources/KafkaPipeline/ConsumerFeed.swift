@@ -166,15 +166,22 @@ final class ConsumerFeed: Service, Sendable {
     /// much finished work to what a crash repeats.
     static let storeInterval: Duration = .milliseconds(100)
 
+    /// Where the loop of ``storeMarks()`` is, for the diagnostics of a stall.
+    let storeLoop = LoopHeartbeat(stages: ["sleeping", "storing marks", "releasing held messages", "ended"])
+
     /// Stores the advanced marks every ``storeInterval`` until cancelled.
     private func storeMarks() async {
+        defer { storeLoop.enter(3) }
         while !Task.isCancelled {
+            storeLoop.enter(0)
             do {
                 try await clock.sleep(for: Self.storeInterval)
             } catch {
                 return
             }
+            storeLoop.enter(1)
             storeFinishedMarks()
+            storeLoop.enter(2)
             releaseHeldMessages()
         }
     }

@@ -256,7 +256,8 @@ public final class KafkaWorker: Service, Sendable {
     /// The worker's bookkeeping in a few lines, for diagnostics: each partition's mark, commit and unfinished
     /// jobs, the jobs pending in the engine per assigned partition, the scheduler's counts and busy users, the Mio
     /// gate's limit and calls in flight, the run-ahead gate's held messages and pauses, the partitions paused in
-    /// librdkafka and the messages buffered in the consumer.
+    /// librdkafka and the messages buffered in the consumer, and where the poll thread and the loop that stores
+    /// marks and releases held messages are.
     package var diagnostics: String {
         let pending = assignment.sorted().map { partition in
             "\(partition): \(feed.engine.pendingCount(in: PartitionID(partition)))"
@@ -268,6 +269,7 @@ public final class KafkaWorker: Service, Sendable {
             mio: \(feed.health.map { "\($0.summary), in flight \($0.inFlightCount), taking jobs \($0.isTakingJobs)" } ?? "no health gate")
             gate: \(feed.gate.summary)
             consumer: paused \(consumer.pausedPartitionCount), buffered \(consumer.bufferedMessageCount), member \(consumer.hasJoinedGroup)
+            loops: poll thread \(consumer.pollLoopSummary); storing marks \(feed.storeLoop.summary)
             """
     }
 

@@ -159,6 +159,30 @@ final class HTTP1ConnectionPool: Sendable {
         }
     }
 
+    /// Each event loop's share of the pool in a line, for the diagnostics of a stall. A loop that does not answer
+    /// within `timeout` is reported as blocked: every connection and deadline on it waits with it.
+    func diagnostics(timeout: Duration = .seconds(2)) async -> String {
+        var lines: [String] = []
+        for (index, pool) in self.loops.enumerated() {
+            let summary = await Self.first(of: pool.loop.submit { pool.summary }, within: timeout)
+            lines.append("loop \(index): \(summary ?? "blocked: it ran nothing within \(timeout)")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The value of `future`, or nil once `timeout` has passed; a future that never completes is left behind.
+    private static func first(of future: EventLoopFuture<String>, within timeout: Duration) async -> String? {
+        let answer = FirstAnswer()
+        return await withCheckedContinuation { waiting in
+            answer.continuation.withLock { $0 = waiting }
+            future.whenComplete { result in answer.finish(try? result.get()) }
+            Task {
+                try? await Task.sleep(for: timeout)
+                answer.finish(nil)
+            }
+        }
+    }
+
     /// Whether `value` may be sent as a header value (RFC 9110): no control character but HTAB, so no CR, LF
     /// or NUL.
     static func isValidHeaderValue(_ value: String) -> Bool {
@@ -176,6 +200,16 @@ final class HTTP1ConnectionPool: Sendable {
         for future in closed {
             try? await future.get()
         }
+    }
+}
+
+/// The waiter of ``HTTP1ConnectionPool/diagnostics(timeout:)`` for one loop, resumed once by the loop's answer or
+/// the timeout, whichever comes first.
+private final class FirstAnswer: Sendable {
+    let continuation = Mutex<CheckedContinuation<String?, Never>?>(nil)
+
+    func finish(_ value: String?) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }
 

@@ -196,6 +196,19 @@ final class LoopPool: @unchecked Sendable {
         }
     }
 
+    /// This loop's share in a line, for the diagnostics of a stall: connections busy and idle, attempts under
+    /// way, requests waiting, whether the timer runs, and requests past their deadline (which the timer fails
+    /// within a tenth of the timeout: any here means the timer is not running).
+    var summary: String {
+        let now = NIODeadline.now()
+        let busy = self.connections.values.compactMap(\.request)
+        let overdue = busy.filter { $0.deadline <= now }.count
+            + self.waiting.filter { !$0.isFinished && $0.deadline <= now }.count
+        return "connections \(self.connections.count) (busy \(busy.count), idle \(self.idle.count)), "
+            + "connecting \(self.connecting), waiting \(self.waiting.count), "
+            + "timer \(self.sweeper == nil ? "off" : "on"), past their deadline \(overdue)"
+    }
+
     func shutdown() -> EventLoopFuture<Void> {
         self.isShutDown = true
         self.sweeper?.cancel()

@@ -199,6 +199,12 @@ public final class MioClient: Sendable {
         return result
     }
 
+    /// The connection pool's state on each event loop, for the diagnostics of a stall (a test that waits in vain).
+    package func poolDiagnostics() async -> String {
+        guard let pool else { return "no pool: \(poolError.map { "\($0)" } ?? "-")" }
+        return await pool.diagnostics()
+    }
+
     /// Closes the connection pool and waits until its connections are closed; a request still running fails with
     /// ``MioError/Code/transportFailure``, and so does every later one. Calling it again (or from several tasks)
     /// waits the same way and does nothing more.

@@ -114,6 +114,17 @@ public final class TokenProvider: Sendable {
     /// Everything mutable, under one lock; ``finishRefreshes()`` waits on it until no refresh or read runs.
     private let state = WaitableState<State, Void>(State())
 
+    /// What the provider has under way, for the diagnostics of a stall: refreshes and store reads in flight (with
+    /// a few of their users), grants waiting to be saved. Names users only, never a token.
+    package var diagnostics: String {
+        state.withLock { state, _ in
+            let refreshing = state.inFlight.keys.sorted().prefix(5).joined(separator: ", ")
+            let reading = state.reads.keys.sorted().prefix(5).joined(separator: ", ")
+            return "refreshes in flight \(state.inFlight.count) [\(refreshing)], store reads in flight \(state.reads.count) "
+                + "[\(reading)], unsaved grants \(state.unsaved.count), persisters \(state.persisters.count)"
+        }
+    }
+
     /// Creates a provider.
     /// - Parameters:
     ///   - store: Where the tokens live.

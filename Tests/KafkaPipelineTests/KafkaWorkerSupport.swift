@@ -31,6 +31,8 @@ struct WorkerHarness: Sendable {
     let cluster: KafkaMockCluster
     let stack: MioStack
     let logger: Logger
+    /// The spans of the workers' handlers that have not ended: where stuck jobs wait (``stallSummary()``).
+    let openSpans = OpenSpanTracer()
 
     var simulator: MioSimulator { stack.simulator }
     var mio: MioClient { stack.mio }
@@ -112,9 +114,9 @@ struct WorkerHarness: Sendable {
     func startWorker(_ configuration: KafkaWorker.Configuration? = nil, name: String? = nil) throws -> RunningWorker {
         var logger = logger
         if let name { logger[metadataKey: "worker"] = "\(name)" }
-        let handler = JobHandler(api: MioContextAPI(mio), tokens: MioTokenSource(tokens), logger: logger)
+        let handler = JobHandler(api: MioContextAPI(mio), tokens: MioTokenSource(tokens), logger: logger, tracer: openSpans)
         let worker = try KafkaWorker(configuration: configuration ?? workerConfiguration(), handler: handler, logger: logger)
-        return RunningWorker(worker, logger: logger)
+        return RunningWorker(worker, logger: logger) { await stallSummary() }
     }
 
     /// Produces raw messages to the input topic; returns the end offset of each partition written to.
@@ -176,23 +178,28 @@ struct WorkerHarness: Sendable {
         ends: [Int32: Int64],
         by worker: RunningWorker
     ) async throws -> Int {
-        do {
-            try await worker.waitUntilCommitted(ends)
-        } catch {
-            print("simulator: \(simulatorSummary)")
-            throw error
-        }
+        try await worker.waitUntilCommitted(ends)
         let results = try await readResults(forJobs: jobs.count)
         let ids = try results.map { try ResultMessage($0).id }
         #expect(Set(ids) == Set(jobs.map(\.id)), "no job is lost")
         return ids.count - jobs.count
     }
 
-    /// The simulator's view, for a test that waits in vain: requests by endpoint and status, and how many it is
-    /// answering right now (a worker's jobs stuck in a Mio call either wait there or were lost on the way).
-    var simulatorSummary: String {
+    /// Where the jobs of a test that waits in vain are stuck, beyond the worker's bookkeeping: the handlers' spans
+    /// still open (token lookup, Mio call, refresh) and for how long; the simulator's requests by endpoint and
+    /// status, and how many it is answering now (a job stuck in a Mio call waits there or was lost on the way);
+    /// the client's connection pool on each event loop (a blocked loop holds its connections and deadlines); the
+    /// token provider's refreshes and reads in flight; and the process's threads that are not idle.
+    func stallSummary() async -> String {
         let stats = simulator.stats()
-        return "requests \(stats.requests), in progress \(stats.concurrency.current) (peak \(stats.concurrency.peak))"
+        return """
+            open spans (5 s or older): \(openSpans.summary())
+            simulator: requests \(stats.requests), in progress \(stats.concurrency.current) (peak \(stats.concurrency.peak))
+            Mio client pool:
+            \(await mio.poolDiagnostics())
+            tokens: \(tokens.diagnostics)
+            \(ThreadDump.busyThreads())
+            """
     }
 
     /// Moves the leader of each of the first `partitions` partitions of the input and output topics to the broker
@@ -251,9 +258,13 @@ final class RunningWorker: Sendable {
     let worker: KafkaWorker
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
+    private let describeStall: @Sendable () async -> String
 
-    init(_ worker: KafkaWorker, logger: Logger) {
+    /// - Parameter describeStall: what else to print when ``waitUntilCommitted(_:)`` waits in vain (the
+    ///   harness's ``WorkerHarness/stallSummary()``).
+    init(_ worker: KafkaWorker, logger: Logger, describeStall: @escaping @Sendable () async -> String = { "" }) {
         self.worker = worker
+        self.describeStall = describeStall
         let group = ServiceGroup(configuration: .init(services: [worker], gracefulShutdownSignals: [], logger: logger))
         self.group = group
         self.task = Task { try await group.run() }
@@ -285,7 +296,7 @@ final class RunningWorker: Sendable {
                 }
             }
         } catch {
-            print("commits short of the end: ends \(ends.sorted { $0.key < $1.key })\n\(worker.diagnostics)")
+            print("commits short of the end: ends \(ends.sorted { $0.key < $1.key })\n\(worker.diagnostics)\n\(await describeStall())")
             throw error
         }
     }

@@ -116,7 +116,7 @@ struct RebalanceCommitTests {
                 }
             } catch {
                 let committed = try await harness.groupCommittedOffsets(group: group, partitions: 6)
-                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)\nsimulator: \(harness.simulatorSummary)")
+                print("peer join/leave test: committed \(committed.sorted { $0.key < $1.key }), ends \(ends.sorted { $0.key < $1.key }), assignment \(first.worker.assignment), pending \(first.worker.pendingJobs)\n\(first.worker.diagnostics)\n\(await harness.stallSummary())")
                 Self.printTimeline(capture, since: started)
                 throw error
             }

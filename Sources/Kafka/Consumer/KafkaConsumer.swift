@@ -326,6 +326,12 @@ public final class KafkaConsumer: Service, Sendable {
         core.buffer.count
     }
 
+    /// Where the poll thread is and since when ("polling for 0.1 s", "pausing partitions for 95.0 s"): for the
+    /// diagnostics of a stall.
+    package var pollLoopSummary: String {
+        core.pollLoopHeartbeat.summary
+    }
+
     /// How many times librdkafka rewound a partition on its own and the consumer sought it back to its position,
     /// dropping the repeated message (see docs/kafka.md).
     public var rewindsUndone: Int {

@@ -11,9 +11,12 @@ extension KafkaConsumerCore {
             switch action {
             case .poll(let changes):
                 if !changes.isEmpty { apply(changes, client) }
+                pollLoopHeartbeat.enter(PollLoopStage.polling.rawValue)
                 guard let polled = client.consumerPoll(timeout: pollInterval, maxValueBytes: maxValueBytes) else { continue }
+                pollLoopHeartbeat.enter(PollLoopStage.delivering.rawValue)
                 deliver(polled, client)
             case .leaveGroup:
+                pollLoopHeartbeat.enter(PollLoopStage.leavingGroup.rawValue)
                 if let failure = client.consumerClose() {
                     report(failure)
                 }
@@ -40,7 +43,11 @@ extension KafkaConsumerCore {
     /// ``deliver(_:_:)``).
     private func apply(_ changes: KafkaConsumer.StateMachine.PauseChanges, _ client: RDKafkaClient) {
         if !changes.pause.isEmpty {
+            pollLoopHeartbeat.enter(PollLoopStage.pausing.rawValue)
             applied(client.pause(changes.pause), paused: true, changes.pause)
+        }
+        if !changes.resume.isEmpty {
+            pollLoopHeartbeat.enter(PollLoopStage.resuming.rawValue)
         }
         if !changes.resume.isEmpty, applied(client.resume(changes.resume), paused: false, changes.resume) {
             seek(changes.seeks, client, reason: "resume")

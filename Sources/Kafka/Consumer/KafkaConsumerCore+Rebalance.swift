@@ -11,6 +11,8 @@ extension KafkaConsumerCore {
     /// the event, then runs the application's revocation handler and blocks until it returns or
     /// ``revocationTimeout`` passes, and only then lets librdkafka release the partitions.
     func rebalance(_ rebalance: RDKafkaRebalance) {
+        pollLoopHeartbeat.enter(PollLoopStage.rebalancing.rawValue)
+        defer { pollLoopHeartbeat.enter(PollLoopStage.polling.rawValue) }
         let partitions = rebalance.partitions
         switch rebalance.kind {
         case .assign:

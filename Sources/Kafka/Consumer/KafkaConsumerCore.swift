@@ -29,6 +29,18 @@ final class KafkaConsumerCore: Sendable {
     let onStatistics: (@Sendable (KafkaStatistics) -> Void)?
     let onCommit: KafkaConsumer.CommitHandler?
     let events: AsyncStream<KafkaConsumerEvent>.Continuation
+    /// Where the poll loop is, for the diagnostics of a stall (``KafkaConsumer/pollLoopSummary``).
+    let pollLoopHeartbeat = LoopHeartbeat(stages: PollLoopStage.names)
+
+    /// The poll loop's stages, as ``pollLoopHeartbeat`` names them.
+    enum PollLoopStage: Int {
+        case polling, pausing, resuming, delivering, rebalancing, leavingGroup
+
+        static let names = [
+            "polling", "pausing partitions", "resuming partitions", "delivering a message",
+            "in the rebalance callback", "leaving the group",
+        ]
+    }
 
     init(
         logger: Logger,
