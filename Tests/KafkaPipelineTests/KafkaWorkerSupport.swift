@@ -189,8 +189,9 @@ struct WorkerHarness: Sendable {
     /// still open (token lookup, Mio call, refresh) and for how long; the simulator's requests by endpoint and
     /// status, and how many it is answering now (a job stuck in a Mio call waits there or was lost on the way);
     /// the client's connection pool on each event loop (a blocked loop holds its connections and deadlines); the
-    /// token provider's refreshes and reads in flight; and the process's threads that are not idle.
-    func stallSummary() async -> String {
+    /// token provider's refreshes and reads in flight; and, with `threads`, the process's threads that are not idle
+    /// (``ThreadDump``: it stops the whole test process for seconds, so only once a test has failed).
+    func stallSummary(threads: Bool = true) async -> String {
         let stats = simulator.stats()
         return """
             open spans (5 s or older): \(openSpans.summary())
@@ -198,7 +199,7 @@ struct WorkerHarness: Sendable {
             Mio client pool:
             \(await mio.poolDiagnostics())
             tokens: \(tokens.diagnostics)
-            \(ThreadDump.busyThreads())
+            \(threads ? ThreadDump.busyThreads() : "threads: not printed")
             """
     }
 

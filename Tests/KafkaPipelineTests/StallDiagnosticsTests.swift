@@ -24,7 +24,7 @@ struct StallDiagnosticsTests {
             }
             try await Task.sleep(for: .milliseconds(1200))
             let spans = harness.openSpans.summary(openFor: .seconds(1))
-            let stall = await harness.stallSummary()
+            let stall = await harness.stallSummary(threads: false)
             let diagnostics = worker.worker.diagnostics
             print(diagnostics, stall, separator: "\n")
 
@@ -45,5 +45,14 @@ struct StallDiagnosticsTests {
             _ = try await harness.expectEveryJobDone(jobs, ends: ends, by: worker)
             try await worker.stop()
         }
+    }
+
+    /// The thread dump reads another process here (it stops the process it reads, and this one runs other tests):
+    /// a `sleep` has one thread, idle.
+    @Test func theThreadDumpReadsEveryThreadAndLeavesTheIdleOnesOut() async throws {
+        let sleeper = try Subprocess("/bin/sleep", ["30"], standardOutput: .file("/dev/null"), standardError: .file("/dev/null"))
+        defer { sleeper.send(SIGKILL) }
+        let dump = ThreadDump.busyThreads(of: sleeper.processIdentifier)
+        #expect(dump.hasPrefix("threads (0 busy of 1):"), "\(dump)")
     }
 }
