@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .PHONY: help deps deps-demo build build-demo build-release test test-asan demo clean
 
 help:
-	@echo "make demo    run mioctx end to end on embedded defaults (installs what is missing; a debug build of mioctx)"
+	@echo "make demo    run mioctx end to end on embedded defaults (installs what is missing; a debug build of mioctx without TLS, PostgreSQL and OTLP)"
 	@echo "make test    build and run every test (installs what is missing, starts a throwaway PostgreSQL)"
 	@echo "make build   debug build;  make build-release   release build"
 	@echo "make test-asan   every test under AddressSanitizer (a build of its own in .build/asan, about 5 minutes)"
@@ -16,15 +16,18 @@ deps:
 	@scripts/install-deps.sh
 
 # The demo installs and builds only what it runs: librdkafka's and SQLite's headers, and the debug mioctx
-# executable without the test targets. `make test` then builds in the same .build/debug and reuses every
-# module the demo built (the dependencies, the library modules, mioctx): the demo's wait is the part of the tests'
-# build it needs, no more. Debug is fast enough for the demo (its 2,000 jobs wait on the simulator's latency);
-# benchmarks and the image build in release.
+# executable without the test targets and without the package's three traits (Package.swift): TLS (swift-nio-ssl and
+# its BoringSSL), PostgreSQL (postgres-nio) and OTLP (swift-otel, swift-protobuf, AsyncHTTPClient, swift-nio-http2),
+# the heaviest dependencies to compile and none of which the demo uses (it talks to the simulator over HTTP, keeps
+# the tokens in SQLite and exports no span). That binary says so if asked for an https URL, a postgres:// store or
+# span export. `make test` then builds in the same .build/debug with every trait: it reuses every dependency the
+# demo built and rebuilds the package's own modules. Debug is fast enough for the demo (its 2,000 jobs wait on the
+# simulator's latency); benchmarks and the image build in release.
 deps-demo:
 	@scripts/install-deps.sh demo
 
 build-demo: deps-demo
-	$(SWIFT) build --product mioctx
+	$(SWIFT) build --product mioctx --disable-default-traits
 
 build: deps
 	$(SWIFT) build --build-tests

@@ -25,6 +25,14 @@ let package = Package(
         .library(name: "FilePipeline", targets: ["FilePipeline"]),
         .library(name: "Settings", targets: ["Settings"]),
     ],
+    // The parts that only a production deployment needs, and the heaviest dependencies to build: the demo's build
+    // (`make demo`) leaves them out with `--disable-default-traits`; every other build has them (docs/building.md).
+    traits: [
+        .trait(name: "TLS", description: "HTTPS to Mio (swift-nio-ssl, BoringSSL)"),
+        .trait(name: "PostgreSQL", description: "the PostgreSQL token store (postgres-nio)", enabledTraits: ["TLS"]),
+        .trait(name: "OTLP", description: "OTLP/HTTP export of traces (swift-otel)"),
+        .default(enabledTraits: ["TLS", "PostgreSQL", "OTLP"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
@@ -81,7 +89,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["TLS"])),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -109,8 +117,8 @@ let package = Package(
                 "Mio",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["PostgreSQL"])),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["PostgreSQL"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -220,7 +228,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
             ],
             swiftSettings: upcomingFeatures
         ),

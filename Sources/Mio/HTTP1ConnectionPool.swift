@@ -1,7 +1,13 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+#if TLS
 import NIOSSL
+#else
+/// A build without the TLS trait has no TLS configuration or context: only `http` origins.
+typealias TLSConfiguration = Never
+typealias NIOSSLContext = Never
+#endif
 import Synchronization
 
 /// What came back for one request: the status, the headers and the (bounded) body.
@@ -25,6 +31,8 @@ enum HTTP1PoolError: Error, Equatable, CustomStringConvertible {
     case cancelled
     /// The pool was shut down.
     case shutDown
+    /// An `https` origin in a build without the TLS trait (the demo's, `make demo`).
+    case noTLS
 
     var description: String {
         switch self {
@@ -33,6 +41,8 @@ enum HTTP1PoolError: Error, Equatable, CustomStringConvertible {
         case .bodyTooLarge(let limit): "the response body is larger than \(limit) bytes"
         case .cancelled: "the request was cancelled"
         case .shutDown: "the HTTP connection pool is shut down"
+        case .noTLS: "this build of mioctx has no TLS for an https URL (`make demo` builds without it; `make build` or "
+            + "`swift build` builds with it)"
         }
     }
 }
@@ -110,9 +120,13 @@ final class HTTP1ConnectionPool: Sendable {
         self.origin = origin
         let sslContext: NIOSSLContext?
         if origin.useTLS {
+            #if TLS
             var configuration = tlsConfiguration ?? TLSConfiguration.makeClientConfiguration()
             configuration.applicationProtocols = ["http/1.1"]
             sslContext = try NIOSSLContext(configuration: configuration)
+            #else
+            throw HTTP1PoolError.noTLS
+            #endif
         } else {
             sslContext = nil
         }

@@ -2,7 +2,9 @@ import DequeModule
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+#if TLS
 import NIOSSL
+#endif
 
 /// One event loop's share of the pool. Every property and method is used on `loop` only.
 final class LoopPool: @unchecked Sendable {
@@ -101,7 +103,9 @@ final class LoopPool: @unchecked Sendable {
 
     private func connect() {
         self.connecting += 1
+        #if TLS
         let sslContext = self.sslContext
+        #endif
         let origin = self.origin
         let limits = self.limits
         let bootstrap = ClientBootstrap(group: self.loop)
@@ -110,10 +114,12 @@ final class LoopPool: @unchecked Sendable {
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    #if TLS
                     if let sslContext {
                         let hostname = origin.host.isIPAddress ? nil : origin.host
                         try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
                     }
+                    #endif
                     // Header values are checked by the caller where they come from outside (see `execute`); NIO's
                     // validator would check every header of every request again.
                     try pipeline.addHTTPClientHandlers(enableOutboundHeaderValidation: false)

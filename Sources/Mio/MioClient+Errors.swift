@@ -62,6 +62,8 @@ extension MioClient {
                 return MioError(code: .malformedResponse, endpoint: endpoint.label, detail: "\(error)")
             case .connectionClosed, .shutDown:
                 return MioError(code: .transportFailure, endpoint: endpoint.label, detail: "\(error)")
+            case .noTLS:
+                return MioError(code: .clientError, endpoint: endpoint.label, detail: "\(error)")
             }
         }
         if case ChannelError.connectTimeout = error {

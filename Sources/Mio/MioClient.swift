@@ -7,7 +7,9 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
+#if TLS
 import NIOSSL
+#endif
 public import Tracing
 
 /// A client for the Mio API that speaks exactly the wire protocol of the official server SDK
@@ -198,6 +200,10 @@ public final class MioClient: Sendable {
         try await client.shutdown()
         return result
     }
+
+    /// Why the client can make no request at all (an `apiURL` it cannot use, an https one in a build without the
+    /// TLS trait, a TLS setup that failed), or nil: check it at start-up rather than meet it at every request.
+    public var configurationError: MioError? { poolError }
 
     /// The connection pool's state on each event loop, for the diagnostics of a stall (a test that waits in vain).
     package func poolDiagnostics() async -> String {

@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Coordination
 import Foundation
 import Logging
@@ -184,3 +185,4 @@ extension PostgresTokenStore {
         pause = min(pause * 2, .milliseconds(100))
     }
 }
+#endif

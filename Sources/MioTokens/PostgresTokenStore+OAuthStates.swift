@@ -1,3 +1,4 @@
+#if PostgreSQL
 public import Foundation
 import PostgresNIO
 
@@ -39,3 +40,4 @@ extension PostgresTokenStore: OAuthStateLedger {
         }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Coordination
 import Foundation
 import Logging
@@ -143,3 +144,4 @@ extension PostgresTokenStore {
 extension DescribedError {
     init(description: String) { self.description = description }
 }
+#endif

@@ -1,3 +1,4 @@
+#if PostgreSQL
 import PostgresNIO
 
 extension PostgresTokenStore {
@@ -83,3 +84,4 @@ extension PostgresTokenStore {
         }
     }
 }
+#endif

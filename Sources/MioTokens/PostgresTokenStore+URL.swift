@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Foundation
 import NIOSSL
 import PostgresNIO
@@ -73,3 +74,4 @@ extension PostgresTokenStore {
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if PostgreSQL
 public import Coordination
 import Foundation
 public import Logging
@@ -54,7 +55,10 @@ public final class PostgresTokenStore: TokenStore, Service {
         ///   - requestTimeout: The Mio client's request timeout.
         ///   - maximumConnections: The pool size.
         /// - Returns: The configuration.
-        public static func following(requestTimeout: Duration, maximumConnections: Int = 16) -> Self {
+        public static func following(
+            requestTimeout: Duration,
+            maximumConnections: Int = TokenStoreLocation.defaultPostgresPoolSize
+        ) -> Self {
             Self(
                 lockTimeout: requestTimeout + .seconds(5),
                 statementTimeout: requestTimeout + .seconds(10),
@@ -70,7 +74,7 @@ public final class PostgresTokenStore: TokenStore, Service {
             idleInTransactionTimeout: Duration = .seconds(60),
             leaseDuration: Duration = .seconds(15),
             renewsLease: Bool = true,
-            maximumConnections: Int = 16
+            maximumConnections: Int = TokenStoreLocation.defaultPostgresPoolSize
         ) {
             self.lockTimeout = lockTimeout
             self.statementTimeout = statementTimeout
@@ -380,3 +384,4 @@ public final class PostgresTokenStore: TokenStore, Service {
         }
     }
 }
+#endif

@@ -31,7 +31,9 @@ extension TokenStore {
     public func rekeyReporting() async throws -> RekeyReport {
         switch self {
         case let store as SQLiteTokenStore: return try await store.rekeyReport()
+        #if PostgreSQL
         case let store as PostgresTokenStore: return try await store.rekeyReport()
+        #endif
         default: return RekeyReport(rewritten: try await rekey())
         }
     }

@@ -15,6 +15,16 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible, Cu
     /// The default location, `sqlite:mioctx-tokens.sqlite`.
     public static let `default` = TokenStoreLocation.sqlite(path: "mioctx-tokens.sqlite")
 
+    /// The PostgreSQL store's default pool size (`tokens.postgresPoolSize`).
+    public static let defaultPostgresPoolSize = 16
+
+    /// Why a `postgres://` location cannot be used in a build without the PostgreSQL trait (the demo's).
+    static let noPostgreSQL = TokenError(
+        .invalidInput,
+        detail: "this build of mioctx has no PostgreSQL token store (`make demo` builds without it; `make build` or "
+            + "`swift build` builds with it)"
+    )
+
     /// Parses `sqlite:PATH`, `postgres://...` or `postgresql://...`.
     /// - Throws: ``TokenError/Code/invalidInput`` for anything else.
     public init(parsing text: String) throws {
@@ -24,8 +34,12 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible, Cu
             guard !path.isEmpty else { throw TokenError(.invalidInput, detail: "sqlite: needs a path (sqlite:PATH)") }
             self = .sqlite(path: path)
         } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            #if PostgreSQL
             _ = try PostgresTokenStore.clientConfiguration(url: text)
             self = .postgres(url: text)
+            #else
+            throw Self.noPostgreSQL
+            #endif
         } else {
             throw TokenError(
                 .invalidInput, detail: "a token store is sqlite:PATH or postgres://user:password@host:port/database"
@@ -79,11 +93,16 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible, Cu
             try await store.close()
             return result
         case .postgres(let url):
+            #if PostgreSQL
             return try await PostgresTokenStore.withStore(
                 url: url, keyring: keyring, timeSource: timeSource, logger: logger
             ) {
                 try await body($0)
             }
+            #else
+            _ = url
+            throw Self.noPostgreSQL
+            #endif
         }
     }
 }

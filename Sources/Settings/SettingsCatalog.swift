@@ -185,7 +185,7 @@ public struct SettingsCatalog: Sendable {
         )
         /// The declaration of `tokens.postgresPoolSize`.
         public let postgresPoolSize = Setting<Int>(
-            "tokens.postgresPoolSize", default: PostgresTokenStore.Configuration().maximumConnections,
+            "tokens.postgresPoolSize", default: TokenStoreLocation.defaultPostgresPoolSize,
             parser: .integer(in: 2...1_000),
             "PostgreSQL connections per replica (2 to 1000); a refresh holds none while it waits for Mio (a lease "
                 + "on the row), so token reads never wait for a refresh"

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
+#if OTLP
 import OTel
+#endif
 import ServiceLifecycle
 import Settings
 import Tracing
@@ -39,6 +41,7 @@ struct TracingExport: Sendable {
     /// The first `OTEL_*` variable naming the protocol, if any: only OTLP/HTTP is built in.
     var protocolVariable: (name: String, value: String)?
 
+    #if OTLP
     /// swift-otel's configuration: traces only (metrics stay on Prometheus, logs on standard error), OTLP over
     /// HTTP with protobuf, W3C trace context, a parent-based ratio sampler, diagnostics to `logger`.
     func configuration(logger: Logger) -> OTel.Configuration {
@@ -80,4 +83,17 @@ struct TracingExport: Sendable {
 
     /// Puts the trace and span ids of the current span (`trace_id`, `span_id`, `trace_flags`) in each log line.
     static let logMetadataProvider: Logger.MetadataProvider = OTel.makeLoggingMetadataProvider()
+    #else
+    /// A build without the OTLP trait (the demo's) exports nothing: asking for export is an error that says so.
+    func bootstrap(logger: Logger) throws -> (any Service)? {
+        guard enabled else { return nil }
+        throw ValidationError(
+            "this build of mioctx has no OTLP export (`make demo` builds without it; `make build` or `swift build` "
+                + "builds with it): unset tracing.otlpEndpoint and OTEL_EXPORTER_OTLP_*ENDPOINT"
+        )
+    }
+
+    /// No span is exported in such a build, so log lines carry no trace id.
+    static let logMetadataProvider = Logger.MetadataProvider { [:] }
+    #endif
 }

@@ -19,7 +19,7 @@ struct WorkerAssembly {
     let shutdownGracePeriod: Duration
 
     init(settings: EffectiveSettings, store: any TokenStore, logger: Logger) throws {
-        let (mio, tokens, handler) = Self.makeHandler(settings: settings, store: store, logger: logger)
+        let (mio, tokens, handler) = try Self.makeHandler(settings: settings, store: store, logger: logger)
         var configuration = KafkaWorker.Configuration(
             kafka: KafkaConfiguration(
                 bootstrapServers: settings[\.kafka.bootstrapServers], properties: settings.kafkaProperties
@@ -61,12 +61,13 @@ struct WorkerAssembly {
 
     /// The Mio client, the token provider over `store`, and the job handler using both, as `settings` say.
     /// Shared by the Kafka worker and `mioctx enrich`. Shut the client down when done.
+    /// - Throws: `MioError` when the client cannot make any request (``makeMioClient(_:logger:)``).
     static func makeHandler(
         settings: EffectiveSettings,
         store: any TokenStore,
         logger: Logger
-    ) -> (mio: MioClient, tokens: TokenProvider, handler: JobHandler) {
-        let mio = MioClient(configuration: mioConfiguration(settings), logger: logger)
+    ) throws -> (mio: MioClient, tokens: TokenProvider, handler: JobHandler) {
+        let mio = try makeMioClient(settings, logger: logger)
         let tokens = tokenProvider(settings: settings, store: store, refresher: mio, logger: logger)
         let handler = JobHandler(
             api: MioContextAPI(mio),
@@ -108,6 +109,18 @@ struct WorkerAssembly {
             ),
             logger: logger
         )
+    }
+
+    /// A Mio client as `settings` configure it, refused at once when it could make no request (an https
+    /// `mio.apiURL` in a build without TLS, such as the demo's): every job would otherwise end in that error.
+    /// - Throws: the client's `MioError`, after shutting it down.
+    static func makeMioClient(_ settings: EffectiveSettings, logger: Logger) throws -> MioClient {
+        let mio = MioClient(configuration: mioConfiguration(settings), logger: logger)
+        if let error = mio.configurationError {
+            Task { try? await mio.shutdown() }
+            throw error
+        }
+        return mio
     }
 
     /// The Mio client's configuration (credentials may be empty for commands that do not call Mio's OAuth).

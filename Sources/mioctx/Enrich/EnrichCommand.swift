@@ -134,7 +134,7 @@ struct EnrichCommand: AsyncParsableCommand {
         }
 
         let summary = try await location.withStore(keyring: keyring, logger: logger) { store in
-            let (mio, _, handler) = WorkerAssembly.makeHandler(settings: settings, store: store, logger: logger)
+            let (mio, _, handler) = try WorkerAssembly.makeHandler(settings: settings, store: store, logger: logger)
             let enrichment = FileEnrichment(
                 handler: handler,
                 sink: sink,

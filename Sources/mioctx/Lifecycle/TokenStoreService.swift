@@ -12,7 +12,9 @@ final class TokenStoreService: Service, Sendable {
     let store: any TokenStore
     /// Opens when the store can be used; stays shut when it cannot (the service then fails).
     let ready = StartGate()
+    #if PostgreSQL
     private let postgres: PostgresTokenStore?
+    #endif
 
     /// Opens the store that `settings` name, with their keys; nothing is started. The key list is taken out of
     /// `settings` (``EffectiveSettings/takeKeyring()``): from here on only the store's keyring holds the keys.
@@ -27,8 +29,11 @@ final class TokenStoreService: Service, Sendable {
             store = try SQLiteTokenStore(
                 path: path, keyring: keyring, configuration: .following(requestTimeout: requestTimeout)
             )
+            #if PostgreSQL
             postgres = nil
+            #endif
         case .postgres(let url):
+            #if PostgreSQL
             let postgres = try PostgresTokenStore(
                 url: url, keyring: keyring,
                 configuration: .following(
@@ -38,21 +43,35 @@ final class TokenStoreService: Service, Sendable {
             )
             store = postgres
             self.postgres = postgres
+            #else
+            // The location's parsing refuses `postgres://` in such a build; this is not reached.
+            _ = url
+            throw TokenError(.invalidInput, detail: "this build of mioctx has no PostgreSQL token store")
+            #endif
         }
     }
 
     /// Wraps a store opened by its owner (an SQLite store, ready at once).
     init(store: SQLiteTokenStore) {
         self.store = store
+        #if PostgreSQL
         self.postgres = nil
+        #endif
     }
 
     func run() async throws {
+        #if PostgreSQL
         guard let postgres else {
             ready.open()
             try? await gracefulShutdown()
             return
         }
+        #else
+        // A build without the PostgreSQL trait (the demo's) has only the SQLite store.
+        ready.open()
+        try? await gracefulShutdown()
+        #endif
+        #if PostgreSQL
         try await withThrowingTaskGroup(of: Void.self) { group in
             // The pool stops by itself on graceful shutdown (PostgresClient.run watches for it); this service is
             // the last of the group to be told, once everything that queries the store has stopped.
@@ -61,6 +80,7 @@ final class TokenStoreService: Service, Sendable {
             ready.open()
             try await group.waitForAll()
         }
+        #endif
     }
 }
 

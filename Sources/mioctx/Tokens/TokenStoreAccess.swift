@@ -30,7 +30,7 @@ enum TokenStoreAccess {
         _ body: (any TokenStore, MioClient, EffectiveSettings) async throws -> T
     ) async throws -> T {
         try await withStore(requiring: .mioCredentials) { store, settings in
-            let mio = MioClient(configuration: WorkerAssembly.mioConfiguration(settings))
+            let mio = try WorkerAssembly.makeMioClient(settings, logger: Logger(label: "mio"))
             do {
                 let result = try await body(store, mio, settings)
                 try await mio.shutdown()
