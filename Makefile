@@ -22,12 +22,14 @@ deps:
 # the tokens in SQLite and exports no span). That binary says so if asked for an https URL, a postgres:// store or
 # span export. `make test` then builds in the same .build/debug with every trait: it reuses every dependency the
 # demo built and rebuilds the package's own modules. Debug is fast enough for the demo (its 2,000 jobs wait on the
-# simulator's latency); benchmarks and the image build in release.
+# simulator's latency); benchmarks and the image build in release. `--force-resolved-versions`: a resolution without
+# the traits would otherwise rewrite Package.resolved without the pins only they need (swift-otel, swift-protobuf...),
+# and the next build with them would resolve those afresh instead of from the pins.
 deps-demo:
 	@scripts/install-deps.sh demo
 
 build-demo: deps-demo
-	$(SWIFT) build --product mioctx --disable-default-traits
+	$(SWIFT) build --product mioctx --disable-default-traits --force-resolved-versions
 
 build: deps
 	$(SWIFT) build --build-tests
