@@ -52,11 +52,11 @@ public final class KafkaWorker: Service, Sendable {
         /// How long finished work may wait for its commit before the worker stops taking new jobs, until a commit
         /// succeeds. librdkafka commits nothing while the group rebalances (and a coordinator may refuse commits
         /// meanwhile), so without this bound a crash during a long rebalance repeats everything finished since it
-        /// began; with it, a crash repeats at most about this much finished work plus the jobs in flight. `nil`:
-        /// ``commitInterval`` and a quarter (the quarter keeps the hold from engaging in a stable group, where each commit's
-        /// answer comes about one interval after the one before); `.zero` (the default): no bound, the worker keeps
+        /// began; with it, a crash repeats at most about this much finished work plus the jobs in flight. `nil` (the
+        /// default): ``commitInterval`` and a quarter (the quarter keeps the hold from engaging in a stable group, where
+        /// each commit's answer comes about one interval after the one before); `.zero`: no bound, the worker keeps
         /// taking jobs through rebalances.
-        public var maxUncommittedTime: Duration? = .zero
+        public var maxUncommittedTime: Duration? = nil
         /// At most about this many bytes of messages wait in the consumer for the engine (besides the count bound);
         /// above it the consumer pauses its partitions. Default 32 MiB.
         public var maxBufferedBytes: Int = 32 * 1024 * 1024

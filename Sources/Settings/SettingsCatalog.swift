@@ -374,8 +374,8 @@ public struct SettingsCatalog: Sendable {
         )
         /// The declaration of `processing.maxUncommittedTime`.
         public let maxUncommittedTime = Setting<Duration?>(
-            "processing.maxUncommittedTime", default: .zero, parser: .uncommittedTime,
-            format: { $0.map { $0 == .zero ? "off" : SettingValueParsing.format($0) } ?? "auto" }, documentedDefault: "off",
+            "processing.maxUncommittedTime", default: nil, parser: .uncommittedTime,
+            format: { $0.map { $0 == .zero ? "off" : SettingValueParsing.format($0) } ?? "auto" }, documentedDefault: "auto",
             "how long finished jobs may wait for their commit (a rebalance, failing commits) before the worker takes "
                 + "no new job until a commit succeeds (10ms to 1h; `auto`: 1.25 × `processing.commitInterval`; `off`: no "
                 + "bound); bounds what a crash during a rebalance repeats"
