@@ -222,7 +222,7 @@ final class ProcessGroupSetup: Sendable {
         environment["MIO_API_URL"] = simulatorURL
         environment["MIOCTX_PROCESSING_COMMIT_INTERVAL"] = "\(Int(commitInterval.timeInterval * 1000))ms"
         // The bound is the jobs in flight plus one commit interval of work: finished work may wait one commit
-        // interval for its commit before the worker stops taking jobs (the default, `auto`, allows two).
+        // interval for its commit before the worker stops taking jobs (the default, `auto`, allows 1.25 intervals).
         environment["MIOCTX_PROCESSING_MAX_UNCOMMITTED_TIME"] = "\(Int(commitInterval.timeInterval * 1000))ms"
         environment["MIOCTX_PROCESSING_SHUTDOWN_GRACE_PERIOD"] = "20s"
         environment["MIOCTX_KAFKA_PROPERTIES"] = "session.timeout.ms=6000,heartbeat.interval.ms=500"
