@@ -167,21 +167,28 @@ final class ConsumerFeed: Service, Sendable {
     static let storeInterval: Duration = .milliseconds(100)
 
     /// Where the loop of ``storeMarks()`` is, for the diagnostics of a stall.
-    let storeLoop = LoopHeartbeat(stages: ["sleeping", "storing marks", "releasing held messages", "ended"])
+    let storeLoop = LoopHeartbeat(stages: StoreLoopStage.names)
+
+    /// The stages of ``storeMarks()``, as ``storeLoop`` names them.
+    private enum StoreLoopStage: Int {
+        case sleeping, storing, releasing, ended
+
+        static let names = ["sleeping", "storing marks", "releasing held messages", "ended"]
+    }
 
     /// Stores the advanced marks every ``storeInterval`` until cancelled.
     private func storeMarks() async {
-        defer { storeLoop.enter(3) }
+        defer { storeLoop.enter(StoreLoopStage.ended.rawValue) }
         while !Task.isCancelled {
-            storeLoop.enter(0)
+            storeLoop.enter(StoreLoopStage.sleeping.rawValue)
             do {
                 try await clock.sleep(for: Self.storeInterval)
             } catch {
                 return
             }
-            storeLoop.enter(1)
+            storeLoop.enter(StoreLoopStage.storing.rawValue)
             storeFinishedMarks()
-            storeLoop.enter(2)
+            storeLoop.enter(StoreLoopStage.releasing.rawValue)
             releaseHeldMessages()
         }
     }

@@ -19,7 +19,7 @@ public enum TokenStoreLocation: Sendable, Equatable, CustomStringConvertible, Cu
     public static let defaultPostgresPoolSize = 16
 
     /// Why a `postgres://` location cannot be used in a build without the PostgreSQL trait (the demo's).
-    static let noPostgreSQL = TokenError(
+    public static let noPostgreSQL = TokenError(
         .invalidInput,
         detail: "this build of mioctx has no PostgreSQL token store (`make demo` builds without it; `make build` or "
             + "`swift build` builds with it)"

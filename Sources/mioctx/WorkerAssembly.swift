@@ -113,13 +113,10 @@ struct WorkerAssembly {
 
     /// A Mio client as `settings` configure it, refused at once when it could make no request (an https
     /// `mio.apiURL` in a build without TLS, such as the demo's): every job would otherwise end in that error.
-    /// - Throws: the client's `MioError`, after shutting it down.
+    /// - Throws: the client's `MioError` (such a client has no connection pool, so nothing to shut down).
     static func makeMioClient(_ settings: EffectiveSettings, logger: Logger) throws -> MioClient {
         let mio = MioClient(configuration: mioConfiguration(settings), logger: logger)
-        if let error = mio.configurationError {
-            Task { try? await mio.shutdown() }
-            throw error
-        }
+        if let error = mio.configurationError { throw error }
         return mio
     }
 

@@ -48,9 +48,9 @@ extension KafkaConsumerCore {
         }
         if !changes.resume.isEmpty {
             pollLoopHeartbeat.enter(PollLoopStage.resuming.rawValue)
-        }
-        if !changes.resume.isEmpty, applied(client.resume(changes.resume), paused: false, changes.resume) {
-            seek(changes.seeks, client, reason: "resume")
+            if applied(client.resume(changes.resume), paused: false, changes.resume) {
+                seek(changes.seeks, client, reason: "resume")
+            }
         }
         if let request = changes.completesRequest {
             state.withLock { state, waiters in

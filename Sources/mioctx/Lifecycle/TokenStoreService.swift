@@ -46,7 +46,7 @@ final class TokenStoreService: Service, Sendable {
             #else
             // The location's parsing refuses `postgres://` in such a build; this is not reached.
             _ = url
-            throw TokenError(.invalidInput, detail: "this build of mioctx has no PostgreSQL token store")
+            throw TokenStoreLocation.noPostgreSQL
             #endif
         }
     }
@@ -66,12 +66,6 @@ final class TokenStoreService: Service, Sendable {
             try? await gracefulShutdown()
             return
         }
-        #else
-        // A build without the PostgreSQL trait (the demo's) has only the SQLite store.
-        ready.open()
-        try? await gracefulShutdown()
-        #endif
-        #if PostgreSQL
         try await withThrowingTaskGroup(of: Void.self) { group in
             // The pool stops by itself on graceful shutdown (PostgresClient.run watches for it); this service is
             // the last of the group to be told, once everything that queries the store has stopped.
@@ -80,6 +74,10 @@ final class TokenStoreService: Service, Sendable {
             ready.open()
             try await group.waitForAll()
         }
+        #else
+        // A build without the PostgreSQL trait (the demo's) has only the SQLite store.
+        ready.open()
+        try? await gracefulShutdown()
         #endif
     }
 }
